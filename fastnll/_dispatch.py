@@ -1,0 +1,52 @@
+"""Choose the kernel module for this CPU.
+
+The kernels are compiled once per x86-64 level (baseline, x86-64-v3 with AVX2/FMA, x86-64-v4
+with AVX-512).  At import fastnll takes the best level the CPU supports, or the level named by
+the environment variable FASTNLL_SIMD_LEVEL (x86-64, x86-64-v3, x86-64-v4, or generic on other
+architectures); a level the CPU cannot run is refused with an ImportError instead of crashing
+on an illegal instruction.
+"""
+import importlib
+import os
+
+from . import _cpu
+
+ENV_VAR = "FASTNLL_SIMD_LEVEL"
+_ALIASES = {"baseline": "x86-64", "sse2": "x86-64", "avx2": "x86-64-v3", "avx512": "x86-64-v4"}
+
+
+def _module_name(level):
+    return "fastnll._kern_" + level.replace("-", "_")
+
+
+def built_levels():
+    """Levels whose kernel module is installed and that this CPU can run, best last."""
+    found = []
+    for level in _cpu.supported_levels():
+        try:
+            importlib.import_module(_module_name(level))
+        except ImportError:
+            continue
+        found.append(level)
+    return found
+
+
+def _select():
+    supported = _cpu.supported_levels()
+    forced = os.environ.get(ENV_VAR, "").strip().lower()
+    if forced:
+        level = _ALIASES.get(forced, forced)
+        if level not in supported:
+            raise ImportError(
+                f"{ENV_VAR}={forced!r}: this CPU supports only {', '.join(supported)}"
+            )
+        return level, importlib.import_module(_module_name(level))
+    for level in reversed(supported):
+        try:
+            return level, importlib.import_module(_module_name(level))
+        except ImportError:
+            continue
+    raise ImportError("no fastnll kernel module could be imported; is the build complete?")
+
+
+level, kernels = _select()

@@ -1,0 +1,3 @@
+# cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
+# The class-axis kernels compiled for one instruction-set level (x86_64); see setup.py.
+include "_kernels.pxi"

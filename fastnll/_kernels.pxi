@@ -1,0 +1,538 @@
+# fastnll kernels for the class-axis family: logsumexp, softmax, log_softmax, nll_loss and
+# cross_entropy (class-index and class-probability targets), forward and fused backward.
+#
+# This file is included by one thin .pyx per instruction-set level (_kern_*.pyx), so the same
+# source is compiled once per level and the package picks the best one at import.
+#
+# Design
+# (a) Every array arrives as a 3-D view (outer, C, inner), the class axis in the middle, with
+#     arbitrary element strides (s0, s1, s2), already validated and typed by the Python wrapper.
+#     Outputs (per-row results as (outer, inner), gradients and softmax as (outer, C, inner))
+#     are buffers the wrapper allocated; targets are int64 (outer, inner).
+# (b) Two traversals.  Rows: when inner == 1 or the class stride is the smaller one, each row
+#     of C classes is reduced on its own (row_lse in _lse.pxd), rows spread over threads in
+#     fixed blocks.  Columns: when the inner axis has the smaller stride (PyTorch's
+#     (N, C, d1, ...) layout, axis=0 of a C-ordered matrix), blocks of COL_BLOCK columns are
+#     reduced together so that the vector lanes run along the inner axis.
+# (c) Per-row results never depend on the thread count.  Sums over rows (mean, sum) are taken
+#     per fixed block in float64, then the block partials are added in block order: the same
+#     input gives bit-identical results with any number of threads.
+# (d) The loss forward allocates nothing of the input's size.  The fused forward+backward reads
+#     a row twice (once for its log-sum-exp, once to write the gradient) and writes it once.
+# (e) Per class-target row, with p = softmax(x), w the class weights (1 without weights), W
+#     their sum, t the target, eps the label smoothing and sigma the reduction scale:
+#       loss = (1-eps) w_t (lse - x_t) + eps/C (W lse - sum_j w_j x_j)   (PyTorch's formula)
+#       grad = sigma [ ((1-eps) w_t + eps W / C) p - eps/C w - (1-eps) w_t e_t ]
+#     For probability targets t (smoothed to t' = (1-eps) t + eps/C):
+#       loss = sum_j w_j t'_j (lse - x_j),  grad = sigma [ (sum_j w_j t'_j) p - w t' ].
+#     Sums of x are taken relative to a reference inside the row (the first chunk's shift), so
+#     float32 rows with large offsets do not lose the answer to cancellation.
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
+
+from fastnll._lse cimport (
+    RowStats, ROW_CHUNK, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp,
+    vmax, vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
+)
+
+cdef extern from "_omp_shim.h" nogil:
+    int fnl_omp_max_threads()
+    int fnl_have_openmp()
+
+# Rows per block in the row traversal: the unit of work handed to a thread and of the
+# fixed-order summation.
+cdef enum:
+    ROW_BLOCK = 64
+
+
+def openmp_max_threads():
+    """OpenMP's default team size (OMP_NUM_THREADS, threadpoolctl), 1 without OpenMP."""
+    return fnl_omp_max_threads()
+
+
+def built_with_openmp():
+    return bool(fnl_have_openmp())
+
+
+cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t s1, Py_ssize_t s2) noexcept nogil:
+    return inner > 1 and (s2 if s2 >= 0 else -s2) < (s1 if s1 >= 0 else -s1)
+
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline double sum_partials(double *partials, Py_ssize_t n) noexcept nogil:
+    cdef double total = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        total += partials[i]
+    return total
+
+
+# --------------------------------------------------------------- column statistics ----
+
+cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
+                         Py_ssize_t sk, int mode, const floating *w, Py_ssize_t sw,
+                         floating *fws, double *dws) noexcept nogil:
+    # Online log-sum-exp of nk columns at once (each column a run of C classes).
+    # Workspace in:   fws 8*COL_BLOCK floating, dws 4*COL_BLOCK double.
+    # Results left in: shift = fws[0:], logs (floating) = fws[B:], ref = fws[2B:],
+    #                  logs (double) = dws[0:], acc (double) = dws[B:]   (mode 1: sum w (x-ref))
+    cdef Py_ssize_t B = COL_BLOCK, j, j0, jn, k
+    cdef floating *shift = fws
+    cdef floating *flogs = fws + B
+    cdef floating *ref = fws + 2 * B
+    cdef floating *top = fws + 3 * B
+    cdef floating *cm = fws + 4 * B
+    cdef floating *clo = fws + 5 * B
+    cdef floating *chi = fws + 6 * B
+    cdef floating *cacc = fws + 7 * B
+    cdef double *dlogs = dws
+    cdef double *acc = dws + B
+    cdef double *lo = dws + 2 * B
+    cdef double *eq = dws + 3 * B
+    for k in range(nk):
+        top[k] = -INFINITY
+        shift[k] = 0
+        lo[k] = 0
+        eq[k] = 0
+        acc[k] = 0
+    j0 = 0
+    while j0 < C:
+        jn = C - j0
+        if jn > COL_CHUNK:
+            jn = COL_CHUNK
+        for k in range(nk):
+            cm[k] = -INFINITY
+            clo[k] = 0
+            chi[k] = 0
+            cacc[k] = 0
+        for j in range(j0, j0 + jn):
+            vcolmax(x + j * s1, nk, sk, cm)
+        for k in range(nk):
+            if cm[k] > top[k]:
+                rescale(cm[k], &top[k], &shift[k], &lo[k], &eq[k])
+            if j0 == 0:
+                ref[k] = shift[k]
+        for j in range(j0, j0 + jn):
+            vcolsumexp(x + j * s1, nk, sk, top, shift, clo, chi)
+        if mode == 1:
+            for j in range(j0, j0 + jn):
+                vcolsumdiff(x + j * s1, nk, sk, 1 if w == NULL else w[j * sw], ref, cacc)
+        for k in range(nk):
+            lo[k] += clo[k]
+            eq[k] += chi[k]
+            acc[k] += cacc[k]
+        j0 += jn
+    for k in range(nk):
+        dlogs[k] = finish_logs(top[k], lo[k], eq[k])
+        flogs[k] = <floating>dlogs[k]
+
+
+cdef inline floating *x_ptr(const floating[:, :, :] x) noexcept nogil:
+    if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
+        return NULL
+    return <floating *>&x[0, 0, 0]
+
+
+# ------------------------------------------------------------------------- logsumexp ----
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
+    """out[o, k] = log sum_c exp(x[o, c, k])."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef const floating *x0 = x_ptr(x)
+    cdef Py_ssize_t r, o, k, it, nkb, k0, nk
+    cdef RowStats st
+    cdef floating *fws
+    cdef double *dws
+    if outer == 0 or inner == 0:
+        return
+    if C == 0:
+        out[:, :] = -INFINITY
+        return
+    if not use_columns(inner, s1, s2):
+        with nogil:
+            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                o = r // inner
+                k = r - o * inner
+                row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0, &st)
+                out[o, k] = <floating>(st.shift + st.logs)
+        return
+    nkb = ceil_div(inner, COL_BLOCK)
+    with nogil, parallel(num_threads=nthreads):
+        fws = <floating *>malloc(8 * COL_BLOCK * sizeof(floating))
+        dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
+        for it in prange(outer * nkb, schedule='static'):
+            o = it // nkb
+            k0 = (it - o * nkb) * COL_BLOCK
+            nk = inner - k0
+            if nk > COL_BLOCK:
+                nk = COL_BLOCK
+            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws)
+            for k in range(nk):
+                out[o, k0 + k] = <floating>(fws[k] + dws[k])
+        free(fws)
+        free(dws)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:, :] out,
+                floating[:, :] sgn, int nthreads):
+    """SciPy's weighted logsumexp: out = log|sum_c b exp(x)|, sgn its sign.
+
+    Terms with b == 0 are dropped even where x is inf or nan.  Scalar two-pass code: this path
+    is for correctness, not speed."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t r, o, k, c
+    cdef double top, m, s, v, bv, res, sg, direct
+    if outer == 0 or inner == 0:
+        return
+    with nogil:
+        for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+            o = r // inner
+            k = r - o * inner
+            top = -INFINITY
+            for c in range(C):
+                if b[o, c, k] != 0 and x[o, c, k] > top:
+                    top = x[o, c, k]
+            m = 0
+            s = 0
+            direct = 0
+            for c in range(C):
+                bv = b[o, c, k]
+                if bv == 0:
+                    continue
+                v = x[o, c, k]
+                if isfinite(top):
+                    if v == top:
+                        m = m + bv
+                    else:
+                        s = s + bv * fexp(v - top)
+                direct = direct + bv * fexp(v)
+            res = NAN
+            sg = NAN
+            if isfinite(top):
+                if s != 0:
+                    s = s / m
+                sg = (1.0 if s + 1 > 0 else (-1.0 if s + 1 < 0 else 0.0)) * \
+                     (1.0 if m > 0 else (-1.0 if m < 0 else 0.0))
+                if s < -1:
+                    s = -s - 2
+                res = log1p(s) + log(fabs(m)) + top
+            if not isfinite(res):
+                # SciPy hands non-finite results to the direct formula.
+                sg = 1.0 if direct > 0 else (-1.0 if direct < 0 else (0.0 if direct == 0 else NAN))
+                res = log(fabs(direct))
+            out[o, k] = <floating>res
+            sgn[o, k] = <floating>sg
+
+
+# --------------------------------------------------------------- softmax, log_softmax ----
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int nthreads):
+    """out = softmax(x) or log_softmax(x) along the middle axis."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t o0 = out.strides[0] // sizeof(floating)
+    cdef Py_ssize_t o1 = out.strides[1] // sizeof(floating)
+    cdef Py_ssize_t o2 = out.strides[2] // sizeof(floating)
+    cdef const floating *x0 = x_ptr(x)
+    cdef floating *y0 = x_ptr(out)
+    cdef Py_ssize_t r, o, k, j, it, nkb, k0, nk
+    cdef RowStats st
+    cdef floating logs
+    cdef floating *fws
+    cdef double *dws
+    if x0 == NULL:
+        return
+    if not use_columns(inner, s1, s2):
+        with nogil:
+            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                o = r // inner
+                k = r - o * inner
+                row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0, &st)
+                logs = <floating>st.logs
+                if not take_log and st.top == INFINITY:
+                    logs = NAN   # SciPy: exp(inf - inf) poisons the whole row
+                vsoftmax(x0 + o * s0 + k * s2, C, s1, <floating>st.shift, logs,
+                         y0 + o * o0 + k * o2, o1, take_log)
+        return
+    nkb = ceil_div(inner, COL_BLOCK)
+    with nogil, parallel(num_threads=nthreads):
+        fws = <floating *>malloc(8 * COL_BLOCK * sizeof(floating))
+        dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
+        for it in prange(outer * nkb, schedule='static'):
+            o = it // nkb
+            k0 = (it - o * nkb) * COL_BLOCK
+            nk = inner - k0
+            if nk > COL_BLOCK:
+                nk = COL_BLOCK
+            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws)
+            if not take_log:
+                for k in range(nk):
+                    if fws[3 * COL_BLOCK + k] == INFINITY:
+                        fws[COL_BLOCK + k] = NAN
+            for j in range(C):
+                vcolsoftmax(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
+                            y0 + o * o0 + j * o1 + k0 * o2, o2, take_log)
+        free(fws)
+        free(dws)
+
+
+# ----------------------------------------------------------------- class targets ----
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t ignore_index,
+                  const floating[:] w, bint has_w):
+    """Validate class targets and total their weights, in one serial pass over the targets.
+
+    Returns (bad_row, bad_value, total_weight, count, W): bad_row is the flat index of the
+    first target outside [0, C) that is not ignore_index (-1 if none); total_weight the sum of
+    w[t] over kept targets (float64, fixed order); count the number of kept targets; W the sum
+    of the class weights (C without weights)."""
+    cdef Py_ssize_t n0 = t.shape[0], n1 = t.shape[1], i, j
+    cdef int64_t v
+    cdef double total = 0, W = 0
+    cdef Py_ssize_t count = 0, bad = -1
+    cdef int64_t badv = 0
+    with nogil:
+        for i in range(n0):
+            for j in range(n1):
+                v = t[i, j]
+                if v == ignore_index:
+                    continue
+                if v < 0 or v >= C:
+                    bad = i * n1 + j
+                    badv = v
+                    break
+                count += 1
+                total += w[v] if has_w else 1.0
+            if bad >= 0:
+                break
+        if has_w:
+            for i in range(C):
+                W += w[i]
+        else:
+            W = C
+    return bad, badv, total, count, W
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[:] w,
+               bint has_w, int64_t ignore_index, double eps, bint is_nll, double W,
+               double sigma, floating[:, :] out, bint want_rows, floating[:, :, :] grad,
+               bint want_grad, int nthreads):
+    """Cross-entropy (or NLL when is_nll) with class-index targets.
+
+    Writes per-row losses into out when want_rows, the gradient (scaled by sigma) into grad
+    when want_grad (for NLL grad must arrive zero-filled), and returns the float64 sum of the
+    per-row losses taken in a fixed order.  Targets must have been checked."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t g0 = 0, g1 = 0, g2 = 0
+    cdef Py_ssize_t sw = w.strides[0] // sizeof(floating) if has_w else 0
+    cdef const floating *x0 = x_ptr(x)
+    cdef floating *gp = NULL
+    cdef const floating *wp = &w[0] if has_w and w.shape[0] > 0 else NULL
+    cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1, o, k, j, it, nkb, k0, nk
+    cdef double *partials
+    cdef double total, acc, loss, wt, smooth
+    cdef int64_t tv
+    cdef int mode = 1 if (eps > 0 and not is_nll) else 0
+    cdef RowStats st
+    cdef floating *fws
+    cdef double *dws
+    cdef floating *A
+    cdef floating *Bv
+    if nrows == 0:
+        return 0.0
+    if want_grad:
+        g0 = grad.strides[0] // sizeof(floating)
+        g1 = grad.strides[1] // sizeof(floating)
+        g2 = grad.strides[2] // sizeof(floating)
+        gp = x_ptr(grad)
+    cdef bint columns = use_columns(inner, s1, s2) and not is_nll
+    if columns:
+        nkb = ceil_div(inner, COL_BLOCK)
+        nblocks = outer * nkb
+    else:
+        nblocks = ceil_div(nrows, ROW_BLOCK)
+    partials = <double *>malloc(nblocks * sizeof(double))
+    if partials == NULL:
+        raise MemoryError()
+    if not columns:
+        with nogil:
+            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+                acc = 0
+                r1 = (blk + 1) * ROW_BLOCK
+                if r1 > nrows:
+                    r1 = nrows
+                for r in range(blk * ROW_BLOCK, r1):
+                    o = r // inner
+                    k = r - o * inner
+                    tv = t[o, k]
+                    loss = 0
+                    if tv == ignore_index:
+                        if want_grad and not is_nll:
+                            for j in range(C):
+                                gp[o * g0 + j * g1 + k * g2] = 0
+                    elif is_nll:
+                        wt = w[tv] if has_w else 1.0
+                        loss = -wt * x0[o * s0 + tv * s1 + k * s2]
+                        if want_grad:
+                            gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
+                    else:
+                        wt = w[tv] if has_w else 1.0
+                        row_lse(x0 + o * s0 + k * s2, C, s1, mode, NULL, 0, wp, sw, 0, 0, &st)
+                        if st.top == INFINITY:
+                            st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
+                        loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
+                        if mode == 1:
+                            loss = loss + eps / C * (W * (st.logs + st.shift - st.ref) - st.acc)
+                        if want_grad:
+                            vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
+                                  <floating>st.logs,
+                                  <floating>(sigma * ((1 - eps) * wt + eps * W / C)),
+                                  <floating>(sigma * eps / C), wp, sw,
+                                  gp + o * g0 + k * g2, g1)
+                            gp[o * g0 + tv * g1 + k * g2] -= <floating>(sigma * (1 - eps) * wt)
+                    if want_rows:
+                        out[o, k] = <floating>loss
+                    acc = acc + loss
+                partials[blk] = acc
+    else:
+        with nogil, parallel(num_threads=nthreads):
+            fws = <floating *>malloc(10 * COL_BLOCK * sizeof(floating))
+            dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
+            A = fws + 8 * COL_BLOCK
+            Bv = fws + 9 * COL_BLOCK
+            for it in prange(nblocks, schedule='static'):
+                o = it // nkb
+                k0 = (it - o * nkb) * COL_BLOCK
+                nk = inner - k0
+                if nk > COL_BLOCK:
+                    nk = COL_BLOCK
+                col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws)
+                for k in range(nk):
+                    if fws[3 * COL_BLOCK + k] == INFINITY:
+                        fws[COL_BLOCK + k] = NAN
+                        dws[k] = NAN
+                acc = 0
+                for k in range(nk):
+                    tv = t[o, k0 + k]
+                    loss = 0
+                    A[k] = 0
+                    Bv[k] = 0
+                    if tv != ignore_index:
+                        wt = w[tv] if has_w else 1.0
+                        loss = (1 - eps) * wt * (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
+                        if mode == 1:
+                            loss = loss + eps / C * (W * (dws[k] + fws[k] - fws[2 * COL_BLOCK + k]) - dws[COL_BLOCK + k])
+                        A[k] = <floating>(sigma * ((1 - eps) * wt + eps * W / C))
+                        Bv[k] = <floating>(sigma * eps / C)
+                    if want_rows:
+                        out[o, k0 + k] = <floating>loss
+                    acc = acc + loss
+                partials[it] = acc
+                if want_grad:
+                    for j in range(C):
+                        vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
+                                 A, Bv, 1 if wp == NULL else wp[j * sw],
+                                 gp + o * g0 + j * g1 + k0 * g2, g2)
+                    for k in range(nk):
+                        tv = t[o, k0 + k]
+                        if tv != ignore_index:
+                            wt = w[tv] if has_w else 1.0
+                            gp[o * g0 + tv * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * wt)
+            free(fws)
+            free(dws)
+    total = sum_partials(partials, nblocks)
+    free(partials)
+    return total
+
+
+# ----------------------------------------------------------- probability targets ----
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floating[:] w,
+              bint has_w, double eps, double sigma, floating[:, :] out, bint want_rows,
+              floating[:, :, :] grad, bint want_grad, int nthreads):
+    """Cross-entropy against class probabilities t (same 3-D view as x).
+
+    Returns the float64 sum of per-row losses in a fixed order; see class_loss for out/grad."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t t0 = t.strides[0] // sizeof(floating)
+    cdef Py_ssize_t t1 = t.strides[1] // sizeof(floating)
+    cdef Py_ssize_t t2 = t.strides[2] // sizeof(floating)
+    cdef Py_ssize_t g0 = 0, g1 = 0, g2 = 0
+    cdef Py_ssize_t sw = w.strides[0] // sizeof(floating) if has_w else 0
+    cdef const floating *x0 = x_ptr(x)
+    cdef const floating *tp = x_ptr(t)
+    cdef floating *gp = NULL
+    cdef const floating *wp = &w[0] if has_w and w.shape[0] > 0 else NULL
+    cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1, o, k
+    cdef double *partials
+    cdef double total, acc, loss
+    cdef floating a = <floating>(1 - eps), b = <floating>(eps / C) if C > 0 else 0
+    cdef RowStats st
+    if nrows == 0:
+        return 0.0
+    if want_grad:
+        g0 = grad.strides[0] // sizeof(floating)
+        g1 = grad.strides[1] // sizeof(floating)
+        g2 = grad.strides[2] // sizeof(floating)
+        gp = x_ptr(grad)
+    nblocks = ceil_div(nrows, ROW_BLOCK)
+    partials = <double *>malloc(nblocks * sizeof(double))
+    if partials == NULL:
+        raise MemoryError()
+    with nogil:
+        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+            acc = 0
+            r1 = (blk + 1) * ROW_BLOCK
+            if r1 > nrows:
+                r1 = nrows
+            for r in range(blk * ROW_BLOCK, r1):
+                o = r // inner
+                k = r - o * inner
+                row_lse(x0 + o * s0 + k * s2, C, s1, 2, tp + o * t0 + k * t2, t1, wp, sw,
+                        a, b, &st)
+                if st.top == INFINITY:
+                    st.logs = NAN
+                # sum_j w t' (lse - x_j) = tw (logs + shift - ref) - sum_j w t' (x_j - ref)
+                loss = st.tw * (st.logs + st.shift - st.ref) - st.acc
+                if want_grad:
+                    vgradprob(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
+                              <floating>st.logs, <floating>(sigma * st.tw), <floating>sigma,
+                              tp + o * t0 + k * t2, t1, wp, sw, a, b,
+                              gp + o * g0 + k * g2, g1)
+                if want_rows:
+                    out[o, k] = <floating>loss
+                acc = acc + loss
+            partials[blk] = acc
+    total = sum_partials(partials, nblocks)
+    free(partials)
+    return total

@@ -1,0 +1,235 @@
+"""nll_loss and cross_entropy with torch.nn.functional's semantics, on NumPy arrays."""
+import numpy as np
+
+from . import _threads
+from ._dispatch import kernels
+from ._validation import (
+    ClassView, as_real_array, check_label_smoothing, check_reduction, check_shape,
+    compute_dtype, kernel_ready, normalize_axis,
+)
+
+
+def _class_axis(ndim, axis):
+    if ndim == 0:
+        raise ValueError("input must have at least one dimension (the class axis), got a scalar")
+    if axis is None:
+        return 0 if ndim == 1 else 1
+    return normalize_axis(axis, ndim)
+
+
+def _weight(weight, C, dtype):
+    if weight is None:
+        return np.empty(0, dtype=dtype), False
+    w = as_real_array(weight, "weight")
+    check_shape("weight", w.shape, (C,), "the input has C classes; expected shape")
+    w = kernel_ready(w, dtype)
+    bad = ~(w >= 0)
+    if bad.any():
+        raise ValueError(
+            f"weight must hold non-negative numbers, got {w[bad][0]!r} for class "
+            f"{int(np.flatnonzero(bad)[0])}"
+        )
+    return w, True
+
+
+def _class_targets(target, x_shape, axis, C, ignore_index):
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(
+            f"target must hold integer class indices, got dtype {t.dtype!s}"
+        )
+    expected = x_shape[:axis] + x_shape[axis + 1:]
+    check_shape("target", t.shape, expected,
+                f"input has shape {tuple(x_shape)} with classes on axis {axis}; expected")
+    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+        raise IndexError(
+            f"target {int(t.max())} is out of bounds for {C} classes (ignore_index={ignore_index})"
+        )
+    return t.astype(np.int64, copy=False)
+
+
+def _ignore_index(ignore_index):
+    try:
+        return int(ignore_index)
+    except (TypeError, ValueError):
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+
+
+def _finish(total, denom, reduction, rows, dtype):
+    if reduction == "none":
+        return rows[()] if rows.ndim == 0 else rows
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dtype.type(np.float64(total) / np.float64(denom))
+
+
+def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
+                return_grad, is_nll):
+    x = as_real_array(input, "input")
+    reduction = check_reduction(reduction)
+    ignore_index = _ignore_index(ignore_index)
+    dtype = compute_dtype(x)
+    ax = _class_axis(x.ndim, axis)
+    C = x.shape[ax]
+    w, has_w = _weight(weight, C, dtype)
+    t = _class_targets(target, x.shape, ax, C, ignore_index)
+    x = kernel_ready(x, dtype)
+    view = ClassView(x, ax)
+    t2 = view.to2(t)
+    bad, badv, total_w, _count, W = kernels.check_targets(t2, C, ignore_index, w, has_w)
+    if bad >= 0:
+        raise IndexError(
+            f"target {badv} is out of bounds for {C} classes "
+            f"(valid targets are 0..{C - 1} or ignore_index={ignore_index})"
+        )
+    return _run_class(view, t2, w, has_w, ignore_index, label_smoothing, is_nll, W, total_w,
+                      reduction, return_grad, x.shape, ax, dtype)
+
+
+def _run_class(view, t2, w, has_w, ignore_index, eps, is_nll, W, denom, reduction,
+               return_grad, shape, ax, dtype):
+    sigma = 1.0
+    if reduction == "mean":
+        sigma = 1.0 / denom if denom != 0 else 0.0
+    rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype)
+    want_rows = reduction == "none"
+    grad = None
+    if return_grad:
+        grad = np.zeros(shape, dtype=dtype) if is_nll else np.empty(shape, dtype=dtype)
+    g3 = view.to3(grad) if return_grad else np.empty((0, 0, 0), dtype=dtype)
+    total = kernels.class_loss(
+        view.x3, t2, w, has_w, ignore_index, eps, is_nll, W, sigma,
+        view.to2(rows) if want_rows else np.empty((0, 0), dtype=dtype), want_rows,
+        g3, return_grad, _threads.for_work(view.outer * view.C * view.inner),
+    )
+    loss = _finish(total, denom, reduction, rows, dtype)
+    return (loss, grad) if return_grad else loss
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", axis=None,
+             return_grad=False):
+    """Negative log-likelihood of class indices under log-probabilities ``input``.
+
+    Semantics of ``torch.nn.functional.nll_loss``: the loss of a sample is
+    ``-weight[t] * input[..., t, ...]``; ``reduction="mean"`` divides the sum by the summed
+    weights of the targets that are not ``ignore_index`` (nan when every target is ignored).
+
+    Parameters
+    ----------
+    input : array_like, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Log-probabilities.  float32 stays float32; other dtypes compute in float64.
+    target : array_like of integers
+        Class indices in [0, C) or ``ignore_index``, shaped like ``input`` without the class
+        axis.  Any integer dtype is accepted (PyTorch takes only int64 and uint8).
+    weight : array_like, shape (C,), optional
+        Non-negative class weights (PyTorch does not check the sign; fastnll does).
+    ignore_index : int
+    reduction : {"mean", "sum", "none"}
+    axis : int, optional
+        The class axis.  None means PyTorch's convention: axis 1, or axis 0 for a 1-D input.
+    return_grad : bool
+        Also return d(loss)/d(input) (for "none", of the sum of the losses).
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or ndarray for ``reduction="none"``
+    grad : ndarray shaped like ``input`` (only with ``return_grad=True``)
+
+    Raises
+    ------
+    IndexError
+        A target outside [0, C) that is not ``ignore_index``.
+    ValueError
+        Mismatched shapes, unknown reduction, axis out of range, negative weight.
+    TypeError
+        Non-numeric input, non-integer target.
+    """
+    return _class_loss(input, target, weight, ignore_index, reduction, 0.0, axis, return_grad,
+                       True)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, axis=None, return_grad=False):
+    """Cross-entropy between logits ``input`` and class targets, fused log-softmax + NLL.
+
+    Semantics of ``torch.nn.functional.cross_entropy``.  ``target`` is either class indices
+    (an integer array shaped like ``input`` without the class axis, with ``ignore_index``) or
+    class probabilities (a float array shaped like ``input``).  With class indices the loss of
+    a sample is ``(1-eps) w[t] (lse - x[t]) + eps/C * sum_j w[j] (lse - x[j])`` (PyTorch's
+    label-smoothing formula) and ``"mean"`` divides by the summed weights of the kept targets;
+    with probabilities the targets are smoothed to ``(1-eps) p + eps/C``, the loss is
+    ``-sum_j w[j] p[j] log_softmax(x)[j]`` and ``"mean"`` divides by the number of samples.
+
+    A row holding +inf gives nan, as in PyTorch (``log_softmax`` is nan there).
+
+    Parameters
+    ----------
+    input : array_like, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Logits (unnormalised).  float32 stays float32; other dtypes compute in float64.
+    target : array_like
+        Integer class indices, or float class probabilities of the input's shape.
+    weight : array_like, shape (C,), optional
+        Non-negative class weights.
+    ignore_index : int
+        Targets equal to it add nothing and are left out of the mean (class indices only).
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float in [0, 1]
+        PyTorch silently accepts negative values; fastnll raises ValueError.
+    axis : int, optional
+        The class axis; None means axis 1 (axis 0 for a 1-D input).  For example ``axis=-1``
+        on ``(batch, time, vocab)`` logits, with a ``(batch, time)`` target.
+    return_grad : bool
+        Also return d(loss)/d(input), computed in the same fused kernel pass.
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or ndarray for ``reduction="none"``
+    grad : ndarray shaped like ``input`` (only with ``return_grad=True``)
+
+    Raises
+    ------
+    IndexError
+        A class target outside [0, C) that is not ``ignore_index``.
+    ValueError
+        Mismatched shapes, unknown reduction, axis out of range, ``label_smoothing`` outside
+        [0, 1], negative weight.
+    TypeError
+        Non-numeric input or target.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnll
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> round(float(fastnll.cross_entropy(logits, np.array([0, 2]))), 6)
+    0.142566
+    """
+    eps = check_label_smoothing(label_smoothing)
+    t = np.asarray(target)
+    if t.dtype.kind != "f":
+        return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
+                           False)
+    x = as_real_array(input, "input")
+    reduction = check_reduction(reduction)
+    dtype = compute_dtype(x)
+    ax = _class_axis(x.ndim, axis)
+    C = x.shape[ax]
+    check_shape("target", t.shape, x.shape,
+                "probability targets must have the input's shape")
+    w, has_w = _weight(weight, C, dtype)
+    x = kernel_ready(x, dtype)
+    view = ClassView(x, ax)
+    t3 = view.to3(kernel_ready(t, dtype))
+    nrows = view.outer * view.inner
+    sigma = 1.0 / nrows if (reduction == "mean" and nrows) else 1.0
+    rows = np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=dtype)
+    want_rows = reduction == "none"
+    grad = np.empty(x.shape, dtype=dtype) if return_grad else None
+    total = kernels.prob_loss(
+        view.x3, t3, w, has_w, eps, sigma,
+        view.to2(rows) if want_rows else np.empty((0, 0), dtype=dtype), want_rows,
+        view.to3(grad) if return_grad else np.empty((0, 0, 0), dtype=dtype), return_grad,
+        _threads.for_work(x.size),
+    )
+    loss = _finish(total, nrows, reduction, rows, dtype)
+    return (loss, grad) if return_grad else loss

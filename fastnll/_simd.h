@@ -1,0 +1,344 @@
+/*
+ * fastnll/_simd.h -- the few inner loops that must vectorise and that Cython cannot write.
+ *
+ * Design
+ * (a) Cython cannot emit `#pragma omp simd reduction(...)`, and gcc will not vectorise a float
+ *     sum or max under strict IEEE rules without it.  So every reduction over a run of elements
+ *     (max, sum of exp, shifted sums) and every elementwise writer lives here, as small static
+ *     inline functions that the Cython kernels cimport through `_lse.pxd`.
+ * (b) One exp for the whole project: `fnl_exp_f32` / `fnl_exp_f64`, branch-free so that gcc
+ *     vectorises it without -ffast-math (which would break inf/nan semantics).  Range reduction
+ *     x = n ln2 + r with a two-constant (Cody-Waite) ln2, a Taylor polynomial on |r| <= ln2/2
+ *     (degree 7 for float, 13 for double: truncation below a quarter of an ulp), and 2^n built
+ *     from exponent bits as two factors so that subnormal results round once and correctly.
+ *     exp(-inf) = 0, exp(+inf) = inf and exp(nan) = nan come out of the same arithmetic.
+ * (c) Every function takes an element stride; stride 1 takes the vector loop, anything else a
+ *     plain loop.  The branch is per call (per chunk of a row), never per element.
+ * (d) Functions are written once as a macro over the element type T and suffix, and expanded for
+ *     float (f32) and double (f64).
+ */
+#ifndef FASTNLL_SIMD_H
+#define FASTNLL_SIMD_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FNL_PRAGMA(x) _Pragma(#x)
+#define FNL_SIMD FNL_PRAGMA(omp simd)
+#define FNL_SIMD_SUM(v) FNL_PRAGMA(omp simd reduction(+ : v))
+#define FNL_SIMD_SUM2(v, w) FNL_PRAGMA(omp simd reduction(+ : v, w))
+#define FNL_SIMD_MAX(v) FNL_PRAGMA(omp simd reduction(max : v))
+#define FNL_INLINE static inline __attribute__((always_inline))
+#else
+#define FNL_SIMD
+#define FNL_SIMD_SUM(v)
+#define FNL_SIMD_SUM2(v, w)
+#define FNL_SIMD_MAX(v)
+#define FNL_INLINE static inline
+#endif
+
+/* ---------------------------------------------------------------- vector exp ---- */
+
+typedef union { float f; int32_t i; } fnl_bits32;
+typedef union { double f; int64_t i; } fnl_bits64;
+
+FNL_INLINE float fnl_exp_f32(float x)
+{
+    /* Clamp keeps 2^n representable; nan fails both comparisons and passes through. */
+    float xc = x < -110.0f ? -110.0f : x;
+    xc = xc > 89.0f ? 89.0f : xc;
+    /* Adding 1.5 * 2^23 rounds x/ln2 to the nearest integer n, which then sits in the
+     * low mantissa bits of t. */
+    fnl_bits32 t;
+    t.f = xc * 1.44269504088896341f + 12582912.0f;
+    float n = t.f - 12582912.0f;
+    int32_t ni = t.i - 0x4B400000;
+    float r = xc - n * 0.693359375f;          /* ln2 split: high part exact in float */
+    r = r - n * -2.12194440e-4f;               /* low part */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t n1 = ni >> 1;
+    int32_t n2 = ni - n1;
+    fnl_bits32 s1, s2;
+    s1.i = (n1 + 127) << 23;
+    s2.i = (n2 + 127) << 23;
+    return (p * s1.f) * s2.f;
+}
+
+FNL_INLINE double fnl_exp_f64(double x)
+{
+    double xc = x < -750.0 ? -750.0 : x;
+    xc = xc > 710.0 ? 710.0 : xc;
+    fnl_bits64 t;
+    t.f = xc * 1.4426950408889634074 + 6755399441055744.0;   /* 1.5 * 2^52 */
+    double n = t.f - 6755399441055744.0;
+    int64_t ni = t.i - INT64_C(0x4338000000000000);
+    double r = xc - n * 6.93147180369123816490e-01;          /* ln2 high part */
+    r = r - n * 1.90821492927058770002e-10;                  /* ln2 low part */
+    double p = 1.0 / 6227020800.0;                           /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t n1 = ni >> 1;
+    int64_t n2 = ni - n1;
+    fnl_bits64 s1, s2;
+    s1.i = (n1 + 1023) << 52;
+    s2.i = (n2 + 1023) << 52;
+    return (p * s1.f) * s2.f;
+}
+
+/* ------------------------------------------------- reductions and writers ---- */
+/*
+ * Row helpers work on n elements x[0], x[s], x[2s], ...  Column helpers work on one class
+ * row of a (C, inner) block: nk elements along the inner axis with stride sk, combined with
+ * per-column accumulators (contiguous arrays of length nk owned by the caller).
+ *
+ *   max         max of the run, ignoring nan (x > m ? x : m)
+ *   sumexp      sum of exp(x - shift) split in two: terms where x == M go to *eq (each is
+ *               exactly 1 when M is finite), the others are returned.  Keeping the maximum
+ *               out of the sum lets the caller use log1p for precision, as SciPy does.
+ *   sumdiff     sum of w * (x - ref)        (w == NULL means w = 1)
+ *   tsum        sum of w * t' * (x - ref) with t' = a t + b (smoothed targets); *tw gets
+ *               sum of w * t'
+ *   softmax     out = exp((x - shift) - logs)
+ *   logsoftmax  out = (x - shift) - logs
+ *   grad        g = A exp((x - shift) - logs) - B w
+ *   gradprob    g = A exp((x - shift) - logs) - S w (a t + b)
+ */
+#define FNL_DEFINE(T, SUF)                                                                  \
+FNL_INLINE T fnl_max_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s)                           \
+{                                                                                           \
+    T m = -INFINITY;                                                                        \
+    if (s == 1) {                                                                           \
+        FNL_SIMD_MAX(m)                                                                     \
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;                          \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i * s] > m ? x[i * s] : m;                  \
+    }                                                                                       \
+    return m;                                                                               \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE T fnl_sumexp_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T M, T shift, T *eq)   \
+{                                                                                           \
+    T lo = 0, hi = 0;                                                                       \
+    if (s == 1) {                                                                           \
+        FNL_SIMD_SUM2(lo, hi)                                                               \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T e = fnl_exp_##SUF(x[i] - shift);                                              \
+            int top = x[i] == M;                                                            \
+            lo += top ? (T)0 : e;                                                           \
+            hi += top ? e : (T)0;                                                           \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T e = fnl_exp_##SUF(x[i * s] - shift);                                          \
+            int top = x[i * s] == M;                                                        \
+            lo += top ? (T)0 : e;                                                           \
+            hi += top ? e : (T)0;                                                           \
+        }                                                                                   \
+    }                                                                                       \
+    *eq = hi;                                                                               \
+    return lo;                                                                              \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE T fnl_sumdiff_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s,                       \
+                               const T *w, ptrdiff_t sw, T ref)                             \
+{                                                                                           \
+    T acc = 0;                                                                              \
+    if (w == NULL) {                                                                        \
+        if (s == 1) {                                                                       \
+            FNL_SIMD_SUM(acc)                                                               \
+            for (ptrdiff_t i = 0; i < n; i++) acc += x[i] - ref;                            \
+        } else {                                                                            \
+            for (ptrdiff_t i = 0; i < n; i++) acc += x[i * s] - ref;                        \
+        }                                                                                   \
+    } else if (s == 1 && sw == 1) {                                                         \
+        FNL_SIMD_SUM(acc)                                                                   \
+        for (ptrdiff_t i = 0; i < n; i++) acc += w[i] * (x[i] - ref);                       \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) acc += w[i * sw] * (x[i * s] - ref);              \
+    }                                                                                       \
+    return acc;                                                                             \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE T fnl_tsum_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, const T *t, ptrdiff_t st, \
+                            const T *w, ptrdiff_t sw, T a, T b, T ref, T *tw)               \
+{                                                                                           \
+    T acc = 0, tot = 0;                                                                     \
+    if (s == 1 && st == 1 && (w == NULL || sw == 1)) {                                      \
+        if (w == NULL) {                                                                    \
+            FNL_SIMD_SUM2(acc, tot)                                                         \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T tt = a * t[i] + b;                                                        \
+                acc += tt * (x[i] - ref);                                                   \
+                tot += tt;                                                                  \
+            }                                                                               \
+        } else {                                                                            \
+            FNL_SIMD_SUM2(acc, tot)                                                         \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T tt = w[i] * (a * t[i] + b);                                               \
+                acc += tt * (x[i] - ref);                                                   \
+                tot += tt;                                                                  \
+            }                                                                               \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T tt = (w == NULL ? (T)1 : w[i * sw]) * (a * t[i * st] + b);                    \
+            acc += tt * (x[i * s] - ref);                                                   \
+            tot += tt;                                                                      \
+        }                                                                                   \
+    }                                                                                       \
+    *tw = tot;                                                                              \
+    return acc;                                                                             \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_softmax_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T logs,   \
+                                  T *out, ptrdiff_t so)                                     \
+{                                                                                           \
+    if (s == 1 && so == 1) {                                                                \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = fnl_exp_##SUF((x[i] - shift) - logs);    \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++)                                                   \
+            out[i * so] = fnl_exp_##SUF((x[i * s] - shift) - logs);                         \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_logsoftmax_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T logs,\
+                                     T *out, ptrdiff_t so)                                  \
+{                                                                                           \
+    if (s == 1 && so == 1) {                                                                \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - shift) - logs;                   \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++) out[i * so] = (x[i * s] - shift) - logs;          \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_grad_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T logs,      \
+                               T A, T B, const T *w, ptrdiff_t sw, T *g, ptrdiff_t sg)      \
+{                                                                                           \
+    if (s == 1 && sg == 1 && w == NULL) {                                                   \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t i = 0; i < n; i++)                                                   \
+            g[i] = A * fnl_exp_##SUF((x[i] - shift) - logs) - B;                            \
+    } else if (s == 1 && sg == 1 && sw == 1) {                                              \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t i = 0; i < n; i++)                                                   \
+            g[i] = A * fnl_exp_##SUF((x[i] - shift) - logs) - B * w[i];                     \
+    } else {                                                                                \
+        for (ptrdiff_t i = 0; i < n; i++)                                                   \
+            g[i * sg] = A * fnl_exp_##SUF((x[i * s] - shift) - logs)                        \
+                        - B * (w == NULL ? (T)1 : w[i * sw]);                               \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_gradprob_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T logs,  \
+                                   T A, T S, const T *t, ptrdiff_t st, const T *w,          \
+                                   ptrdiff_t sw, T a, T b, T *g, ptrdiff_t sg)              \
+{                                                                                           \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                     \
+        T tt = (w == NULL ? (T)1 : w[i * sw]) * (a * t[i * st] + b);                        \
+        g[i * sg] = A * fnl_exp_##SUF((x[i * s] - shift) - logs) - S * tt;                  \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+/* column helpers: x points at one class row of a block, acc arrays have length nk */      \
+FNL_INLINE void fnl_colmax_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, T *m)             \
+{                                                                                           \
+    if (sk == 1) {                                                                          \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t k = 0; k < nk; k++) m[k] = x[k] > m[k] ? x[k] : m[k];                \
+    } else {                                                                                \
+        for (ptrdiff_t k = 0; k < nk; k++) m[k] = x[k * sk] > m[k] ? x[k * sk] : m[k];      \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colsumexp_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const T *M,    \
+                                    const T *shift, T *lo, T *hi)                           \
+{                                                                                           \
+    if (sk == 1) {                                                                          \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t k = 0; k < nk; k++) {                                                \
+            T e = fnl_exp_##SUF(x[k] - shift[k]);                                           \
+            int top = x[k] == M[k];                                                         \
+            lo[k] += top ? (T)0 : e;                                                        \
+            hi[k] += top ? e : (T)0;                                                        \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t k = 0; k < nk; k++) {                                                \
+            T e = fnl_exp_##SUF(x[k * sk] - shift[k]);                                      \
+            int top = x[k * sk] == M[k];                                                    \
+            lo[k] += top ? (T)0 : e;                                                        \
+            hi[k] += top ? e : (T)0;                                                        \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colsumdiff_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, T wj,         \
+                                     const T *ref, T *acc)                                  \
+{                                                                                           \
+    if (sk == 1) {                                                                          \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t k = 0; k < nk; k++) acc[k] += wj * (x[k] - ref[k]);                  \
+    } else {                                                                                \
+        for (ptrdiff_t k = 0; k < nk; k++) acc[k] += wj * (x[k * sk] - ref[k]);             \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colsoftmax_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const T *shift,\
+                                     const T *logs, T *out, ptrdiff_t so, int take_log)     \
+{                                                                                           \
+    if (sk == 1 && so == 1) {                                                               \
+        if (take_log) {                                                                     \
+            FNL_SIMD                                                                        \
+            for (ptrdiff_t k = 0; k < nk; k++) out[k] = (x[k] - shift[k]) - logs[k];        \
+        } else {                                                                            \
+            FNL_SIMD                                                                        \
+            for (ptrdiff_t k = 0; k < nk; k++)                                              \
+                out[k] = fnl_exp_##SUF((x[k] - shift[k]) - logs[k]);                        \
+        }                                                                                   \
+    } else {                                                                                \
+        for (ptrdiff_t k = 0; k < nk; k++) {                                                \
+            T v = (x[k * sk] - shift[k]) - logs[k];                                         \
+            out[k * so] = take_log ? v : fnl_exp_##SUF(v);                                  \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const T *shift,  \
+                                  const T *logs, const T *A, const T *B, T wj,              \
+                                  T *g, ptrdiff_t sg)                                       \
+{                                                                                           \
+    if (sk == 1 && sg == 1) {                                                               \
+        FNL_SIMD                                                                            \
+        for (ptrdiff_t k = 0; k < nk; k++)                                                  \
+            g[k] = A[k] * fnl_exp_##SUF((x[k] - shift[k]) - logs[k]) - B[k] * wj;           \
+    } else {                                                                                \
+        for (ptrdiff_t k = 0; k < nk; k++)                                                  \
+            g[k * sg] = A[k] * fnl_exp_##SUF((x[k * sk] - shift[k]) - logs[k]) - B[k] * wj; \
+    }                                                                                       \
+}
+
+FNL_DEFINE(float, f32)
+FNL_DEFINE(double, f64)
+
+#endif /* FASTNLL_SIMD_H */

@@ -1,0 +1,128 @@
+"""Argument checking and class-axis handling shared by every public function.
+
+Every public function reports the same mistake with the same words, because the words live
+here.  Nothing in this module computes a result: it converts, checks and reshapes.
+"""
+import math
+import operator
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def as_real_array(value, name):
+    """np.asarray(value), refusing anything that is not a real number array."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be a real numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must be a real numeric array, got dtype {arr.dtype!s}"
+            + (" (complex input is not supported)" if arr.dtype.kind == "c" else "")
+        )
+    return arr
+
+
+def compute_dtype(*arrays):
+    """float32 for float32 (and float16) inputs, float64 for everything else, after NumPy's
+    promotion of the given arrays."""
+    dt = np.result_type(*[a.dtype for a in arrays])
+    if dt.kind == "f" and dt.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def kernel_ready(arr, dtype):
+    """arr as dtype with element-multiple strides (a view when possible, else one copy)."""
+    arr = arr.astype(dtype, copy=False)
+    if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
+        arr = np.array(arr, dtype=dtype, order="C")
+    return arr
+
+
+def check_reduction(reduction, allowed=REDUCTIONS):
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(
+            f"reduction must be one of {', '.join(repr(r) for r in allowed)}, "
+            f"got {reduction!r}"
+        )
+    return reduction
+
+
+def normalize_axis(axis, ndim, name="axis"):
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {axis!r}") from None
+    if not -ndim <= ax < ndim:
+        raise ValueError(
+            f"{name} {ax} is out of bounds for an array of dimension {ndim}"
+        )
+    return ax % ndim
+
+
+def normalize_axes(axis, ndim, name="axis"):
+    """None -> every axis; an int or a tuple of ints -> a sorted tuple of distinct axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = [normalize_axis(a, ndim, name) for a in axis]
+    else:
+        axes = [normalize_axis(axis, ndim, name)]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"duplicate value in {name}: {axis!r}")
+    return tuple(sorted(axes))
+
+
+def check_label_smoothing(label_smoothing):
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"label_smoothing must be a real number, got {label_smoothing!r}"
+        ) from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return eps
+
+
+def check_shape(name, shape, expected, what):
+    if tuple(shape) != tuple(expected):
+        raise ValueError(
+            f"{name} has shape {tuple(shape)} but {what} {tuple(expected)}"
+        )
+
+
+class ClassView:
+    """The (outer, C, inner) view of arrays around one class axis, or around a group of
+    reduced axes moved together.
+
+    `x3`/`to3` give 3-D views (outer, C, inner); `to2` gives the 2-D (outer, inner) view of an
+    array shaped like the input without the class axis.  When the class axis is the
+    contiguous-most one in a layout where each "row" is strided (for example axis=1 of a
+    transposed matrix), outer and inner are swapped in every view, so the kernels run
+    vector lanes along the contiguous axis.  Views need no copy except where the strides
+    cannot be merged (NumPy's reshape decides), and then only once, for the input.
+    """
+
+    def __init__(self, x, axis):
+        shape = x.shape
+        self.outer = math.prod(shape[:axis])
+        self.C = shape[axis]
+        self.inner = math.prod(shape[axis + 1:])
+        self.x3 = x.reshape(self.outer, self.C, self.inner)
+        s0, s1, _ = self.x3.strides
+        self.swap = (self.inner == 1 and self.outer > 1 and self.C > 1
+                     and abs(s0) < abs(s1))
+        if self.swap:
+            self.x3 = self.x3.transpose(2, 1, 0)
+
+    def to3(self, arr):
+        v = arr.reshape(self.outer, self.C, self.inner)
+        return v.transpose(2, 1, 0) if self.swap else v
+
+    def to2(self, arr):
+        v = arr.reshape(self.outer, self.inner)
+        return v.transpose(1, 0) if self.swap else v

@@ -1,0 +1,103 @@
+"""Build fastnll's Cython kernels.
+
+The kernels (fastnll/_kernels.pxi) are compiled once per x86-64 instruction-set level into
+separate extension modules (_kern_x86_64, _kern_x86_64_v3, _kern_x86_64_v4); fastnll picks the
+best one the CPU supports at import.  Other architectures get one generic module.  OpenMP is
+used when the compiler accepts it (set FASTNLL_NO_OPENMP=1 to build without); the kernels run
+serially otherwise.  -march=native is never used: the build must run on any CPU of its level.
+"""
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
+
+# Per-level target flags for gcc/clang, with an explicit feature list for compilers that do not
+# know the x86-64-vN names.
+LEVELS = {
+    "x86_64": (["-march=x86-64", "-mtune=generic"], ["-march=x86-64", "-mtune=generic"]),
+    "x86_64_v3": (["-march=x86-64-v3"],
+                  ["-mavx", "-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt",
+                   "-mmovbe", "-mpopcnt", "-msse4.2"]),
+    "x86_64_v4": (["-march=x86-64-v4", "-mprefer-vector-width=512"],
+                  ["-mavx", "-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt",
+                   "-mmovbe", "-mpopcnt", "-msse4.2", "-mavx512f", "-mavx512bw",
+                   "-mavx512dq", "-mavx512vl", "-mavx512cd", "-mprefer-vector-width=512"]),
+}
+# -fno-trapping-math lets gcc vectorise the branch-free exp; it does not change results.
+# -fopenmp-simd honours `#pragma omp simd` even without OpenMP.  No -ffast-math, ever.
+COMMON_UNIX = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
+
+
+def _compiles(compiler, flags, link_flags=(), code="int main(void){return 0;}\n"):
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(code)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=list(flags))
+        compiler.link_executable(objs, os.path.join(tmp, "probe"),
+                                 extra_postargs=list(link_flags))
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OMP_PROBE = """#include <omp.h>
+int main(void) { int n = 0;
+#pragma omp parallel reduction(+:n)
+n += 1;
+return n > 0 ? 0 : 1; }
+"""
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        cc = self.compiler
+        msvc = cc.compiler_type == "msvc"
+        if msvc:
+            common, omp_c, omp_l = ["/O2"], ["/openmp"], []
+        else:
+            common, omp_c, omp_l = COMMON_UNIX, ["-fopenmp"], ["-fopenmp"]
+        use_omp = os.environ.get("FASTNLL_NO_OPENMP", "") in ("", "0")
+        if use_omp and not _compiles(cc, omp_c, omp_l, OMP_PROBE):
+            print("fastnll: the compiler does not accept OpenMP; building serial kernels")
+            use_omp = False
+        if not msvc and not _compiles(cc, ["-fopenmp-simd"]):
+            common = [f for f in common if f != "-fopenmp-simd"]
+        for ext in self.extensions:
+            level = ext.name.rsplit("_kern_", 1)[-1] if "_kern_" in ext.name else None
+            flags = list(common)
+            if level in LEVELS and not msvc:
+                named, explicit = LEVELS[level]
+                flags += named if _compiles(cc, named) else explicit
+            if use_omp:
+                flags += omp_c
+                ext.extra_link_args = list(ext.extra_link_args) + omp_l
+            ext.extra_compile_args = flags
+        super().build_extensions()
+
+
+levels = ["x86_64", "x86_64_v3", "x86_64_v4"] if X86 else ["generic"]
+extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
+extensions += [
+    Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"], include_dirs=["fastnll"])
+    for lv in levels
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3},
+        nthreads=int(os.environ.get("FASTNLL_CYTHON_JOBS", "0")) or None,
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
