@@ -1,0 +1,275 @@
+"""`python -m fastnll bench`: time fastnll against NumPy and whatever peers are installed.
+
+Each workload is one public function on one array; each implementation computes the same
+quantity.  Calls are interleaved (one call of each implementation per round) so that a drift
+in the machine's speed hits all of them alike; the table shows medians and each time as a
+multiple of fastnll's.
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import fastnll
+
+
+# ------------------------------------------------------------------ implementations ----
+
+def _np_log_softmax(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    z = x - m
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def _np_cross_entropy(x, t):
+    m = np.max(x, axis=1, keepdims=True)
+    lse = np.log(np.sum(np.exp(x - m), axis=1)) + m[:, 0]
+    return np.mean(lse - x[np.arange(x.shape[0]), t])
+
+
+def _np_cross_entropy_grad(x, t):
+    m = np.max(x, axis=1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(axis=1, keepdims=True)
+    n = x.shape[0]
+    loss = np.mean(np.log(s[:, 0]) + m[:, 0] - x[np.arange(n), t])
+    g = e / s
+    g[np.arange(n), t] -= 1
+    g /= n
+    return loss, g
+
+
+def _torch():
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None, None
+    return torch, F
+
+
+def _scipy_special():
+    try:
+        import scipy.special
+    except ImportError:
+        return None
+    return scipy.special
+
+
+def implementations(func, x, t):
+    """{name: zero-argument callable} for one workload."""
+    impls = {}
+    torch, F = _torch()
+    sp = _scipy_special()
+    if func == "cross_entropy":
+        impls["fastnll"] = lambda: fastnll.cross_entropy(x, t)
+        impls["numpy"] = lambda: _np_cross_entropy(x, t)
+        if sp is not None:
+            impls["scipy"] = lambda: -np.mean(
+                np.take_along_axis(sp.log_softmax(x, axis=1), t[:, None], axis=1))
+        if torch is not None:
+            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            impls["torch"] = lambda: F.cross_entropy(xt, tt)
+    elif func == "cross_entropy_grad":
+        impls["fastnll"] = lambda: fastnll.cross_entropy(x, t, return_grad=True)
+        impls["numpy"] = lambda: _np_cross_entropy_grad(x, t)
+        if torch is not None:
+            tt = torch.from_numpy(t)
+
+            def torch_fwd_bwd():
+                xt = torch.from_numpy(x).requires_grad_(True)
+                loss = F.cross_entropy(xt, tt)
+                loss.backward()
+                return loss, xt.grad
+            impls["torch"] = torch_fwd_bwd
+    elif func == "nll_loss":
+        impls["fastnll"] = lambda: fastnll.nll_loss(x, t)
+        impls["numpy"] = lambda: -np.mean(x[np.arange(x.shape[0]), t])
+        if torch is not None:
+            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            impls["torch"] = lambda: F.nll_loss(xt, tt)
+    elif func.startswith("logsumexp"):
+        axis = 0 if func.endswith("axis0") else 1
+        impls["fastnll"] = lambda: fastnll.logsumexp(x, axis=axis)
+        impls["numpy"] = lambda: (lambda m: np.log(np.sum(np.exp(x - m), axis=axis))
+                                  + np.squeeze(m, axis))(np.max(x, axis=axis, keepdims=True))
+        if sp is not None:
+            impls["scipy"] = lambda: sp.logsumexp(x, axis=axis)
+        if torch is not None:
+            xt = torch.from_numpy(x)
+            impls["torch"] = lambda: torch.logsumexp(xt, dim=axis)
+    elif func in ("softmax", "log_softmax"):
+        impls["fastnll"] = lambda: getattr(fastnll, func)(x, axis=1)
+        if func == "softmax":
+            impls["numpy"] = lambda: (lambda e: e / e.sum(axis=1, keepdims=True))(
+                np.exp(x - x.max(axis=1, keepdims=True)))
+        else:
+            impls["numpy"] = lambda: _np_log_softmax(x, 1)
+        if sp is not None:
+            impls["scipy"] = lambda: getattr(sp, func)(x, axis=1)
+        if torch is not None:
+            xt = torch.from_numpy(x)
+            impls["torch"] = lambda: getattr(torch, func)(xt, dim=1)
+        out = np.empty_like(x)
+        impls["numpy-copy"] = lambda: np.copyto(out, x)
+    else:
+        raise ValueError(f"unknown function {func!r}")
+    if x.ndim == 2 and x.shape[0] * x.shape[1] >= 1 << 20:
+        impls["numpy-read"] = lambda: x.sum()
+    return impls
+
+
+# ---------------------------------------------------------------------- workloads ----
+
+DEFAULT_WORKLOADS = [
+    ("cross_entropy", (4096, 32000), "float32"),
+    ("cross_entropy_grad", (4096, 32000), "float32"),
+    ("cross_entropy", (4096, 32000), "float64"),
+    ("cross_entropy", (228146, 27), "float32"),
+    ("cross_entropy", (512, 1000), "float32"),
+    ("cross_entropy", (32, 10), "float32"),
+    ("logsumexp_axis1", (4096, 32000), "float32"),
+    ("logsumexp_axis0", (4096, 32000), "float32"),
+    ("softmax", (4096, 32000), "float32"),
+    ("log_softmax", (4096, 32000), "float32"),
+    ("nll_loss", (4096, 32000), "float32"),
+]
+FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS})
+
+
+def make_data(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+    t = rng.integers(0, shape[1], size=shape[0], dtype=np.int64)
+    return x, t
+
+
+def _time_once(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_workload(func, shape, dtype, repeat, min_time=0.05):
+    x, t = make_data(shape, dtype)
+    impls = implementations(func, x, t)
+    # Calls per sample so that one sample lasts at least min_time (small inputs).
+    inner = {}
+    for name, fn in impls.items():
+        fn()
+        once = max(_time_once(fn), 1e-7)
+        inner[name] = max(1, int(min_time / once))
+    samples = {name: [] for name in impls}
+    for _ in range(repeat):
+        for name, fn in impls.items():
+            n = inner[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def _fmt_time(sec):
+    if sec >= 1e-1:
+        return f"{sec * 1e3:9.0f} ms"
+    if sec >= 1e-3:
+        return f"{sec * 1e3:9.2f} ms"
+    return f"{sec * 1e6:9.2f} us"
+
+
+def format_table(results):
+    lines = [f"{'workload':<44} {'implementation':<12} {'median':>12} {'x fastnll':>10}"]
+    lines.append("-" * len(lines[0]))
+    for (func, shape, dtype), medians in results:
+        label = f"{func} {dtype} {shape}"
+        base = medians["fastnll"]
+        for name, med in sorted(medians.items(), key=lambda kv: kv[1]):
+            lines.append(f"{label:<44} {name:<12} {_fmt_time(med):>12} {med / base:>9.2f}x")
+            label = ""
+    return "\n".join(lines)
+
+
+def machine_line(threads):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from . import _dispatch
+    import os
+    return (f"fastnll {fastnll.__version__} | kernels {_dispatch.level} | {threads} threads | "
+            f"{cpu}, {os.cpu_count()} CPUs | numpy {np.__version__}")
+
+
+def plot(results, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = [f"{f} {d}\n{s}" for (f, s, d), _ in results]
+    names = sorted({n for _, m in results for n in m if n != "fastnll"})
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(results)), 5))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals = [m[name] / m["fastnll"] if name in m else np.nan for _, m in results]
+        ax.bar(np.arange(len(results)) + i * width, vals, width, label=name)
+    ax.axhline(1.0, color="black", lw=1, label="fastnll")
+    ax.set_yscale("log")
+    ax.set_ylabel("time / fastnll time (higher: fastnll faster)")
+    ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastnll bench",
+                                description="Time fastnll against NumPy and installed peers.")
+    p.add_argument("--function", choices=FUNCTIONS,
+                   help="one function (with --shape/--dtype) instead of the default workloads")
+    p.add_argument("--shape", help="N,C (default 4096,32000)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--repeat", type=int, default=7, help="interleaved rounds (default 7)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for fastnll and torch (default: fastnll's default)")
+    p.add_argument("--quick", action="store_true",
+                   help="small shapes and 3 rounds: a smoke run of every workload")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
+    args = p.parse_args(argv)
+
+    if args.function:
+        shape = tuple(int(v) for v in (args.shape or "4096,32000").split(","))
+        workloads = [(args.function, shape, args.dtype)]
+    else:
+        workloads = DEFAULT_WORKLOADS
+    repeat = args.repeat
+    if args.quick:
+        workloads = [(f, (min(s[0], 256), min(s[1], 1000)), d) for f, s, d in workloads]
+        repeat = min(repeat, 3)
+
+    threads = args.threads or fastnll.get_num_threads()
+    torch, _ = _torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    header = machine_line(threads)
+    print(header, flush=True)
+    results = []
+    with fastnll.threads(threads):
+        for wl in workloads:
+            medians = run_workload(*wl, repeat=repeat)
+            results.append((wl, medians))
+            print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
+    print()
+    print(format_table(results))
+    if args.plot:
+        plot(results, args.plot, header)
+        print(f"plot written to {args.plot}")
+    return 0
