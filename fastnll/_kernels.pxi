@@ -165,7 +165,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 o = r // inner
                 k = r - o * inner
-                row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0, &st)
+                st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
                 out[o, k] = <floating>(st.shift + st.logs)
         return
     nkb = ceil_div(inner, COL_BLOCK)
@@ -265,7 +265,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 o = r // inner
                 k = r - o * inner
-                row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0, &st)
+                st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
                 logs = <floating>st.logs
                 if not take_log and st.top == INFINITY:
                     logs = NAN   # SciPy: exp(inf - inf) poisons the whole row
@@ -402,7 +402,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                             gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
                     else:
                         wt = w[tv] if has_w else 1.0
-                        row_lse(x0 + o * s0 + k * s2, C, s1, mode, NULL, 0, wp, sw, 0, 0, &st)
+                        st = row_lse(x0 + o * s0 + k * s2, C, s1, mode, NULL, 0, wp, sw, 0, 0)
                         if st.top == INFINITY:
                             st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
                         loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
@@ -518,8 +518,8 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
             for r in range(blk * ROW_BLOCK, r1):
                 o = r // inner
                 k = r - o * inner
-                row_lse(x0 + o * s0 + k * s2, C, s1, 2, tp + o * t0 + k * t2, t1, wp, sw,
-                        a, b, &st)
+                st = row_lse(x0 + o * s0 + k * s2, C, s1, 2, tp + o * t0 + k * t2, t1, wp, sw,
+                        a, b)
                 if st.top == INFINITY:
                     st.logs = NAN
                 # sum_j w t' (lse - x_j) = tw (logs + shift - ref) - sum_j w t' (x_j - ref)

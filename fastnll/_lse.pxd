@@ -221,13 +221,16 @@ cdef inline void rescale(floating newtop, floating *top, floating *shift, double
     shift[0] = newshift
 
 
-cdef inline void row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode,
-                         const floating *t, Py_ssize_t st, const floating *w, Py_ssize_t sw,
-                         floating a, floating b, RowStats *out) noexcept nogil:
+cdef inline RowStats row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode,
+                             const floating *t, Py_ssize_t st, const floating *w,
+                             Py_ssize_t sw, floating a, floating b) noexcept nogil:
     # One pass over a row of n elements with stride s.
     # mode 0: log-sum-exp only.
     # mode 1: also acc = sum_j w_j (x_j - ref)                    (w NULL means 1)
     # mode 2: also acc = sum_j w_j t'_j (x_j - ref), tw = sum_j w_j t'_j, t' = a t + b
+    # Returned by value: inside prange, Cython makes a variable thread-private only when the
+    # loop body assigns it, so results must never come back through a pointer.
+    cdef RowStats out
     cdef Py_ssize_t c0, cn
     cdef floating top = -INFINITY, shift = 0, ref = 0, mc, eqc, twc
     cdef double lo = 0, eq = 0, acc = 0, tw = 0
@@ -256,3 +259,4 @@ cdef inline void row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode
     out.ref = ref
     out.acc = acc
     out.tw = tw
+    return out
