@@ -18,11 +18,17 @@ except ImportError as exc:  # pragma: no cover
 
 from ._softmax import logsumexp, softmax, log_softmax
 from ._losses import nll_loss, cross_entropy
+from ._likelihood import (
+    binary_cross_entropy_with_logits, gaussian_nll_loss, poisson_nll_loss, kl_div,
+)
+from ._entropy import entropy
 from ._threads import get_num_threads, set_num_threads, threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
+    "binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss", "kl_div",
+    "entropy",
     "get_num_threads", "set_num_threads", "threads", "__version__",
 ]

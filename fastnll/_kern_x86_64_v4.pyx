@@ -1,3 +1,4 @@
 # cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
-# The class-axis kernels compiled for one instruction-set level (x86_64_v4); see setup.py.
+# fastnll's kernels compiled for one instruction-set level (x86_64_v4); see setup.py.
 include "_kernels.pxi"
+include "_pointwise.pxi"

@@ -29,7 +29,7 @@
 #     float32 rows with large offsets do not lose the answer to cancellation.
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange, parallel
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
@@ -47,6 +47,9 @@ cdef extern from "_omp_shim.h" nogil:
 # fixed-order summation.
 cdef enum:
     ROW_BLOCK = 64
+    # per-thread scratch of the column traversal: 10 floating arrays (sized as double) and
+    # 4 double arrays of COL_BLOCK entries
+    WS_BYTES = 14 * COL_BLOCK * 8
 
 
 def openmp_max_threads():
@@ -134,6 +137,15 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
         flogs[k] = <floating>dlogs[k]
 
 
+cdef void *workspace(int nthreads, size_t per_thread) except NULL:
+    # Per-thread scratch for the column traversal, allocated with the GIL before the parallel
+    # region (so a failure raises MemoryError) and indexed by threadid() inside it.
+    cdef void *ws = malloc(<size_t>(nthreads if nthreads > 0 else 1) * per_thread)
+    if ws == NULL:
+        raise MemoryError()
+    return ws
+
+
 cdef inline floating *x_ptr(const floating[:, :, :] x) noexcept nogil:
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return NULL
@@ -153,8 +165,9 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
     cdef const floating *x0 = x_ptr(x)
     cdef Py_ssize_t r, o, k, it, nkb, k0, nk
     cdef RowStats st
-    cdef floating *fws
-    cdef double *dws
+    cdef floating *fws = NULL
+    cdef double *dws = NULL
+    cdef void *ws = NULL
     if outer == 0 or inner == 0:
         return
     if C == 0:
@@ -169,10 +182,11 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
                 out[o, k] = <floating>(st.shift + st.logs)
         return
     nkb = ceil_div(inner, COL_BLOCK)
-    with nogil, parallel(num_threads=nthreads):
-        fws = <floating *>malloc(8 * COL_BLOCK * sizeof(floating))
-        dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
-        for it in prange(outer * nkb, schedule='static'):
+    ws = workspace(nthreads, WS_BYTES)
+    with nogil:
+        for it in prange(outer * nkb, schedule='static', num_threads=nthreads):
+            fws = <floating *>(<char *>ws + threadid() * WS_BYTES)
+            dws = <double *>(<char *>ws + threadid() * WS_BYTES + 10 * COL_BLOCK * sizeof(double))
             o = it // nkb
             k0 = (it - o * nkb) * COL_BLOCK
             nk = inner - k0
@@ -181,8 +195,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
             col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws)
             for k in range(nk):
                 out[o, k0 + k] = <floating>(fws[k] + dws[k])
-        free(fws)
-        free(dws)
+    free(ws)
 
 
 @cython.boundscheck(False)
@@ -256,8 +269,9 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
     cdef Py_ssize_t r, o, k, j, it, nkb, k0, nk
     cdef RowStats st
     cdef floating logs
-    cdef floating *fws
-    cdef double *dws
+    cdef floating *fws = NULL
+    cdef double *dws = NULL
+    cdef void *ws = NULL
     if x0 == NULL:
         return
     if not use_columns(inner, s1, s2):
@@ -273,10 +287,11 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
                          y0 + o * o0 + k * o2, o1, take_log)
         return
     nkb = ceil_div(inner, COL_BLOCK)
-    with nogil, parallel(num_threads=nthreads):
-        fws = <floating *>malloc(8 * COL_BLOCK * sizeof(floating))
-        dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
-        for it in prange(outer * nkb, schedule='static'):
+    ws = workspace(nthreads, WS_BYTES)
+    with nogil:
+        for it in prange(outer * nkb, schedule='static', num_threads=nthreads):
+            fws = <floating *>(<char *>ws + threadid() * WS_BYTES)
+            dws = <double *>(<char *>ws + threadid() * WS_BYTES + 10 * COL_BLOCK * sizeof(double))
             o = it // nkb
             k0 = (it - o * nkb) * COL_BLOCK
             nk = inner - k0
@@ -290,8 +305,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
             for j in range(C):
                 vcolsoftmax(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
                             y0 + o * o0 + j * o1 + k0 * o2, o2, take_log)
-        free(fws)
-        free(dws)
+    free(ws)
 
 
 # ----------------------------------------------------------------- class targets ----
@@ -359,10 +373,11 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef int64_t tv
     cdef int mode = 1 if (eps > 0 and not is_nll) else 0
     cdef RowStats st
-    cdef floating *fws
-    cdef double *dws
-    cdef floating *A
-    cdef floating *Bv
+    cdef floating *fws = NULL
+    cdef double *dws = NULL
+    cdef void *ws = NULL
+    cdef floating *A = NULL
+    cdef floating *Bv = NULL
     if nrows == 0:
         return 0.0
     if want_grad:
@@ -420,12 +435,17 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                     acc = acc + loss
                 partials[blk] = acc
     else:
-        with nogil, parallel(num_threads=nthreads):
-            fws = <floating *>malloc(10 * COL_BLOCK * sizeof(floating))
-            dws = <double *>malloc(4 * COL_BLOCK * sizeof(double))
-            A = fws + 8 * COL_BLOCK
-            Bv = fws + 9 * COL_BLOCK
-            for it in prange(nblocks, schedule='static'):
+        try:
+            ws = workspace(nthreads, WS_BYTES)
+        except MemoryError:
+            free(partials)
+            raise
+        with nogil:
+            for it in prange(nblocks, schedule='static', num_threads=nthreads):
+                fws = <floating *>(<char *>ws + threadid() * WS_BYTES)
+                dws = <double *>(<char *>ws + threadid() * WS_BYTES + 10 * COL_BLOCK * sizeof(double))
+                A = fws + 8 * COL_BLOCK
+                Bv = fws + 9 * COL_BLOCK
                 o = it // nkb
                 k0 = (it - o * nkb) * COL_BLOCK
                 nk = inner - k0
@@ -463,8 +483,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                         if tv != ignore_index:
                             wt = w[tv] if has_w else 1.0
                             gp[o * g0 + tv * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * wt)
-            free(fws)
-            free(dws)
+        free(ws)
     total = sum_partials(partials, nblocks)
     free(partials)
     return total

@@ -126,3 +126,55 @@ class ClassView:
     def to2(self, arr):
         v = arr.reshape(self.outer, self.inner)
         return v.transpose(1, 0) if self.swap else v
+
+
+def check_broadcast(name, arr, shape, ref_name="input"):
+    """arr broadcast (as a view) to `shape`, which must stay the shape of the result."""
+    try:
+        out_shape = np.broadcast_shapes(arr.shape, shape)
+    except ValueError:
+        out_shape = None
+    if out_shape != tuple(shape):
+        raise ValueError(
+            f"{name} with shape {arr.shape} cannot be broadcast to the shape of {ref_name} "
+            f"{tuple(shape)}"
+        )
+    return np.broadcast_to(arr, shape)
+
+
+def check_nonnegative(name, arr):
+    bad = arr < 0
+    if bad.any():
+        raise ValueError(f"{name} must be non-negative, got {arr[bad].flat[0]!r}")
+
+
+def joint_3d(shape, arrays):
+    """3-D views (n0, n1, n2) of arrays that all have `shape` (broadcast views allowed),
+    merging adjacent dimensions wherever every array's strides allow it, so that elementwise
+    kernels walk them with one loop nest and no copy.  Arrays that cannot be merged into three
+    dimensions are copied to C order (rare: several non-mergeable strided dimensions)."""
+    dims = []
+    for i, n in enumerate(shape):
+        if n == 1:
+            continue
+        strides = [a.strides[i] for a in arrays]
+        if dims and all(ps == s * n for ps, s in zip(dims[-1][1], strides)):
+            dims[-1] = (dims[-1][0] * n, strides)
+        else:
+            dims.append((n, strides))
+    if len(dims) > 3:
+        copies = [np.ascontiguousarray(a) for a in arrays]
+        return joint_3d(shape, copies)
+    dims = [(1, [0] * len(arrays))] * (3 - len(dims)) + dims
+    new_shape = tuple(n for n, _ in dims)
+    return [
+        np.lib.stride_tricks.as_strided(
+            a, shape=new_shape, strides=tuple(st[k] for _, st in dims),
+            writeable=a.flags.writeable and not _is_broadcast(a),
+        )
+        for k, a in enumerate(arrays)
+    ]
+
+
+def _is_broadcast(a):
+    return any(s == 0 and n > 1 for s, n in zip(a.strides, a.shape))
