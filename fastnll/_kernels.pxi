@@ -13,7 +13,9 @@
 #     of C classes is reduced on its own (row_lse in _lse.pxd), rows spread over threads in
 #     fixed blocks.  Columns: when the inner axis has the smaller stride (PyTorch's
 #     (N, C, d1, ...) layout, axis=0 of a C-ordered matrix), blocks of COL_BLOCK columns are
-#     reduced together so that the vector lanes run along the inner axis.
+#     reduced together so that the vector lanes run along the inner axis.  Few classes
+#     (C <= SMALL_CLASSES) also take the column traversal, over the transposed view the
+#     wrapper passes, so a short row costs a few vector lanes instead of a whole row setup.
 # (c) Per-row results never depend on the thread count.  Sums over rows (mean, sum) are taken
 #     per fixed block in float64, then the block partials are added in block order: the same
 #     input gives bit-identical results with any number of threads.
@@ -61,8 +63,18 @@ def built_with_openmp():
     return bool(fnl_have_openmp())
 
 
-cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t s1, Py_ssize_t s2) noexcept nogil:
-    return inner > 1 and (s2 if s2 >= 0 else -s2) < (s1 if s1 >= 0 else -s1)
+# Few classes: below this many, rows are reduced in blocks of COL_BLOCK with the vector lanes
+# across rows (the column traversal over a transposed view, see ClassView), not one short row
+# at a time.
+cdef enum:
+    SMALL_C = 32
+SMALL_CLASSES = SMALL_C
+
+
+cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t C, Py_ssize_t s1,
+                             Py_ssize_t s2) noexcept nogil:
+    return inner > 1 and ((s2 if s2 >= 0 else -s2) < (s1 if s1 >= 0 else -s1)
+                          or C <= SMALL_C)
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -173,7 +185,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
     if C == 0:
         out[:, :] = -INFINITY
         return
-    if not use_columns(inner, s1, s2):
+    if not use_columns(inner, C, s1, s2):
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 o = r // inner
@@ -274,7 +286,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
     cdef void *ws = NULL
     if x0 == NULL:
         return
-    if not use_columns(inner, s1, s2):
+    if not use_columns(inner, C, s1, s2):
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 o = r // inner
@@ -385,7 +397,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
         g1 = grad.strides[1] // sizeof(floating)
         g2 = grad.strides[2] // sizeof(floating)
         gp = x_ptr(grad)
-    cdef bint columns = use_columns(inner, s1, s2) and not is_nll
+    cdef bint columns = use_columns(inner, C, s1, s2) and not is_nll
     if columns:
         nkb = ceil_div(inner, COL_BLOCK)
         nblocks = outer * nkb

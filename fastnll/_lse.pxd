@@ -205,6 +205,8 @@ cdef inline void vcolgrad(const floating *x, Py_ssize_t nk, Py_ssize_t sk,
 cdef inline double finish_logs(double top, double lo, double eq) noexcept nogil:
     # log of the whole sum; with a finite maximum eq counts the maximal terms (>= 1).
     if isfinite(top):
+        if eq == 1:
+            return log1p(lo)
         return log1p(lo / eq) + log(eq)
     return log(lo + eq)
 

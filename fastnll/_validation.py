@@ -8,7 +8,11 @@ import operator
 
 import numpy as np
 
+from ._dispatch import kernels
+
 REDUCTIONS = ("none", "mean", "sum")
+# the kernels' threshold for the few-classes regime (see use_columns in _kernels.pxi)
+_SMALL_CLASSES = kernels.SMALL_CLASSES
 
 
 def as_real_array(value, name):
@@ -104,7 +108,9 @@ class ClassView:
     contiguous-most one in a layout where each "row" is strided (for example axis=1 of a
     transposed matrix), outer and inner are swapped in every view, so the kernels run
     vector lanes along the contiguous axis.  Views need no copy except where the strides
-    cannot be merged (NumPy's reshape decides), and then only once, for the input.
+    cannot be merged (NumPy's reshape decides), and then only once, for the input.  With few
+    classes the views are swapped too: the kernels then reduce blocks of rows with their
+    vector lanes across rows.
     """
 
     def __init__(self, x, axis):
@@ -115,7 +121,7 @@ class ClassView:
         self.x3 = x.reshape(self.outer, self.C, self.inner)
         s0, s1, _ = self.x3.strides
         self.swap = (self.inner == 1 and self.outer > 1 and self.C > 1
-                     and abs(s0) < abs(s1))
+                     and (abs(s0) < abs(s1) or self.C <= _SMALL_CLASSES))
         if self.swap:
             self.x3 = self.x3.transpose(2, 1, 0)
 
