@@ -114,11 +114,74 @@ def implementations(func, x, t):
             impls["torch"] = lambda: getattr(torch, func)(xt, dim=1)
         out = np.empty_like(x)
         impls["numpy-copy"] = lambda: np.copyto(out, x)
+    elif func in _ELEMENTWISE:
+        _elementwise_impls(func, x, impls, torch, F)
+    elif func == "entropy":
+        p = np.abs(x) + np.asarray(0.01, dtype=x.dtype)
+        impls["fastnll"] = lambda: fastnll.entropy(p, axis=1)
+        impls["numpy"] = lambda: (lambda q: -np.sum(q * np.log(q), axis=1))(
+            p / p.sum(axis=1, keepdims=True))
+        try:
+            import scipy.stats
+            impls["scipy"] = lambda: scipy.stats.entropy(p, axis=1)
+        except ImportError:
+            pass
     else:
         raise ValueError(f"unknown function {func!r}")
+    if func == "cross_entropy":
+        _sklearn_impl(x, t, impls)
     if x.ndim == 2 and x.shape[0] * x.shape[1] >= 1 << 20:
         impls["numpy-read"] = lambda: x.sum()
     return impls
+
+
+_ELEMENTWISE = ("binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss",
+                "kl_div")
+
+
+def _elementwise_impls(func, x, impls, torch, F):
+    """Elementwise losses on x (inputs) and a target derived from it, mean reduction."""
+    rng = np.random.default_rng(1)
+    if func == "binary_cross_entropy_with_logits":
+        y = rng.random(x.shape, dtype=np.float32).astype(x.dtype)
+        impls["fastnll"] = lambda: fastnll.binary_cross_entropy_with_logits(x, y)
+        impls["numpy"] = lambda: np.mean(
+            (1 - y) * x + np.logaddexp(0, -x))
+        tor = (lambda: F.binary_cross_entropy_with_logits(xt, yt)) if torch else None
+    elif func == "gaussian_nll_loss":
+        y = rng.standard_normal(x.shape, dtype=np.float32).astype(x.dtype)
+        v = (rng.random(x.shape, dtype=np.float32) + 0.5).astype(x.dtype)
+        impls["fastnll"] = lambda: fastnll.gaussian_nll_loss(x, y, v)
+        impls["numpy"] = lambda: np.mean(0.5 * (np.log(v) + (x - y) ** 2 / v))
+        tor = (lambda: F.gaussian_nll_loss(xt, yt, vt)) if torch else None
+    elif func == "poisson_nll_loss":
+        y = rng.poisson(2.0, x.shape).astype(x.dtype)
+        impls["fastnll"] = lambda: fastnll.poisson_nll_loss(x, y)
+        impls["numpy"] = lambda: np.mean(np.exp(x) - y * x)
+        tor = (lambda: F.poisson_nll_loss(xt, yt)) if torch else None
+    else:
+        lp = x - np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
+        y = np.exp(lp[::-1].copy())
+        impls["fastnll"] = lambda: fastnll.kl_div(lp, y, reduction="batchmean")
+        impls["numpy"] = lambda: np.sum(np.where(y > 0, y * (np.log(y) - lp), 0)) / len(y)
+        tor = (lambda: F.kl_div(lpt, yt, reduction="batchmean")) if torch else None
+    if tor is not None:
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        if func == "gaussian_nll_loss":
+            vt = torch.from_numpy(v)
+        if func == "kl_div":
+            lpt = torch.from_numpy(lp)
+        impls["torch"] = tor
+
+
+def _sklearn_impl(x, t, impls):
+    try:
+        from sklearn._loss.loss import HalfMultinomialLoss
+    except ImportError:
+        return
+    loss = HalfMultinomialLoss(n_classes=x.shape[1])
+    yt = t.astype(x.dtype)
+    impls["sklearn"] = lambda: loss(y_true=yt, raw_prediction=x)
 
 
 # ---------------------------------------------------------------------- workloads ----
@@ -136,7 +199,15 @@ DEFAULT_WORKLOADS = [
     ("log_softmax", (4096, 32000), "float32"),
     ("nll_loss", (4096, 32000), "float32"),
 ]
-FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS})
+# Not in the default table (run with --function), but in the asv suite.
+EXTRA_WORKLOADS = [
+    ("binary_cross_entropy_with_logits", (4096, 1000), "float32"),
+    ("gaussian_nll_loss", (4096, 1000), "float32"),
+    ("poisson_nll_loss", (4096, 1000), "float32"),
+    ("kl_div", (4096, 1000), "float32"),
+    ("entropy", (4096, 1000), "float32"),
+]
+FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS + EXTRA_WORKLOADS})
 
 
 def make_data(shape, dtype, seed=0):
@@ -266,7 +337,8 @@ def main(argv=None):
         for wl in workloads:
             medians = run_workload(*wl, repeat=repeat)
             results.append((wl, medians))
-            print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
+            if len(workloads) > 1:   # progress; the whole table follows
+                print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
     print()
     print(format_table(results))
     if args.plot:

@@ -1,6 +1,4 @@
 """entropy with scipy.stats.entropy's semantics."""
-import math
-
 import numpy as np
 
 from . import _threads
@@ -70,7 +68,10 @@ def entropy(pk, qk=None, base=None, axis=0):
         if found:
             raise ValueError(f"{name} must hold non-negative probabilities, got {value!r}")
     out = np.empty(view.outer * view.inner, dtype=dtype)
-    scale = 1.0 / math.log(float(base)) if base is not None else 1.0
+    scale = 1.0
+    if base is not None:
+        with np.errstate(divide="ignore"):
+            scale = float(np.float64(1.0) / np.log(np.float64(base)))   # base 1: inf, as SciPy
     kernels.entropy(view.x3, q3, q is not None, scale, view.to2(out),
                     _threads.for_work(p.size))
     out = out.reshape(p.shape[:ax] + p.shape[ax + 1:])

@@ -79,6 +79,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     axes = normalize_axes(axis, a.ndim)
     out_shape_keep = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
     out_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
+    if not axes:   # axis=(): reduce over nothing, i.e. over a new axis of length 1
+        a = a[..., np.newaxis]
+        b = None if b is None else b[..., np.newaxis]
+        axes = (a.ndim - 1,)
 
     grouped, first, count, _ = _group_axes(kernel_ready(a, dtype), axes)
     view = ClassView(_merged(grouped, first, count), first)
@@ -114,6 +118,9 @@ def _softmax_impl(x, axis, take_log):
     if x.ndim == 0:
         x = x.reshape(1)
     axes = normalize_axes(axis, x.ndim)
+    if not axes:   # axis=(): each element is its own slice
+        x = x[..., np.newaxis]
+        axes = (x.ndim - 1,)
     grouped, first, count, perm = _group_axes(kernel_ready(x, dtype), axes)
     merged = _merged(grouped, first, count)
     view = ClassView(merged, first)

@@ -176,11 +176,7 @@ def joint_3d(shape, arrays):
     return [
         np.lib.stride_tricks.as_strided(
             a, shape=new_shape, strides=tuple(st[k] for _, st in dims),
-            writeable=a.flags.writeable and not _is_broadcast(a),
+            writeable=a.flags.writeable,   # broadcast_to views are read-only already
         )
         for k, a in enumerate(arrays)
     ]
-
-
-def _is_broadcast(a):
-    return any(s == 0 and n > 1 for s, n in zip(a.strides, a.shape))
