@@ -1,0 +1,123 @@
+"""asv benchmarks for fastnll.
+
+Every benchmark takes the implementation as its first parameter (fastnll, numpy, and scipy,
+torch, sklearn when importable; `numpy-read` is `x.sum()`, the floor for one pass over the
+data, and `numpy-copy` is `np.copyto`, the floor for functions that write an output), so the
+dashboard draws them side by side.  The implementations are the ones `python -m fastnll bench`
+times (fastnll._bench), so both report the same thing.  A combination whose implementation is
+not installed is skipped (setup raises NotImplementedError).
+
+Run offline against the current environment (fastnll must be installed in it):
+    asv machine --yes && asv run --python=same --quick && asv publish
+"""
+import tracemalloc
+
+from fastnll import _bench
+
+IMPLS = ["fastnll", "numpy", "scipy", "torch", "sklearn", "numpy-read", "numpy-copy"]
+
+
+def _key(workload):
+    func, shape, dtype = workload
+    return f"{dtype} {'x'.join(map(str, shape))}"
+
+
+class _Suite:
+    timeout = 600
+    param_names = ["impl", "workload"]
+    func = None
+
+    def setup(self, impl, workload):
+        dtype, shape = workload.split(" ")
+        shape = tuple(int(v) for v in shape.split("x"))
+        self.x, t = _bench.make_data(shape, dtype)
+        impls = _bench.implementations(self.func, self.x, t)
+        if impl not in impls:
+            raise NotImplementedError(f"{impl} is not available for {self.func}")
+        self.call = impls[impl]
+
+    def time_call(self, impl, workload):
+        self.call()
+
+    def peakmem_call(self, impl, workload):
+        self.call()
+
+    def track_traced_allocation_fraction(self, impl, workload):
+        """Peak NumPy/Python allocation during one call, as a fraction of the input's size
+        (memory NumPy and Python allocate; PyTorch's own allocator is not traced)."""
+        tracemalloc.start()
+        try:
+            self.call()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return peak / self.x.nbytes
+
+    track_traced_allocation_fraction.unit = "fraction of input"
+
+
+ALL = _bench.DEFAULT_WORKLOADS + _bench.EXTRA_WORKLOADS
+
+
+def _params(func):
+    return [IMPLS, [_key(w) for w in ALL if w[0] == func]]
+
+
+class CrossEntropy(_Suite):
+    func = "cross_entropy"
+    params = _params(func)
+
+
+class CrossEntropyGrad(_Suite):
+    func = "cross_entropy_grad"
+    params = _params(func)
+
+
+class NllLoss(_Suite):
+    func = "nll_loss"
+    params = _params(func)
+
+
+class LogSumExpAxis1(_Suite):
+    func = "logsumexp_axis1"
+    params = _params(func)
+
+
+class LogSumExpAxis0(_Suite):
+    func = "logsumexp_axis0"
+    params = _params(func)
+
+
+class Softmax(_Suite):
+    func = "softmax"
+    params = _params(func)
+
+
+class LogSoftmax(_Suite):
+    func = "log_softmax"
+    params = _params(func)
+
+
+class BinaryCrossEntropyWithLogits(_Suite):
+    func = "binary_cross_entropy_with_logits"
+    params = _params(func)
+
+
+class GaussianNllLoss(_Suite):
+    func = "gaussian_nll_loss"
+    params = _params(func)
+
+
+class PoissonNllLoss(_Suite):
+    func = "poisson_nll_loss"
+    params = _params(func)
+
+
+class KlDiv(_Suite):
+    func = "kl_div"
+    params = _params(func)
+
+
+class Entropy(_Suite):
+    func = "entropy"
+    params = _params(func)
