@@ -322,54 +322,61 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
 
 # ----------------------------------------------------------------- class targets ----
 
+cdef struct TargetCheck:
+    Py_ssize_t bad        # flat index of the first invalid target, -1 if none
+    int64_t bad_value
+    double denom          # sum of w[t] over kept targets (their count without weights)
+    double W              # sum of the class weights (C without weights)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t ignore_index,
-                  const floating[:] w, bint has_w):
-    """Validate class targets and total their weights, in one serial pass over the targets.
-
-    Returns (bad_row, bad_value, total_weight, count, W): bad_row is the flat index of the
-    first target outside [0, C) that is not ignore_index (-1 if none); total_weight the sum of
-    w[t] over kept targets (float64, fixed order); count the number of kept targets; W the sum
-    of the class weights (C without weights)."""
+cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t ignore_index,
+                               const floating[:] w, bint has_w) noexcept nogil:
+    # One serial pass over the targets: the first one outside [0, C) that is not
+    # ignore_index, and the weight totals of the kept ones, summed in a fixed order.
     cdef Py_ssize_t n0 = t.shape[0], n1 = t.shape[1], i, j
     cdef int64_t v
-    cdef double total = 0, W = 0
-    cdef Py_ssize_t count = 0, bad = -1
-    cdef int64_t badv = 0
-    with nogil:
-        for i in range(n0):
-            for j in range(n1):
-                v = t[i, j]
-                if v == ignore_index:
-                    continue
-                if v < 0 or v >= C:
-                    bad = i * n1 + j
-                    badv = v
-                    break
-                count += 1
-                total += w[v] if has_w else 1.0
-            if bad >= 0:
-                break
-        if has_w:
-            for i in range(C):
-                W += w[i]
-        else:
-            W = C
-    return bad, badv, total, count, W
+    cdef TargetCheck r
+    r.bad = -1
+    r.bad_value = 0
+    r.denom = 0
+    r.W = 0
+    for i in range(n0):
+        for j in range(n1):
+            v = t[i, j]
+            if v == ignore_index:
+                continue
+            if v < 0 or v >= C:
+                r.bad = i * n1 + j
+                r.bad_value = v
+                return r
+            r.denom += w[v] if has_w else 1.0
+    if has_w:
+        for i in range(C):
+            r.W += w[i]
+    else:
+        r.W = C
+    return r
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[:] w,
-               bint has_w, int64_t ignore_index, double eps, bint is_nll, double W,
-               double sigma, floating[:, :] out, bint want_rows, floating[:, :, :] grad,
-               bint want_grad, int nthreads):
-    """Cross-entropy (or NLL when is_nll) with class-index targets.
+               bint has_w, int64_t ignore_index, double eps, bint is_nll, int reduction,
+               floating[:, :] out, floating[:, :, :] grad, bint want_grad, int nthreads):
+    """Cross-entropy (or NLL when is_nll) with class-index targets, in one call.
 
-    Writes per-row losses into out when want_rows, the gradient (scaled by sigma) into grad
-    when want_grad (for NLL grad must arrive zero-filled), and returns the float64 sum of the
-    per-row losses taken in a fixed order.  Targets must have been checked."""
+    Targets are checked on the fly in the main pass (each block keeps its first invalid one,
+    and blocks are read in order, so the report does not depend on threads); only the
+    gradient of the mean needs its scale first and takes a serial pre-pass over the targets.
+
+    reduction: 0 none (per-row losses into out), 1 mean, 2 sum.  The gradient, of the mean
+    for reduction 1 and of the sum otherwise, goes into grad when want_grad (for NLL grad
+    must arrive zero-filled).  Returns (bad, bad_value, total, denom): bad >= 0 is the flat
+    index of the first invalid target (outputs are then meaningless); total is the float64
+    sum of the per-row losses in a fixed order; denom the summed weights of the kept
+    targets."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
     cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
@@ -381,8 +388,9 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef const floating *wp = &w[0] if has_w and w.shape[0] > 0 else NULL
     cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1, o, k, j, it, nkb, k0, nk
     cdef double *partials
-    cdef double total, acc, loss, wt, smooth
-    cdef int64_t tv
+    cdef int64_t *bads
+    cdef double total, acc, den, loss, wt
+    cdef int64_t tv, brow, bval
     cdef int mode = 1 if (eps > 0 and not is_nll) else 0
     cdef RowStats st
     cdef floating *fws = NULL
@@ -390,8 +398,24 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef void *ws = NULL
     cdef floating *A = NULL
     cdef floating *Bv = NULL
-    if nrows == 0:
-        return 0.0
+    cdef TargetCheck chk
+    cdef double W = C, sigma = 1.0
+    cdef bint want_rows = reduction == 0
+    cdef bint prepass = want_grad and reduction == 1
+    if prepass or nrows == 0:
+        with nogil:
+            chk = check_targets(t, C, ignore_index, w, has_w)
+        if chk.bad >= 0:
+            return chk.bad, chk.bad_value, 0.0, 0.0
+        if nrows == 0:
+            return -1, 0, 0.0, chk.denom
+        # With no weight kept, PyTorch's gradient is 0 / 0 = nan on kept rows; ignored rows
+        # get 0 * softmax.
+        sigma = 1.0 / chk.denom if chk.denom != 0 else INFINITY
+    if has_w:
+        W = 0
+        for j in range(C):
+            W += w[j]
     if want_grad:
         g0 = grad.strides[0] // sizeof(floating)
         g1 = grad.strides[1] // sizeof(floating)
@@ -403,13 +427,20 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
         nblocks = outer * nkb
     else:
         nblocks = ceil_div(nrows, ROW_BLOCK)
-    partials = <double *>malloc(nblocks * sizeof(double))
-    if partials == NULL:
+    # per block: (sum of losses, sum of kept weights) and (first invalid row, its target)
+    partials = <double *>malloc(2 * nblocks * sizeof(double))
+    bads = <int64_t *>malloc(2 * nblocks * sizeof(int64_t))
+    if partials == NULL or bads == NULL:
+        free(partials)
+        free(bads)
         raise MemoryError()
     if not columns:
         with nogil:
             for blk in prange(nblocks, schedule='static', num_threads=nthreads):
                 acc = 0
+                den = 0
+                brow = -1
+                bval = 0
                 r1 = (blk + 1) * ROW_BLOCK
                 if r1 > nrows:
                     r1 = nrows
@@ -418,23 +449,34 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                     k = r - o * inner
                     tv = t[o, k]
                     loss = 0
+                    if tv != ignore_index and (tv < 0 or tv >= C):
+                        if brow < 0:
+                            brow = r
+                            bval = tv
+                        continue
                     if tv == ignore_index:
                         if want_grad and not is_nll:
-                            for j in range(C):
-                                gp[o * g0 + j * g1 + k * g2] = 0
+                            # 0 * softmax, as PyTorch's backward: nan where the row is
+                            st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
+                            if st.top == INFINITY:
+                                st.logs = NAN
+                            vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
+                                  <floating>st.logs, 0, 0, NULL, 0, gp + o * g0 + k * g2, g1)
                     elif is_nll:
                         wt = w[tv] if has_w else 1.0
+                        den = den + wt
                         loss = -wt * x0[o * s0 + tv * s1 + k * s2]
                         if want_grad:
                             gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
                     else:
                         wt = w[tv] if has_w else 1.0
+                        den = den + wt
                         st = row_lse(x0 + o * s0 + k * s2, C, s1, mode, NULL, 0, wp, sw, 0, 0)
                         if st.top == INFINITY:
                             st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
                         loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
                         if mode == 1:
-                            loss = loss + eps / C * (W * (st.logs + st.shift - st.ref) - st.acc)
+                            loss = loss + eps / C * (W * (st.logs + (st.shift - st.ref)) - st.acc)
                         if want_grad:
                             vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
                                   <floating>st.logs,
@@ -445,12 +487,16 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                     if want_rows:
                         out[o, k] = <floating>loss
                     acc = acc + loss
-                partials[blk] = acc
+                partials[2 * blk] = acc
+                partials[2 * blk + 1] = den
+                bads[2 * blk] = brow
+                bads[2 * blk + 1] = bval
     else:
         try:
             ws = workspace(nthreads, WS_BYTES)
         except MemoryError:
             free(partials)
+            free(bads)
             raise
         with nogil:
             for it in prange(nblocks, schedule='static', num_threads=nthreads):
@@ -469,36 +515,59 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                         fws[COL_BLOCK + k] = NAN
                         dws[k] = NAN
                 acc = 0
+                den = 0
+                brow = -1
+                bval = 0
                 for k in range(nk):
                     tv = t[o, k0 + k]
                     loss = 0
                     A[k] = 0
                     Bv[k] = 0
-                    if tv != ignore_index:
+                    if tv != ignore_index and (tv < 0 or tv >= C):
+                        if brow < 0:
+                            brow = o * inner + k0 + k
+                            bval = tv
+                    elif tv != ignore_index:
                         wt = w[tv] if has_w else 1.0
+                        den = den + wt
                         loss = (1 - eps) * wt * (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
                         if mode == 1:
-                            loss = loss + eps / C * (W * (dws[k] + fws[k] - fws[2 * COL_BLOCK + k]) - dws[COL_BLOCK + k])
+                            loss = loss + eps / C * (W * (dws[k] + (fws[k] - fws[2 * COL_BLOCK + k])) - dws[COL_BLOCK + k])
                         A[k] = <floating>(sigma * ((1 - eps) * wt + eps * W / C))
                         Bv[k] = <floating>(sigma * eps / C)
                     if want_rows:
                         out[o, k0 + k] = <floating>loss
                     acc = acc + loss
-                partials[it] = acc
-                if want_grad:
+                partials[2 * it] = acc
+                partials[2 * it + 1] = den
+                bads[2 * it] = brow
+                bads[2 * it + 1] = bval
+                if want_grad and brow < 0:
                     for j in range(C):
                         vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
                                  A, Bv, 1 if wp == NULL else wp[j * sw],
                                  gp + o * g0 + j * g1 + k0 * g2, g2)
                     for k in range(nk):
                         tv = t[o, k0 + k]
-                        if tv != ignore_index:
+                        if tv != ignore_index and tv >= 0 and tv < C:
                             wt = w[tv] if has_w else 1.0
                             gp[o * g0 + tv * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * wt)
         free(ws)
-    total = sum_partials(partials, nblocks)
+    total = 0
+    den = 0
+    brow = -1
+    for blk in range(nblocks):
+        if bads[2 * blk] >= 0:
+            brow = bads[2 * blk]
+            bval = bads[2 * blk + 1]
+            break
+        total += partials[2 * blk]
+        den += partials[2 * blk + 1]
     free(partials)
-    return total
+    free(bads)
+    if brow >= 0:
+        return brow, bval, 0.0, 0.0
+    return -1, 0, total, den
 
 
 # ----------------------------------------------------------- probability targets ----
@@ -554,7 +623,7 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
                 if st.top == INFINITY:
                     st.logs = NAN
                 # sum_j w t' (lse - x_j) = tw (logs + shift - ref) - sum_j w t' (x_j - ref)
-                loss = st.tw * (st.logs + st.shift - st.ref) - st.acc
+                loss = st.tw * (st.logs + (st.shift - st.ref)) - st.acc
                 if want_grad:
                     vgradprob(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
                               <floating>st.logs, <floating>(sigma * st.tw), <floating>sigma,

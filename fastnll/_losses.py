@@ -5,7 +5,7 @@ from . import _threads
 from ._dispatch import kernels
 from ._validation import (
     ClassView, as_real_array, check_label_smoothing, check_reduction, check_shape,
-    compute_dtype, kernel_ready, normalize_axis,
+    compute_dtype, empty_out, kernel_ready, normalize_axis,
 )
 
 
@@ -19,7 +19,7 @@ def _class_axis(ndim, axis):
 
 def _weight(weight, C, dtype):
     if weight is None:
-        return np.empty(0, dtype=dtype), False
+        return empty_out(dtype, 1), False
     w = as_real_array(weight, "weight")
     check_shape("weight", w.shape, (C,), "the input has C classes; expected shape")
     w = kernel_ready(w, dtype)
@@ -32,20 +32,25 @@ def _weight(weight, C, dtype):
     return w, True
 
 
+_I64 = np.dtype(np.int64)
+
+
 def _class_targets(target, x_shape, axis, C, ignore_index):
     t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(
-            f"target must hold integer class indices, got dtype {t.dtype!s}"
-        )
-    expected = x_shape[:axis] + x_shape[axis + 1:]
-    check_shape("target", t.shape, expected,
-                f"input has shape {tuple(x_shape)} with classes on axis {axis}; expected")
-    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-        raise IndexError(
-            f"target {int(t.max())} is out of bounds for {C} classes (ignore_index={ignore_index})"
-        )
-    return t.astype(np.int64, copy=False)
+    if t.dtype != _I64:
+        if t.dtype.kind not in "iu":
+            raise TypeError(
+                f"target must hold integer class indices, got dtype {t.dtype!s}"
+            )
+        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+            raise IndexError(f"target {int(t.max())} is out of bounds for {C} classes "
+                             f"(ignore_index={ignore_index})")
+        t = t.astype(_I64)
+    if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
+        check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
+                    f"input has shape {tuple(x_shape)} with classes on axis {axis}; "
+                    "expected")
+    return t
 
 
 def _ignore_index(ignore_index):
@@ -55,19 +60,24 @@ def _ignore_index(ignore_index):
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
 
 
-def _finish(total, denom, reduction, rows, dtype):
-    if reduction == "none":
+_REDUCTION_CODE = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _finish(total, denom, code, rows, dtype):
+    """The loss to return: per-row losses, their sum, or their sum / denom (nan for 0/0)."""
+    if code == 0:
         return rows[()] if rows.ndim == 0 else rows
-    if reduction == "sum":
+    if code == 2:
         return dtype.type(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return dtype.type(np.float64(total) / np.float64(denom))
+    if denom == 0:
+        return dtype.type(np.nan)
+    return dtype.type(total / denom)
 
 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 return_grad, is_nll):
     x = as_real_array(input, "input")
-    reduction = check_reduction(reduction)
+    code = _REDUCTION_CODE[check_reduction(reduction)]
     ignore_index = _ignore_index(ignore_index)
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
@@ -76,34 +86,23 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     t = _class_targets(target, x.shape, ax, C, ignore_index)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
-    t2 = view.to2(t)
-    bad, badv, total_w, _count, W = kernels.check_targets(t2, C, ignore_index, w, has_w)
+    shape = x.shape
+    rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype) if code == 0 else None
+    grad = None
+    if return_grad:
+        grad = np.zeros(shape, dtype=dtype) if is_nll else np.empty(shape, dtype=dtype)
+    bad, badv, total, denom = kernels.class_loss(
+        view.x3, view.to2(t), w, has_w, ignore_index, label_smoothing, is_nll, code,
+        view.to2(rows) if code == 0 else empty_out(dtype, 2),
+        view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
+        _threads.for_work(x.size),
+    )
     if bad >= 0:
         raise IndexError(
             f"target {badv} is out of bounds for {C} classes "
             f"(valid targets are 0..{C - 1} or ignore_index={ignore_index})"
         )
-    return _run_class(view, t2, w, has_w, ignore_index, label_smoothing, is_nll, W, total_w,
-                      reduction, return_grad, x.shape, ax, dtype)
-
-
-def _run_class(view, t2, w, has_w, ignore_index, eps, is_nll, W, denom, reduction,
-               return_grad, shape, ax, dtype):
-    sigma = 1.0
-    if reduction == "mean":
-        sigma = 1.0 / denom if denom != 0 else 0.0
-    rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype)
-    want_rows = reduction == "none"
-    grad = None
-    if return_grad:
-        grad = np.zeros(shape, dtype=dtype) if is_nll else np.empty(shape, dtype=dtype)
-    g3 = view.to3(grad) if return_grad else np.empty((0, 0, 0), dtype=dtype)
-    total = kernels.class_loss(
-        view.x3, t2, w, has_w, ignore_index, eps, is_nll, W, sigma,
-        view.to2(rows) if want_rows else np.empty((0, 0), dtype=dtype), want_rows,
-        g3, return_grad, _threads.for_work(view.outer * view.C * view.inner),
-    )
-    loss = _finish(total, denom, reduction, rows, dtype)
+    loss = _finish(total, denom, code, rows, dtype)
     return (loss, grad) if return_grad else loss
 
 
@@ -210,7 +209,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
                            False)
     x = as_real_array(input, "input")
-    reduction = check_reduction(reduction)
+    code = _REDUCTION_CODE[check_reduction(reduction)]
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
     C = x.shape[ax]
@@ -221,15 +220,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     view = ClassView(x, ax)
     t3 = view.to3(kernel_ready(t, dtype))
     nrows = view.outer * view.inner
-    sigma = 1.0 / nrows if (reduction == "mean" and nrows) else 1.0
-    rows = np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=dtype)
-    want_rows = reduction == "none"
+    sigma = 1.0 / nrows if (code == 1 and nrows) else 1.0
+    rows = np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=dtype) if code == 0 else None
     grad = np.empty(x.shape, dtype=dtype) if return_grad else None
     total = kernels.prob_loss(
         view.x3, t3, w, has_w, eps, sigma,
-        view.to2(rows) if want_rows else np.empty((0, 0), dtype=dtype), want_rows,
-        view.to3(grad) if return_grad else np.empty((0, 0, 0), dtype=dtype), return_grad,
+        view.to2(rows) if code == 0 else empty_out(dtype, 2), code == 0,
+        view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
         _threads.for_work(x.size),
     )
-    loss = _finish(total, nrows, reduction, rows, dtype)
+    loss = _finish(total, nrows, code, rows, dtype)
     return (loss, grad) if return_grad else loss

@@ -29,9 +29,14 @@ def as_real_array(value, name):
     return arr
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def compute_dtype(*arrays):
     """float32 for float32 (and float16) inputs, float64 for everything else, after NumPy's
     promotion of the given arrays."""
+    if len(arrays) == 1 and arrays[0].dtype in (_F32, _F64):
+        return arrays[0].dtype
     dt = np.result_type(*[a.dtype for a in arrays])
     if dt.kind == "f" and dt.itemsize <= 4:
         return np.dtype(np.float32)
@@ -40,10 +45,20 @@ def compute_dtype(*arrays):
 
 def kernel_ready(arr, dtype):
     """arr as dtype with element-multiple strides (a view when possible, else one copy)."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
     arr = arr.astype(dtype, copy=False)
     if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
         arr = np.array(arr, dtype=dtype, order="C")
     return arr
+
+
+_EMPTY = {(dt, nd): np.empty((0,) * nd, dtype=dt) for dt in (_F32, _F64) for nd in (1, 2, 3)}
+
+
+def empty_out(dtype, ndim):
+    """A shared empty array standing in for an output a kernel is told not to write."""
+    return _EMPTY[dtype, ndim]
 
 
 def check_reduction(reduction, allowed=REDUCTIONS):
@@ -115,15 +130,18 @@ class ClassView:
 
     def __init__(self, x, axis):
         shape = x.shape
-        self.outer = math.prod(shape[:axis])
-        self.C = shape[axis]
-        self.inner = math.prod(shape[axis + 1:])
-        self.x3 = x.reshape(self.outer, self.C, self.inner)
-        s0, s1, _ = self.x3.strides
-        self.swap = (self.inner == 1 and self.outer > 1 and self.C > 1
-                     and (abs(s0) < abs(s1) or self.C <= _SMALL_CLASSES))
-        if self.swap:
-            self.x3 = self.x3.transpose(2, 1, 0)
+        outer = inner = 1
+        for n in shape[:axis]:
+            outer *= n
+        for n in shape[axis + 1:]:
+            inner *= n
+        C = shape[axis]
+        self.outer, self.C, self.inner = outer, C, inner
+        x3 = x.reshape(outer, C, inner)
+        s0, s1, _ = x3.strides
+        self.swap = (inner == 1 and outer > 1 and C > 1
+                     and (C <= _SMALL_CLASSES or abs(s0) < abs(s1)))
+        self.x3 = x3.transpose(2, 1, 0) if self.swap else x3
 
     def to3(self, arr):
         v = arr.reshape(self.outer, self.C, self.inner)
