@@ -283,7 +283,7 @@ def plot(results, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = [f"{f} {d}\n{s}" for (f, s, d), _ in results]
+    labels = [f"{f}\n{d} {'x'.join(map(str, s))}" for (f, s, d), _ in results]
     names = sorted({n for _, m in results for n in m if n != "fastnll"})
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(results)), 5))
     width = 0.8 / max(1, len(names))
@@ -294,7 +294,7 @@ def plot(results, path, title):
     ax.set_yscale("log")
     ax.set_ylabel("time / fastnll time (higher: fastnll faster)")
     ax.set_xticks(np.arange(len(results)) + width * (len(names) - 1) / 2)
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -36,6 +36,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     weight drops its term even where ``a`` is inf or nan); a negative sum gives nan unless
     ``return_sign`` is True, which returns ``(log|sum|, sign)``.  The sum of nothing is -inf.
 
+    Two corners where fastnll keeps to SciPy's documented rules rather than SciPy 1.17's
+    output: a zero weight drops its term also when the result is infinite (SciPy's fallback
+    for infinite results computes ``0 * inf = nan`` there), and a negative sum that
+    underflows gives nan like any negative sum (SciPy returns -inf).
+
     Parameters
     ----------
     a : array_like
