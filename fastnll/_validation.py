@@ -167,9 +167,10 @@ def check_broadcast(name, arr, shape, ref_name="input"):
 
 
 def check_nonnegative(name, arr):
-    bad = arr < 0
-    if bad.any():
-        raise ValueError(f"{name} must be non-negative, got {arr[bad].flat[0]!r}")
+    """Refuse negative entries (nan passes, as in PyTorch).  A reduction, not a mask, so that
+    the check allocates nothing of the array's size."""
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative, got {arr[arr < 0].flat[0]!r}")
 
 
 def joint_3d(shape, arrays):

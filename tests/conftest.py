@@ -297,3 +297,11 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_report_header(config):
+    import fastnll
+    import fastnll._dispatch as dispatch
+    return (f"fastnll {fastnll.__version__} from {fastnll.__file__}; kernels "
+            f"{dispatch.level}, OpenMP {dispatch.kernels.built_with_openmp()}, "
+            f"{fastnll.get_num_threads()} threads")

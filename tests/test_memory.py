@@ -1,0 +1,68 @@
+"""The forward pass of every loss allocates nothing of the input's size.
+
+tracemalloc sees every NumPy allocation (NumPy reports them to it), so the peak it records
+during a call is what the wrapper allocated: conversions, copies, outputs.  The kernels' own
+scratch (a few bytes per block of rows) is not traced, and is far below the bound anyway.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnll
+
+N, C = 2000, 500          # 4 MB of float32 logits
+
+
+def _peak(fn):
+    fn()                  # warm up: first-call caches are not the call's cost
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C), dtype=np.float32)
+    t = rng.integers(0, C, N)
+    p = rng.random((N, C), dtype=np.float32)
+    p /= p.sum(axis=1, keepdims=True)
+    y01 = rng.random((N, C), dtype=np.float32)
+    var = rng.random((N, C), dtype=np.float32) + np.float32(0.5)
+    x4 = rng.standard_normal((20, C, 10, 10), dtype=np.float32)
+    t4 = rng.integers(0, C, (20, 10, 10))
+    return {
+        "cross_entropy": (lambda: fastnll.cross_entropy(x, t), x),
+        "cross_entropy smoothing+weight": (
+            lambda: fastnll.cross_entropy(x, t, weight=np.ones(C, np.float32),
+                                          label_smoothing=0.1), x),
+        "cross_entropy (N, C, d1, d2)": (lambda: fastnll.cross_entropy(x4, t4), x4),
+        "cross_entropy transposed": (lambda: fastnll.cross_entropy(x.T, t, axis=0), x),
+        "cross_entropy probabilities": (lambda: fastnll.cross_entropy(x, p), x),
+        "nll_loss": (lambda: fastnll.nll_loss(x, t), x),
+        "binary_cross_entropy_with_logits": (
+            lambda: fastnll.binary_cross_entropy_with_logits(x, y01), x),
+        "gaussian_nll_loss": (lambda: fastnll.gaussian_nll_loss(x, y01, var), x),
+        "poisson_nll_loss": (lambda: fastnll.poisson_nll_loss(x, y01), x),
+        "kl_div": (lambda: fastnll.kl_div(x, p, reduction="batchmean"), x),
+        "logsumexp": (lambda: fastnll.logsumexp(x, axis=1), x),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_allocates_under_one_percent_of_the_input(name):
+    fn, x = CASES[name]
+    peak = _peak(fn)
+    assert peak < 0.01 * x.nbytes, f"{name}: {peak} bytes traced for a {x.nbytes}-byte input"
+
+
+def test_the_measure_sees_a_copy():
+    # the bound above would catch a wrapper that copies its input
+    _, x = CASES["cross_entropy"]
+    assert _peak(lambda: np.ascontiguousarray(x.T)) >= x.nbytes
