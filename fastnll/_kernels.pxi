@@ -188,8 +188,12 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
     if not use_columns(inner, C, s1, s2):
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-                o = r // inner
-                k = r - o * inner
+                if inner == 1:   # no 64-bit division in the common case
+                    o = r
+                    k = 0
+                else:
+                    o = r // inner
+                    k = r - o * inner
                 st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
                 out[o, k] = <floating>(st.shift + st.logs)
         return
@@ -225,8 +229,12 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
         return
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-            o = r // inner
-            k = r - o * inner
+            if inner == 1:   # no 64-bit division in the common case
+                o = r
+                k = 0
+            else:
+                o = r // inner
+                k = r - o * inner
             top = -INFINITY
             for c in range(C):
                 if b[o, c, k] != 0 and x[o, c, k] > top:
@@ -289,8 +297,12 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
     if not use_columns(inner, C, s1, s2):
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-                o = r // inner
-                k = r - o * inner
+                if inner == 1:   # no 64-bit division in the common case
+                    o = r
+                    k = 0
+                else:
+                    o = r // inner
+                    k = r - o * inner
                 st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
                 logs = <floating>st.logs
                 if not take_log and st.top == INFINITY:
@@ -360,6 +372,56 @@ cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t igno
     return r
 
 
+cdef struct BlockSum:
+    double acc        # sum of the block's losses
+    double den        # sum of its kept targets' weights
+    int64_t brow      # its first invalid target's row (-1: none) ...
+    int64_t bval      # ... and value
+
+
+cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
+                        const int64_t *t0, Py_ssize_t ts0, Py_ssize_t ts1,
+                        const floating *wp, Py_ssize_t sw, int64_t ignore_index,
+                        Py_ssize_t C, Py_ssize_t inner, Py_ssize_t r0, Py_ssize_t r1,
+                        floating *op, Py_ssize_t os0, Py_ssize_t os1, floating *gp,
+                        Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2,
+                        double sigma) noexcept nogil:
+    # NLL over rows [r0, r1): a gather.  A loop of its own, on raw pointers, so that its few
+    # locals stay in registers and many gathers are in flight at once.
+    cdef BlockSum b
+    cdef Py_ssize_t r, o, k
+    cdef int64_t tv
+    cdef double wt, loss
+    b.acc = 0
+    b.den = 0
+    b.brow = -1
+    b.bval = 0
+    for r in range(r0, r1):
+        if inner == 1:
+            o = r
+            k = 0
+        else:
+            o = r // inner
+            k = r - o * inner
+        tv = t0[o * ts0 + k * ts1]
+        loss = 0
+        if tv != ignore_index:
+            if tv < 0 or tv >= C:
+                if b.brow < 0:
+                    b.brow = r
+                    b.bval = tv
+                continue
+            wt = 1.0 if wp == NULL else wp[tv * sw]
+            b.den += wt
+            loss = -wt * x0[o * s0 + tv * s1 + k * s2]
+            if gp != NULL:
+                gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
+        if op != NULL:
+            op[o * os0 + k * os1] = <floating>loss
+        b.acc += loss
+    return b
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[:] w,
@@ -399,6 +461,11 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef floating *A = NULL
     cdef floating *Bv = NULL
     cdef TargetCheck chk
+    cdef BlockSum bs
+    cdef const int64_t *tp = &t[0, 0] if t.shape[0] > 0 and t.shape[1] > 0 else NULL
+    cdef Py_ssize_t ts0 = t.strides[0] // 8, ts1 = t.strides[1] // 8
+    cdef floating *op = NULL
+    cdef Py_ssize_t os0 = 0, os1 = 0
     cdef double W = C, sigma = 1.0
     cdef bint want_rows = reduction == 0
     cdef bint prepass = want_grad and reduction == 1
@@ -434,7 +501,23 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
         free(partials)
         free(bads)
         raise MemoryError()
-    if not columns:
+    if is_nll:
+        if want_rows and out.shape[0] > 0 and out.shape[1] > 0:
+            op = &out[0, 0]
+            os0 = out.strides[0] // sizeof(floating)
+            os1 = out.strides[1] // sizeof(floating)
+        with nogil:
+            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+                r1 = (blk + 1) * ROW_BLOCK
+                if r1 > nrows:
+                    r1 = nrows
+                bs = nll_block(x0, s0, s1, s2, tp, ts0, ts1, wp, sw, ignore_index, C, inner,
+                               blk * ROW_BLOCK, r1, op, os0, os1, gp, g0, g1, g2, sigma)
+                partials[2 * blk] = bs.acc
+                partials[2 * blk + 1] = bs.den
+                bads[2 * blk] = bs.brow
+                bads[2 * blk + 1] = bs.bval
+    elif not columns:
         with nogil:
             for blk in prange(nblocks, schedule='static', num_threads=nthreads):
                 acc = 0
@@ -445,8 +528,12 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 if r1 > nrows:
                     r1 = nrows
                 for r in range(blk * ROW_BLOCK, r1):
-                    o = r // inner
-                    k = r - o * inner
+                    if inner == 1:   # no 64-bit division in the common case
+                        o = r
+                        k = 0
+                    else:
+                        o = r // inner
+                        k = r - o * inner
                     tv = t[o, k]
                     loss = 0
                     if tv != ignore_index and (tv < 0 or tv >= C):
@@ -616,8 +703,12 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
             if r1 > nrows:
                 r1 = nrows
             for r in range(blk * ROW_BLOCK, r1):
-                o = r // inner
-                k = r - o * inner
+                if inner == 1:   # no 64-bit division in the common case
+                    o = r
+                    k = 0
+                else:
+                    o = r // inner
+                    k = r - o * inner
                 st = row_lse(x0 + o * s0 + k * s2, C, s1, 2, tp + o * t0 + k * t2, t1, wp, sw,
                         a, b)
                 if st.top == INFINITY:

@@ -193,8 +193,12 @@ def entropy(const floating[:, :, :] p, const floating[:, :, :] q, bint has_q, do
         return
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-            o = r // inner
-            k = r - o * inner
+            if inner == 1:   # no 64-bit division in the common case
+                o = r
+                k = 0
+            else:
+                o = r // inner
+                k = r - o * inner
             sp = 0
             sq = 0
             for c in range(C):
