@@ -38,6 +38,7 @@ from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 
 from fastnll._lse cimport (
     RowStats, ROW_CHUNK, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp,
+    fnl_colfinish,
     vmax, vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
 )
 
@@ -144,8 +145,10 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             eq[k] += chi[k]
             acc[k] += cacc[k]
         j0 += jn
+    fnl_colfinish(lo, eq, dlogs, nk)
     for k in range(nk):
-        dlogs[k] = finish_logs(top[k], lo[k], eq[k])
+        if not (isfinite(top[k]) and isfinite(lo[k])):
+            dlogs[k] = finish_logs(top[k], lo[k], eq[k])
         flogs[k] = <floating>dlogs[k]
 
 

@@ -11,6 +11,8 @@ from cython cimport floating
 from libc.math cimport isfinite, log, log1p, INFINITY
 
 cdef extern from "_simd.h" nogil:
+    double fnl_log_ge1_f64(double x)
+    void fnl_colfinish(const double *lo, const double *eq, double *logs, Py_ssize_t nk)
     float fnl_exp_f32(float x)
     double fnl_exp_f64(double x)
     float fnl_max_f32(const float *x, Py_ssize_t n, Py_ssize_t s)

@@ -105,6 +105,49 @@ FNL_INLINE double fnl_exp_f64(double x)
     return (p * s1.f) * s2.f;
 }
 
+/* log for finite x >= 1 (what finishing a log-sum-exp needs): x = m 2^e with m in
+ * [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.1716, summed
+ * to s^21 (truncation below 1e-17), e ln2 split in two constants.  Branch-free. */
+FNL_INLINE double fnl_log_ge1_f64(double x)
+{
+    fnl_bits64 b;
+    b.f = x;
+    int64_t e = ((b.i >> 52) & 0x7ff) - 1023;
+    b.i = (b.i & INT64_C(0x000fffffffffffff)) | INT64_C(0x3ff0000000000000);
+    double m = b.f;                                 /* [1, 2) */
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    double ed = (double)(e + big);
+    double f = m - 1.0;
+    double sv = f / (2.0 + f);
+    double z = sv * sv;
+    double p = 1.0 / 21;
+    p = p * z + 1.0 / 19;
+    p = p * z + 1.0 / 17;
+    p = p * z + 1.0 / 15;
+    p = p * z + 1.0 / 13;
+    p = p * z + 1.0 / 11;
+    p = p * z + 1.0 / 9;
+    p = p * z + 1.0 / 7;
+    p = p * z + 1.0 / 5;
+    p = p * z + 1.0 / 3;
+    double logm = 2.0 * sv + 2.0 * sv * (z * p);
+    return ed * 6.93147180369123816490e-01 + (logm + ed * 1.90821492927058770002e-10);
+}
+
+/* logs[k] = log(eq[k] + lo[k]) as log(eq) + log1p(lo / eq), for nk columns at once; valid
+ * where eq >= 1 and lo >= 0 are finite (the caller redoes the other columns). */
+FNL_INLINE void fnl_colfinish(const double *lo, const double *eq, double *logs, ptrdiff_t nk)
+{
+    FNL_SIMD
+    for (ptrdiff_t k = 0; k < nk; k++) {
+        double u = lo[k] / eq[k];
+        double v = 1.0 + u;
+        /* log1p(u) = log(v) + (u - (v - 1)) / v: the rounding of 1 + u, corrected */
+        logs[k] = fnl_log_ge1_f64(v) + (u - (v - 1.0)) / v + fnl_log_ge1_f64(eq[k]);
+    }
+}
+
 /* ------------------------------------------------- reductions and writers ---- */
 /*
  * Row helpers work on n elements x[0], x[s], x[2s], ...  Column helpers work on one class
