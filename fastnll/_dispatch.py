@@ -36,9 +36,14 @@ def _select():
     forced = os.environ.get(ENV_VAR, "").strip().lower()
     if forced:
         level = _ALIASES.get(forced, forced)
+        known = ["x86-64", "x86-64-v3", "x86-64-v4", "generic"] + sorted(_ALIASES)
+        if level not in known:
+            raise ImportError(f"{ENV_VAR}={forced!r} is not a kernel level; use one of "
+                              f"{', '.join(known)}")
         if level not in supported:
             raise ImportError(
-                f"{ENV_VAR}={forced!r}: this CPU supports only {', '.join(supported)}"
+                f"{ENV_VAR}={forced!r}: this CPU (or build) supports only "
+                f"{', '.join(supported)}"
             )
         return level, importlib.import_module(_module_name(level))
     for level in reversed(supported):

@@ -3,7 +3,9 @@ import numpy as np
 
 from . import _threads
 from ._dispatch import kernels
-from ._validation import ClassView, as_real_array, compute_dtype, kernel_ready, normalize_axis
+from ._validation import (
+    ClassView, as_real_array, compute_dtype, kernel_ready, normalize_axis, real_number,
+)
 
 
 def entropy(pk, qk=None, base=None, axis=0):
@@ -39,9 +41,13 @@ def entropy(pk, qk=None, base=None, axis=0):
     p = as_real_array(pk, "pk")
     q = None if qk is None else as_real_array(qk, "qk")
     if base is not None:
-        if not float(base) > 0:
+        if not real_number(base, "base") > 0:
             raise ValueError(f"base must be a positive number or None, got {base!r}")
     dtype = compute_dtype(p) if q is None else compute_dtype(p, q)
+    if axis is None:      # SciPy flattens each array first, then broadcasts
+        p = p.reshape(-1)
+        q = None if q is None else q.reshape(-1)
+        axis = 0
     if q is not None:
         try:
             p, q = np.broadcast_arrays(p, q)
@@ -50,10 +56,6 @@ def entropy(pk, qk=None, base=None, axis=0):
                 f"pk with shape {p.shape} and qk with shape {q.shape} cannot be broadcast "
                 "together"
             ) from None
-    if axis is None:
-        p = p.reshape(-1)
-        q = None if q is None else q.reshape(-1)
-        axis = 0
     if p.ndim == 0:
         p = p.reshape(1)
         q = None if q is None else q.reshape(1)

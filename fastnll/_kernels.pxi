@@ -174,9 +174,9 @@ cdef inline floating *x_ptr(const floating[:, :, :] x) noexcept nogil:
 def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
     """out[o, k] = log sum_c exp(x[o, c, k])."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef const floating *x0 = x_ptr(x)
     cdef Py_ssize_t r, o, k, it, nkb, k0, nk
     cdef RowStats st
@@ -281,12 +281,12 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
 def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int nthreads):
     """out = softmax(x) or log_softmax(x) along the middle axis."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
-    cdef Py_ssize_t o0 = out.strides[0] // sizeof(floating)
-    cdef Py_ssize_t o1 = out.strides[1] // sizeof(floating)
-    cdef Py_ssize_t o2 = out.strides[2] // sizeof(floating)
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t o0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t o1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t o2 = out.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef const floating *x0 = x_ptr(x)
     cdef floating *y0 = x_ptr(out)
     cdef Py_ssize_t r, o, k, j, it, nkb, k0, nk
@@ -443,11 +443,11 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     sum of the per-row losses in a fixed order; denom the summed weights of the kept
     targets."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t g0 = 0, g1 = 0, g2 = 0
-    cdef Py_ssize_t sw = w.strides[0] // sizeof(floating) if has_w else 0
+    cdef Py_ssize_t sw = w.strides[0] // <Py_ssize_t>sizeof(floating) if has_w else 0
     cdef const floating *x0 = x_ptr(x)
     cdef floating *gp = NULL
     cdef const floating *wp = &w[0] if has_w and w.shape[0] > 0 else NULL
@@ -487,9 +487,9 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
         for j in range(C):
             W += w[j]
     if want_grad:
-        g0 = grad.strides[0] // sizeof(floating)
-        g1 = grad.strides[1] // sizeof(floating)
-        g2 = grad.strides[2] // sizeof(floating)
+        g0 = grad.strides[0] // <Py_ssize_t>sizeof(floating)
+        g1 = grad.strides[1] // <Py_ssize_t>sizeof(floating)
+        g2 = grad.strides[2] // <Py_ssize_t>sizeof(floating)
         gp = x_ptr(grad)
     cdef bint columns = use_columns(inner, C, s1, s2) and not is_nll
     if columns:
@@ -507,8 +507,8 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     if is_nll:
         if want_rows and out.shape[0] > 0 and out.shape[1] > 0:
             op = &out[0, 0]
-            os0 = out.strides[0] // sizeof(floating)
-            os1 = out.strides[1] // sizeof(floating)
+            os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
+            os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
         with nogil:
             for blk in prange(nblocks, schedule='static', num_threads=nthreads):
                 r1 = (blk + 1) * ROW_BLOCK
@@ -671,14 +671,14 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
 
     Returns the float64 sum of per-row losses in a fixed order; see class_loss for out/grad."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // sizeof(floating)
-    cdef Py_ssize_t t0 = t.strides[0] // sizeof(floating)
-    cdef Py_ssize_t t1 = t.strides[1] // sizeof(floating)
-    cdef Py_ssize_t t2 = t.strides[2] // sizeof(floating)
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t t0 = t.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t t1 = t.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t t2 = t.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t g0 = 0, g1 = 0, g2 = 0
-    cdef Py_ssize_t sw = w.strides[0] // sizeof(floating) if has_w else 0
+    cdef Py_ssize_t sw = w.strides[0] // <Py_ssize_t>sizeof(floating) if has_w else 0
     cdef const floating *x0 = x_ptr(x)
     cdef const floating *tp = x_ptr(t)
     cdef floating *gp = NULL
@@ -691,9 +691,9 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
     if nrows == 0:
         return 0.0
     if want_grad:
-        g0 = grad.strides[0] // sizeof(floating)
-        g1 = grad.strides[1] // sizeof(floating)
-        g2 = grad.strides[2] // sizeof(floating)
+        g0 = grad.strides[0] // <Py_ssize_t>sizeof(floating)
+        g1 = grad.strides[1] // <Py_ssize_t>sizeof(floating)
+        g2 = grad.strides[2] // <Py_ssize_t>sizeof(floating)
         gp = x_ptr(grad)
     nblocks = ceil_div(nrows, ROW_BLOCK)
     partials = <double *>malloc(nblocks * sizeof(double))
@@ -717,7 +717,7 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] t, const floati
                 if st.top == INFINITY:
                     st.logs = NAN
                 # sum_j w t' (lse - x_j) = tw (logs + shift - ref) - sum_j w t' (x_j - ref)
-                loss = st.tw * (st.logs + (st.shift - st.ref)) - st.acc
+                loss = st.tw * (st.logs + (st.shift - st.ref)) - st.acc if C > 0 else 0.0
                 if want_grad:
                     vgradprob(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
                               <floating>st.logs, <floating>(sigma * st.tw), <floating>sigma,

@@ -8,7 +8,7 @@ from . import _threads
 from ._dispatch import kernels
 from ._validation import (
     as_real_array, check_broadcast, check_nonnegative, check_reduction, check_shape,
-    compute_dtype, joint_3d, kernel_ready,
+    compute_dtype, empty_out, joint_3d, kernel_ready, real_number,
 )
 
 _BCE, _GAUSS, _POISSON, _KL = 0, 1, 2, 3
@@ -29,17 +29,18 @@ def _run(kind, x, y, a, b, p0, flags, reduction, return_grad, divisor, dtype):
     rows = np.empty(shape, dtype=dtype) if want_rows else None
     gx = np.empty(shape, dtype=dtype) if return_grad else None
     ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _GAUSS) else None
-    arrays = [x, y, a, b]
     outs = [o for o in (rows, gx, ga) if o is not None]
-    views = joint_3d(shape, arrays + outs)
-    x3, y3, a3, b3 = views[:4]
-    rest = iter(views[4:])
-    empty3 = np.empty((0, 0, 0), dtype=dtype)
-    r3 = next(rest) if want_rows else empty3
-    g3 = next(rest) if return_grad else empty3
-    ga3 = next(rest) if ga is not None else empty3
-    total = kernels.pointwise_loss(kind, x3, y3, a3, b3, p0, flags, sigma, r3, want_rows,
-                                   g3, ga3, return_grad, _threads.for_work(n))
+    empty3 = empty_out(dtype, 3)
+    nthreads = _threads.for_work(n)
+    total = 0.0
+    for views in joint_3d(shape, [x, y, a, b] + outs):   # usually one group
+        x3, y3, a3, b3 = views[:4]
+        rest = iter(views[4:])
+        r3 = next(rest) if want_rows else empty3
+        g3 = next(rest) if return_grad else empty3
+        ga3 = next(rest) if ga is not None else empty3
+        total += kernels.pointwise_loss(kind, x3, y3, a3, b3, p0, flags, sigma, r3, want_rows,
+                                        g3, ga3, return_grad, nthreads)
     if want_rows:
         loss = rows[()] if rows.ndim == 0 else rows
     elif reduction == "sum":
@@ -181,7 +182,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     v, reduce_var = _gaussian_var(var, x.shape, dtype)
     ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
-    loss, gx, gv = _run(_GAUSS, x, y, v, ones, float(eps), _FULL if full else 0, reduction,
+    loss, gx, gv = _run(_GAUSS, x, y, v, ones, real_number(eps, "eps"), _FULL if full else 0,
+                        reduction,
                         return_grad, None, dtype)
     return (loss, (gx, reduce_var(gv))) if return_grad else loss
 
@@ -219,7 +221,8 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
     flags = (_FULL if full else 0) | (_LOG_INPUT if log_input else 0)
-    loss, gx, _ = _run(_POISSON, x, y, ones, ones, float(eps), flags, reduction, return_grad,
+    loss, gx, _ = _run(_POISSON, x, y, ones, ones, real_number(eps, "eps"), flags, reduction,
+                       return_grad,
                        None, dtype)
     return (loss, gx) if return_grad else loss
 

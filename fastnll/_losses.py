@@ -1,11 +1,13 @@
 """nll_loss and cross_entropy with torch.nn.functional's semantics, on NumPy arrays."""
+import operator
+
 import numpy as np
 
 from . import _threads
 from ._dispatch import kernels
 from ._validation import (
-    ClassView, as_real_array, check_label_smoothing, check_reduction, check_shape,
-    compute_dtype, empty_out, kernel_ready, normalize_axis,
+    ClassView, as_real_array, check_label_smoothing, check_nonnegative, check_reduction,
+    check_shape, compute_dtype, empty_out, kernel_ready, normalize_axis,
 )
 
 
@@ -23,12 +25,7 @@ def _weight(weight, C, dtype):
     w = as_real_array(weight, "weight")
     check_shape("weight", w.shape, (C,), "the input has C classes; expected shape")
     w = kernel_ready(w, dtype)
-    bad = ~(w >= 0)
-    if bad.any():
-        raise ValueError(
-            f"weight must hold non-negative numbers, got {w[bad][0]!r} for class "
-            f"{int(np.flatnonzero(bad)[0])}"
-        )
+    check_nonnegative("weight", w)      # nan passes, as in PyTorch and the elementwise losses
     return w, True
 
 
@@ -46,6 +43,8 @@ def _class_targets(target, x_shape, axis, C, ignore_index):
             raise IndexError(f"target {int(t.max())} is out of bounds for {C} classes "
                              f"(ignore_index={ignore_index})")
         t = t.astype(_I64)
+    if not t.flags.aligned or any(s % 8 for s in t.strides):
+        t = np.array(t, dtype=_I64, order="C")     # e.g. a field of a structured array
     if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
         check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
                     f"input has shape {tuple(x_shape)} with classes on axis {axis}; "
@@ -54,10 +53,15 @@ def _class_targets(target, x_shape, axis, C, ignore_index):
 
 
 def _ignore_index(ignore_index):
+    if isinstance(ignore_index, (bool, np.bool_)):
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
     try:
-        return int(ignore_index)
-    except (TypeError, ValueError):
+        value = operator.index(ignore_index)
+    except TypeError:
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    if not -(2 ** 63) <= value < 2 ** 63:
+        raise ValueError(f"ignore_index must fit in 64 bits, got {value}")
+    return value
 
 
 _REDUCTION_CODE = {"none": 0, "mean": 1, "sum": 2}

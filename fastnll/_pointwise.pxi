@@ -52,7 +52,7 @@ cdef inline PwOut closs_gauss(double x, double y, double var, double eps,
                               bint full) noexcept nogil:
     # var is clamped to eps, and the derivative taken at the clamped value (PyTorch clamps a
     # copy of var under no_grad, so the gradient flows through the clamp unchanged).
-    cdef double v = var if var > eps else eps
+    cdef double v = eps if var < eps else var   # nan stays nan, as in PyTorch
     cdef double d = x - y
     cdef PwOut r
     r.loss = 0.5 * (log(v) + d * d / v)

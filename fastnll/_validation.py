@@ -71,6 +71,8 @@ def check_reduction(reduction, allowed=REDUCTIONS):
 
 
 def normalize_axis(axis, ndim, name="axis"):
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {axis!r}")
     try:
         ax = operator.index(axis)
     except TypeError:
@@ -95,13 +97,18 @@ def normalize_axes(axis, ndim, name="axis"):
     return tuple(sorted(axes))
 
 
-def check_label_smoothing(label_smoothing):
+def real_number(value, name):
+    """value as a float, refusing strings, bools and non-numbers with a TypeError naming it."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
-        eps = float(label_smoothing)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(
-            f"label_smoothing must be a real number, got {label_smoothing!r}"
-        ) from None
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def check_label_smoothing(label_smoothing):
+    eps = real_number(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     return eps
@@ -174,10 +181,11 @@ def check_nonnegative(name, arr):
 
 
 def joint_3d(shape, arrays):
-    """3-D views (n0, n1, n2) of arrays that all have `shape` (broadcast views allowed),
-    merging adjacent dimensions wherever every array's strides allow it, so that elementwise
-    kernels walk them with one loop nest and no copy.  Arrays that cannot be merged into three
-    dimensions are copied to C order (rare: several non-mergeable strided dimensions)."""
+    """Groups of 3-D views (n0, n1, n2) of arrays that all have `shape` (broadcast views
+    allowed), merging adjacent dimensions wherever every array's strides allow it, so that an
+    elementwise kernel walks each group with one loop nest.  When the strides leave more than
+    three dimensions, the first axis is split off and each of its slices handled the same way:
+    the result is a list of groups (usually one), all views, never copies."""
     dims = []
     for i, n in enumerate(shape):
         if n == 1:
@@ -188,14 +196,18 @@ def joint_3d(shape, arrays):
         else:
             dims.append((n, strides))
     if len(dims) > 3:
-        copies = [np.ascontiguousarray(a) for a in arrays]
-        return joint_3d(shape, copies)
+        first = next(i for i, n in enumerate(shape) if n != 1)
+        groups = []
+        for j in range(shape[first]):
+            index = (slice(None),) * first + (j,)
+            groups += joint_3d(shape[first + 1:], [a[index] for a in arrays])
+        return groups
     dims = [(1, [0] * len(arrays))] * (3 - len(dims)) + dims
     new_shape = tuple(n for n, _ in dims)
-    return [
+    return [[
         np.lib.stride_tricks.as_strided(
             a, shape=new_shape, strides=tuple(st[k] for _, st in dims),
             writeable=a.flags.writeable,   # broadcast_to views are read-only already
         )
         for k, a in enumerate(arrays)
-    ]
+    ]]

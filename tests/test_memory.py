@@ -66,3 +66,17 @@ def test_the_measure_sees_a_copy():
     # the bound above would catch a wrapper that copies its input
     _, x = CASES["cross_entropy"]
     assert _peak(lambda: np.ascontiguousarray(x.T)) >= x.nbytes
+
+
+def test_elementwise_losses_with_unmergeable_broadcasts_do_not_copy():
+    rng = np.random.default_rng(1)
+    # 8 MB; broadcasts that leave 4 dimensions unmerged: handled as 8 groups of views (a
+    # few hundred bytes of view objects each), where a copy would cost 1-3 times the input
+    x = rng.standard_normal((8, 16, 32, 256))
+    y = np.abs(rng.standard_normal((8, 1, 32, 1)))
+    v = np.abs(rng.standard_normal((8, 16, 32, 1))) + 0.5
+    for fn in (lambda: fastnll.poisson_nll_loss(x, y),
+               lambda: fastnll.gaussian_nll_loss(x, y, v),
+               lambda: fastnll.binary_cross_entropy_with_logits(x, x, weight=y)):
+        peak = _peak(fn)
+        assert peak < 0.01 * x.nbytes, f"{peak} bytes traced for a {x.nbytes}-byte input"

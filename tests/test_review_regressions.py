@@ -1,0 +1,117 @@
+"""Regressions for problems an independent review found (each failed before its fix)."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastnll
+
+
+def test_nll_loss_with_an_odd_target_stride():
+    # a field of a structured array: int64 with a 12-byte stride
+    rec = np.zeros(3, dtype=[("label", "<i8"), ("flag", "<i4")])
+    rec["flag"][0] = 1
+    rec["label"] = [1, 0, 1]
+    x = np.log([[0.7, 0.3]] * 3)
+    for f in (fastnll.nll_loss, fastnll.cross_entropy):
+        got = f(x, rec["label"], reduction="none")
+        np.testing.assert_array_equal(got, f(x, rec["label"].copy(), reduction="none"))
+
+
+def test_gaussian_nan_var_gives_nan_as_pytorch():
+    loss, (gx, gv) = fastnll.gaussian_nll_loss(np.array([0.5, 1.0]), np.zeros(2),
+                                               np.array([np.nan, 1.0]), reduction="none",
+                                               return_grad=True)
+    assert np.isnan(loss[0]) and np.isnan(gx[0]) and np.isnan(gv[0])
+    assert loss[1] == pytest.approx(0.5) and gx[1] == 1.0
+    assert np.isnan(fastnll.gaussian_nll_loss(np.ones(3), np.zeros(3), float("nan")))
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns", "few classes"])
+def test_negative_strides_everywhere(layout):
+    rng = np.random.default_rng(0)
+    shape = {"rows": (50, 700), "columns": (700, 50), "few classes": (900, 12)}[layout]
+    x = rng.standard_normal(shape)[::-1, ::-1]
+    axis = 0 if layout == "columns" else 1
+    t = rng.integers(0, x.shape[axis], x.shape[1 - axis])[::-1]
+    xc, tc = np.ascontiguousarray(x), np.ascontiguousarray(t)
+    # a reversed class axis takes the strided loop (another summation order): 1 ulp apart
+    np.testing.assert_allclose(fastnll.logsumexp(x, axis=axis),
+                               fastnll.logsumexp(xc, axis=axis), rtol=1e-14)
+    np.testing.assert_allclose(fastnll.softmax(x, axis=axis), fastnll.softmax(xc, axis=axis),
+                               rtol=1e-13, atol=1e-300)
+    a = fastnll.cross_entropy(x, t, axis=axis, label_smoothing=0.1, reduction="none",
+                              return_grad=True)
+    b = fastnll.cross_entropy(xc, tc, axis=axis, label_smoothing=0.1, reduction="none",
+                              return_grad=True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-13, atol=1e-16)
+
+
+def test_threads_blocks_in_different_python_threads_do_not_interfere():
+    before = fastnll.get_num_threads()
+    seen, errors = {}, []
+    inside = threading.Barrier(2)
+
+    def worker(n):
+        try:
+            with fastnll.threads(n):
+                inside.wait(timeout=10)           # both blocks are open at once
+                seen[n] = fastnll.get_num_threads()
+                inside.wait(timeout=10)
+        except Exception as exc:                  # pragma: no cover
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(n,)) for n in (1, 3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    assert seen == {1: 1, 3: 3}
+    assert fastnll.get_num_threads() == before
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: fastnll.cross_entropy(np.zeros((2, 3)), [0, 1], ignore_index=1.7),
+     TypeError, "ignore_index"),
+    (lambda: fastnll.cross_entropy(np.zeros((2, 3)), [0, 1], ignore_index="1"),
+     TypeError, "ignore_index"),
+    (lambda: fastnll.nll_loss(np.zeros((2, 3)), [0, 1], ignore_index=2 ** 70),
+     ValueError, "ignore_index"),
+    (lambda: fastnll.set_num_threads(2 ** 40), ValueError, "threads"),
+    (lambda: fastnll.cross_entropy(np.zeros((2, 3)), [0, 1], label_smoothing="0.5"),
+     TypeError, "label_smoothing"),
+    (lambda: fastnll.softmax(np.zeros((2, 3)), axis=True), TypeError, "axis"),
+    (lambda: fastnll.gaussian_nll_loss(np.zeros(3), np.zeros(3), np.ones(3), eps="a"),
+     TypeError, "eps"),
+    (lambda: fastnll.poisson_nll_loss(np.zeros(3), np.zeros(3), eps="a"), TypeError, "eps"),
+    (lambda: fastnll.entropy([1, 2], base="e"), TypeError, "base"),
+    (lambda: fastnll.entropy(np.ones(5), np.ones((4, 5)), axis=None), ValueError, "broadcast"),
+])
+def test_argument_errors_name_the_argument(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
+
+
+def test_nan_class_weight_is_accepted_as_in_pytorch():
+    loss = fastnll.cross_entropy(np.zeros((2, 3)), [0, 1], weight=[np.nan, 1.0, 1.0],
+                                 reduction="none")
+    assert np.isnan(loss[0]) and loss[1] == pytest.approx(np.log(3))
+
+
+def test_probability_targets_with_no_classes():
+    loss = fastnll.cross_entropy(np.zeros((4, 0)), np.zeros((4, 0)), reduction="none")
+    np.testing.assert_array_equal(loss, np.zeros(4))
+
+
+def test_unknown_simd_level_is_named_as_such(tmp_path):
+    env = dict(os.environ, FASTNLL_SIMD_LEVEL="junk",
+               PYTHONPATH=os.path.dirname(os.path.dirname(fastnll.__file__)))
+    proc = subprocess.run([sys.executable, "-c", "import fastnll"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "not a kernel level" in proc.stderr and "x86-64-v3" in proc.stderr
