@@ -12,6 +12,8 @@ from libc.math cimport isfinite, log, log1p, INFINITY
 
 cdef extern from "_simd.h" nogil:
     double fnl_log_ge1_f64(double x)
+    double fnl_log_f64(double x)
+    double fnl_log1p_pos_f64(double u)
     void fnl_colfinish(const double *lo, const double *eq, double *logs, Py_ssize_t nk)
     float fnl_exp_f32(float x)
     double fnl_exp_f64(double x)

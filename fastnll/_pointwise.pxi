@@ -11,7 +11,8 @@
 #     selected by a `kind` code; the loss formulas are PyTorch's numerically stable ones.
 # (c) Sums are taken per block in float64 and the block partials added in block order, so
 #     mean and sum do not depend on the thread count.
-from libc.math cimport log, log1p, fabs, sqrt, M_PI
+from libc.math cimport fabs, M_PI
+from fastnll._lse cimport fnl_log_f64 as flog, fnl_log1p_pos_f64   # vectorisable, no libm
 
 cdef enum:
     PW_BLOCK = 4096
@@ -39,7 +40,7 @@ cdef inline PwOut closs_bce(double x, double y, double w, double pw) noexcept no
     # (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y; softplus(-x) = log1p(e^-|x|) + max(-x, 0)
     cdef double lw = 1 + (pw - 1) * y
     cdef double e = fexp(-fabs(x))
-    cdef double sp = log1p(e) + (-x if x < 0 else 0.0)
+    cdef double sp = fnl_log1p_pos_f64(e) + (-x if x < 0 else 0.0)
     cdef double sig_neg = (e / (1 + e)) if x >= 0 else (1 / (1 + e))   # sigmoid(-x)
     cdef PwOut r
     r.loss = w * ((1 - y) * x + lw * sp)
@@ -55,9 +56,9 @@ cdef inline PwOut closs_gauss(double x, double y, double var, double eps,
     cdef double v = eps if var < eps else var   # nan stays nan, as in PyTorch
     cdef double d = x - y
     cdef PwOut r
-    r.loss = 0.5 * (log(v) + d * d / v)
+    r.loss = 0.5 * (flog(v) + d * d / v)
     if full:
-        r.loss += 0.5 * log(2 * M_PI)
+        r.loss += 0.5 * flog(2 * M_PI)
     r.dx = d / v
     r.da = 0.5 * (1 / v - d * d / (v * v))
     return r
@@ -72,11 +73,11 @@ cdef inline PwOut closs_poisson(double x, double y, double eps, int flags) noexc
         r.loss = e - y * x
         r.dx = e - y
     else:
-        r.loss = x - y * log(x + eps)
+        r.loss = x - y * flog(x + eps)
         r.dx = 1 - y / (x + eps)
     if (flags & FLAG_FULL) and y > 1:
         # Stirling's approximation of log(y!)
-        r.loss += y * log(y) - y + 0.5 * log(2 * M_PI * y)
+        r.loss += y * flog(y) - y + 0.5 * flog(2 * M_PI * y)
     return r
 
 
@@ -90,7 +91,7 @@ cdef inline PwOut closs_kl(double x, double y, int flags) noexcept nogil:
         r.dx = -e
     else:
         # xlogy(y, y) - y x: a zero target contributes nothing
-        r.loss = (0.0 if y == 0 else y * log(y)) - y * x
+        r.loss = (0.0 if y == 0 else y * flog(y)) - y * x
         r.dx = -y
     return r
 
@@ -212,7 +213,7 @@ def entropy(const floating[:, :, :] p, const floating[:, :, :] q, bint has_q, do
                     qv = q[o, c, k] / sq
                     # rel_entr: p log(p/q) for p > 0, q > 0; 0 for p == 0, q >= 0; inf else
                     if pv > 0 and qv > 0:
-                        s = s + pv * log(pv / qv)
+                        s = s + pv * flog(pv / qv)
                     elif pv == 0 and qv >= 0:
                         pass
                     elif pv != pv or qv != qv:
@@ -222,7 +223,7 @@ def entropy(const floating[:, :, :] p, const floating[:, :, :] q, bint has_q, do
                 else:
                     # entr: -p log p for p > 0, 0 at 0
                     if pv > 0:
-                        s = s - pv * log(pv)
+                        s = s - pv * flog(pv)
                     elif pv != 0:
                         s = s + pv   # nan propagates (negatives were refused)
             out[o, k] = <floating>(s * scale)

@@ -105,7 +105,7 @@ FNL_INLINE double fnl_exp_f64(double x)
     return (p * s1.f) * s2.f;
 }
 
-/* log for finite x >= 1 (what finishing a log-sum-exp needs): x = m 2^e with m in
+/* log for finite normal x > 0 (finishing a log-sum-exp needs x >= 1): x = m 2^e with m in
  * [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.1716, summed
  * to s^21 (truncation below 1e-17), e ln2 split in two constants.  Branch-free. */
 FNL_INLINE double fnl_log_ge1_f64(double x)
@@ -135,16 +135,34 @@ FNL_INLINE double fnl_log_ge1_f64(double x)
     return ed * 6.93147180369123816490e-01 + (logm + ed * 1.90821492927058770002e-10);
 }
 
+/* log for any double, branch-free: subnormals are scaled by 2^54 first; 0 gives -inf,
+ * negatives nan, +inf inf, nan nan (the same as libm's log, within 2 ulp). */
+FNL_INLINE double fnl_log_f64(double x)
+{
+    int tiny = x < 2.2250738585072014e-308;             /* below the smallest normal */
+    double xs = tiny ? x * 18014398509481984.0 : x;     /* 2^54 */
+    xs = (xs > 0.0 && xs < INFINITY) ? xs : 1.0;        /* keep the bit tricks on a number */
+    double r = fnl_log_ge1_f64(xs) - (tiny ? 54 * 6.93147180559945309417e-01 : 0.0);
+    r = x == 0.0 ? -INFINITY : r;
+    r = x == INFINITY ? INFINITY : r;
+    r = (x < 0.0 || x != x) ? NAN : r;
+    return r;
+}
+
+/* log1p(u) for u >= 0 (u = 0 exact), as log(1 + u) corrected for the rounding of 1 + u */
+FNL_INLINE double fnl_log1p_pos_f64(double u)
+{
+    double v = 1.0 + u;
+    return v == INFINITY ? INFINITY : fnl_log_ge1_f64(v) + (u - (v - 1.0)) / v;
+}
+
 /* logs[k] = log(eq[k] + lo[k]) as log(eq) + log1p(lo / eq), for nk columns at once; valid
  * where eq >= 1 and lo >= 0 are finite (the caller redoes the other columns). */
 FNL_INLINE void fnl_colfinish(const double *lo, const double *eq, double *logs, ptrdiff_t nk)
 {
     FNL_SIMD
     for (ptrdiff_t k = 0; k < nk; k++) {
-        double u = lo[k] / eq[k];
-        double v = 1.0 + u;
-        /* log1p(u) = log(v) + (u - (v - 1)) / v: the rounding of 1 + u, corrected */
-        logs[k] = fnl_log_ge1_f64(v) + (u - (v - 1.0)) / v + fnl_log_ge1_f64(eq[k]);
+        logs[k] = fnl_log1p_pos_f64(lo[k] / eq[k]) + fnl_log_ge1_f64(eq[k]);
     }
 }
 
