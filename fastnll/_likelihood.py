@@ -12,7 +12,7 @@ from ._validation import (
 )
 
 _BCE, _GAUSS, _POISSON, _KL = 0, 1, 2, 3
-_FULL, _LOG_INPUT, _LOG_TARGET = 1, 2, 4
+_FULL, _LOG_INPUT, _LOG_TARGET, _HAS_A, _HAS_B = 1, 2, 4, 8, 16
 
 
 def _run(kind, x, y, a, b, p0, flags, reduction, return_grad, divisor, dtype):
@@ -99,16 +99,17 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     x, y, dtype = _operands(input, target)
     check_shape("target", y.shape, x.shape, "it must match the input's shape")
     y = kernel_ready(y, dtype)
-    extra = []
-    for name, val in (("weight", weight), ("pos_weight", pos_weight)):
+    extra, flags = [], 0
+    for name, val, flag in (("weight", weight, _HAS_A), ("pos_weight", pos_weight, _HAS_B)):
         if val is None:
             extra.append(np.broadcast_to(np.ones((), dtype=dtype), x.shape))
             continue
+        flags |= flag
         arr = kernel_ready(as_real_array(val, name), dtype)
         check_nonnegative(name, arr)
         extra.append(check_broadcast(name, arr, x.shape))
-    loss, gx, _ = _run(_BCE, x, y, extra[0], extra[1], 0.0, 0, reduction, return_grad, None,
-                       dtype)
+    loss, gx, _ = _run(_BCE, x, y, extra[0], extra[1], 0.0, flags, reduction, return_grad,
+                       None, dtype)
     return (loss, gx) if return_grad else loss
 
 
@@ -182,8 +183,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     v, reduce_var = _gaussian_var(var, x.shape, dtype)
     ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
-    loss, gx, gv = _run(_GAUSS, x, y, v, ones, real_number(eps, "eps"), _FULL if full else 0,
-                        reduction,
+    loss, gx, gv = _run(_GAUSS, x, y, v, ones, real_number(eps, "eps"),
+                        (_FULL if full else 0) | _HAS_A, reduction,
                         return_grad, None, dtype)
     return (loss, (gx, reduce_var(gv))) if return_grad else loss
 

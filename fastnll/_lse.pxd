@@ -14,6 +14,7 @@ cdef extern from "_simd.h" nogil:
     double fnl_log_ge1_f64(double x)
     double fnl_log_f64(double x)
     double fnl_log1p_pos_f64(double u)
+    double fnl_sum_f64(const double *v, Py_ssize_t n)
     void fnl_colfinish(const double *lo, const double *eq, double *logs, Py_ssize_t nk)
     float fnl_exp_f32(float x)
     double fnl_exp_f64(double x)

@@ -12,10 +12,11 @@
 # (c) Sums are taken per block in float64 and the block partials added in block order, so
 #     mean and sum do not depend on the thread count.
 from libc.math cimport fabs, M_PI
-from fastnll._lse cimport fnl_log_f64 as flog, fnl_log1p_pos_f64   # vectorisable, no libm
+from fastnll._lse cimport fnl_log_f64 as flog, fnl_log1p_pos_f64, fnl_sum_f64   # no libm
 
 cdef enum:
     PW_BLOCK = 4096
+    PW_CHUNK = 256     # elements per chunk of the unit-stride path
 
 cdef enum:
     KIND_BCE = 0       # a = weight, b = pos_weight
@@ -34,6 +35,8 @@ cdef enum:
     FLAG_FULL = 1
     FLAG_LOG_INPUT = 2
     FLAG_LOG_TARGET = 4
+    FLAG_HAS_A = 8        # a is a real operand (else it is all ones, never read)
+    FLAG_HAS_B = 16
 
 
 cdef inline PwOut closs_bce(double x, double y, double w, double pw) noexcept nogil:
@@ -96,6 +99,69 @@ cdef inline PwOut closs_kl(double x, double y, int flags) noexcept nogil:
     return r
 
 
+cdef double unit_run(int kind, int flags, double p0, double sigma, Py_ssize_t n,
+                     const floating *xp, const floating *yp, const floating *ap,
+                     const floating *bp, const floating *ones, floating *op, floating *gp,
+                     floating *gap, double *buf) noexcept nogil:
+    # n elements, every operand with unit stride (ap/bp NULL when absent), in chunks of
+    # PW_CHUNK: one branch-free loop per kind fills buf (losses, then d/dx, then d/da), the
+    # vector sum and the output copies follow.  Returns the sum of the losses.
+    cdef Py_ssize_t c0 = 0, cn, j
+    cdef double acc = 0, e
+    cdef bint full = flags & FLAG_FULL
+    cdef const floating *xa
+    cdef const floating *ya
+    cdef const floating *aa
+    cdef const floating *ba
+    cdef PwOut r
+    while c0 < n:
+        cn = n - c0
+        if cn > PW_CHUNK:
+            cn = PW_CHUNK
+        xa = xp + c0
+        ya = yp + c0
+        aa = ones if ap == NULL else ap + c0
+        ba = ones if bp == NULL else bp + c0
+        if kind == KIND_BCE:
+            for j in range(cn):
+                r = closs_bce(xa[j], ya[j], aa[j], ba[j])
+                buf[j] = r.loss
+                buf[PW_CHUNK + j] = r.dx
+        elif kind == KIND_GAUSS:
+            for j in range(cn):
+                r = closs_gauss(xa[j], ya[j], aa[j], p0, full)
+                buf[j] = r.loss
+                buf[PW_CHUNK + j] = r.dx
+                buf[2 * PW_CHUNK + j] = r.da
+        elif kind == KIND_POISSON and flags & FLAG_LOG_INPUT and not full:
+            for j in range(cn):          # the common case, as a straight loop
+                e = fexp(xa[j])
+                buf[j] = e - ya[j] * <double>xa[j]
+                buf[PW_CHUNK + j] = e - ya[j]
+        elif kind == KIND_POISSON:
+            for j in range(cn):
+                r = closs_poisson(xa[j], ya[j], p0, flags)
+                buf[j] = r.loss
+                buf[PW_CHUNK + j] = r.dx
+        else:
+            for j in range(cn):
+                r = closs_kl(xa[j], ya[j], flags)
+                buf[j] = r.loss
+                buf[PW_CHUNK + j] = r.dx
+        acc += fnl_sum_f64(buf, cn)
+        if op != NULL:
+            for j in range(cn):
+                op[c0 + j] = <floating>buf[j]
+        if gp != NULL:
+            for j in range(cn):
+                gp[c0 + j] = <floating>(sigma * buf[PW_CHUNK + j])
+        if gap != NULL:
+            for j in range(cn):
+                gap[c0 + j] = <floating>(sigma * buf[2 * PW_CHUNK + j])
+        c0 += cn
+    return acc
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def pointwise_loss(int kind, const floating[:, :, :] x, const floating[:, :, :] y,
@@ -114,14 +180,38 @@ def pointwise_loss(int kind, const floating[:, :, :] x, const floating[:, :, :] 
     cdef PwOut res
     cdef double *partials
     cdef bint full = flags & FLAG_FULL
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint has_a = flags & FLAG_HAS_A, has_b = flags & FLAG_HAS_B
+    # the unit-stride path: every operand read or written is contiguous along the last axis
+    cdef bint unit = (x.strides[2] == isz and y.strides[2] == isz
+                      and (not has_a or a.strides[2] == isz)
+                      and (not has_b or b.strides[2] == isz)
+                      and (not want_rows or out.strides[2] == isz)
+                      and (not want_grad or gx.strides[2] == isz)
+                      and (not (want_grad and kind == KIND_GAUSS) or ga.strides[2] == isz))
+    cdef floating *ones = NULL
+    cdef double *bufs = NULL
+    cdef double *buf
     if total_n == 0:
         return 0.0
     partials = <double *>malloc(nblocks * sizeof(double))
-    if partials == NULL:
+    if unit:
+        ones = <floating *>malloc(PW_CHUNK * sizeof(floating))
+        bufs = <double *>malloc((nthreads if nthreads > 0 else 1) * 3 * PW_CHUNK * sizeof(double))
+    if partials == NULL or (unit and (ones == NULL or bufs == NULL)):
+        free(partials)
+        free(ones)
+        free(bufs)
         raise MemoryError()
+    if unit:
+        for j in range(PW_CHUNK):
+            ones[j] = 1
     with nogil:
         for blk in prange(nblocks, schedule='static', num_threads=nthreads):
             acc = 0
+            buf = NULL
+            if unit:
+                buf = bufs + threadid() * 3 * PW_CHUNK
             f = blk * PW_BLOCK
             f1 = f + PW_BLOCK
             if f1 > total_n:
@@ -134,6 +224,15 @@ def pointwise_loss(int kind, const floating[:, :, :] x, const floating[:, :, :] 
                 run = n2 - i2
                 if run > f1 - f:
                     run = f1 - f
+                if unit:
+                    acc = acc + unit_run(
+                        kind, flags, p0, sigma, run, &x[i0, i1, i2], &y[i0, i1, i2],
+                        &a[i0, i1, i2] if has_a else NULL, &b[i0, i1, i2] if has_b else NULL,
+                        ones, &out[i0, i1, i2] if want_rows else NULL,
+                        &gx[i0, i1, i2] if want_grad else NULL,
+                        &ga[i0, i1, i2] if (want_grad and kind == KIND_GAUSS) else NULL, buf)
+                    f = f + run
+                    continue
                 for j in range(i2, i2 + run):
                     if kind == KIND_BCE:
                         res = closs_bce(x[i0, i1, j], y[i0, i1, j], a[i0, i1, j], b[i0, i1, j])
@@ -154,6 +253,8 @@ def pointwise_loss(int kind, const floating[:, :, :] x, const floating[:, :, :] 
             partials[blk] = acc
     total = sum_partials(partials, nblocks)
     free(partials)
+    free(ones)
+    free(bufs)
     return total
 
 

@@ -166,6 +166,15 @@ FNL_INLINE void fnl_colfinish(const double *lo, const double *eq, double *logs, 
     }
 }
 
+/* sum of n doubles (vectorised; the order is fixed for a given n) */
+FNL_INLINE double fnl_sum_f64(const double *v, ptrdiff_t n)
+{
+    double acc = 0;
+    FNL_SIMD_SUM(acc)
+    for (ptrdiff_t i = 0; i < n; i++) acc += v[i];
+    return acc;
+}
+
 /* ------------------------------------------------- reductions and writers ---- */
 /*
  * Row helpers work on n elements x[0], x[s], x[2s], ...  Column helpers work on one class
