@@ -130,8 +130,7 @@ def implementations(func, x, t):
         raise ValueError(f"unknown function {func!r}")
     if func == "cross_entropy":
         _sklearn_impl(x, t, impls)
-    if x.ndim == 2 and x.shape[0] * x.shape[1] >= 1 << 20:
-        impls["numpy-read"] = lambda: x.sum()
+    impls["numpy-read"] = lambda: x.sum()     # the floor: one pass over the data
     return impls
 
 
