@@ -18,7 +18,8 @@ _FULL, _LOG_INPUT, _LOG_TARGET, _HAS_A, _HAS_B = 1, 2, 4, 8, 16
 def _run(kind, x, y, a, b, p0, flags, reduction, return_grad, divisor, dtype):
     """Allocate outputs, run the elementwise kernel, finish the reduction.
 
-    x is the input (its shape is the result's); y, a, b are already broadcast to it.
+    x is the input (its shape is the result's); y, a, b are already broadcast to it (an
+    absent a or b is any stand-in of that shape, and its flag _HAS_A / _HAS_B is clear).
     Returns (loss, grad_x, grad_a)."""
     shape = x.shape
     n = x.size
@@ -102,7 +103,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     extra, flags = [], 0
     for name, val, flag in (("weight", weight, _HAS_A), ("pos_weight", pos_weight, _HAS_B)):
         if val is None:
-            extra.append(np.broadcast_to(np.ones((), dtype=dtype), x.shape))
+            extra.append(x)           # a stand-in of the right shape: never read
             continue
         flags |= flag
         arr = kernel_ready(as_real_array(val, name), dtype)
@@ -182,8 +183,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     v, reduce_var = _gaussian_var(var, x.shape, dtype)
-    ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
-    loss, gx, gv = _run(_GAUSS, x, y, v, ones, real_number(eps, "eps"),
+    loss, gx, gv = _run(_GAUSS, x, y, v, x, real_number(eps, "eps"),
                         (_FULL if full else 0) | _HAS_A, reduction,
                         return_grad, None, dtype)
     return (loss, (gx, reduce_var(gv))) if return_grad else loss
@@ -220,9 +220,8 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
-    ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
     flags = (_FULL if full else 0) | (_LOG_INPUT if log_input else 0)
-    loss, gx, _ = _run(_POISSON, x, y, ones, ones, real_number(eps, "eps"), flags, reduction,
+    loss, gx, _ = _run(_POISSON, x, y, x, x, real_number(eps, "eps"), flags, reduction,
                        return_grad,
                        None, dtype)
     return (loss, gx) if return_grad else loss
@@ -259,10 +258,9 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False)
     reduction = check_reduction(reduction, ("none", "batchmean", "mean", "sum"))
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
-    ones = np.broadcast_to(np.ones((), dtype=dtype), x.shape)
     divisor = None
     if reduction == "batchmean":
         divisor = x.shape[0] if x.ndim else 1
-    loss, gx, _ = _run(_KL, x, y, ones, ones, 0.0, _LOG_TARGET if log_target else 0,
+    loss, gx, _ = _run(_KL, x, y, x, x, 0.0, _LOG_TARGET if log_target else 0,
                        reduction, return_grad, divisor, dtype)
     return (loss, gx) if return_grad else loss

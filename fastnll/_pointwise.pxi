@@ -143,6 +143,11 @@ cdef double unit_run(int kind, int flags, double p0, double sigma, Py_ssize_t n,
                 r = closs_poisson(xa[j], ya[j], p0, flags)
                 buf[j] = r.loss
                 buf[PW_CHUNK + j] = r.dx
+        elif not flags & FLAG_LOG_TARGET:
+            for j in range(cn):          # xlogy(y, y) - y x, as a straight loop
+                e = ya[j]
+                buf[j] = (0.0 if e == 0 else e * flog(e)) - e * <double>xa[j]
+                buf[PW_CHUNK + j] = -e
         else:
             for j in range(cn):
                 r = closs_kl(xa[j], ya[j], flags)
@@ -235,7 +240,9 @@ def pointwise_loss(int kind, const floating[:, :, :] x, const floating[:, :, :] 
                     continue
                 for j in range(i2, i2 + run):
                     if kind == KIND_BCE:
-                        res = closs_bce(x[i0, i1, j], y[i0, i1, j], a[i0, i1, j], b[i0, i1, j])
+                        res = closs_bce(x[i0, i1, j], y[i0, i1, j],
+                                        a[i0, i1, j] if has_a else 1.0,
+                                        b[i0, i1, j] if has_b else 1.0)
                     elif kind == KIND_GAUSS:
                         res = closs_gauss(x[i0, i1, j], y[i0, i1, j], a[i0, i1, j], p0, full)
                     elif kind == KIND_POISSON:

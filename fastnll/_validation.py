@@ -161,6 +161,8 @@ class ClassView:
 
 def check_broadcast(name, arr, shape, ref_name="input"):
     """arr broadcast (as a view) to `shape`, which must stay the shape of the result."""
+    if arr.shape == tuple(shape):
+        return arr
     try:
         out_shape = np.broadcast_shapes(arr.shape, shape)
     except ValueError:
@@ -204,10 +206,15 @@ def joint_3d(shape, arrays):
         return groups
     dims = [(1, [0] * len(arrays))] * (3 - len(dims)) + dims
     new_shape = tuple(n for n, _ in dims)
-    return [[
-        np.lib.stride_tricks.as_strided(
-            a, shape=new_shape, strides=tuple(st[k] for _, st in dims),
-            writeable=a.flags.writeable,   # broadcast_to views are read-only already
-        )
-        for k, a in enumerate(arrays)
-    ]]
+    return [[_view(a, new_shape, tuple(st[k] for _, st in dims))
+             for k, a in enumerate(arrays)]]
+
+
+def _view(a, shape, strides):
+    # The merged dimensions have consistent strides in every array, so a reshape is a view;
+    # copy=False makes NumPy refuse rather than copy (a copied output would lose its writes).
+    try:
+        return a.reshape(shape, copy=False)
+    except TypeError:    # NumPy < 2.1 has no copy= in reshape
+        return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides,
+                                               writeable=a.flags.writeable)
