@@ -37,9 +37,8 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 
 from fastnll._lse cimport (
-    RowStats, ROW_CHUNK, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp,
-    fnl_colfinish,
-    vmax, vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
+    RowStats, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp, fnl_colfinish,
+    vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
 )
 
 cdef extern from "_omp_shim.h" nogil:
@@ -341,7 +340,6 @@ cdef struct TargetCheck:
     Py_ssize_t bad        # flat index of the first invalid target, -1 if none
     int64_t bad_value
     double denom          # sum of w[t] over kept targets (their count without weights)
-    double W              # sum of the class weights (C without weights)
 
 
 @cython.boundscheck(False)
@@ -356,7 +354,6 @@ cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t igno
     r.bad = -1
     r.bad_value = 0
     r.denom = 0
-    r.W = 0
     for i in range(n0):
         for j in range(n1):
             v = t[i, j]
@@ -367,11 +364,6 @@ cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t igno
                 r.bad_value = v
                 return r
             r.denom += w[v] if has_w else 1.0
-    if has_w:
-        for i in range(C):
-            r.W += w[i]
-    else:
-        r.W = C
     return r
 
 

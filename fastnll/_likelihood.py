@@ -1,14 +1,12 @@
 """Elementwise likelihood losses with torch.nn.functional's semantics: binary cross-entropy
 with logits, Gaussian NLL, Poisson NLL, KL divergence."""
-import math
-
 import numpy as np
 
 from . import _threads
 from ._dispatch import kernels
 from ._validation import (
     as_real_array, check_broadcast, check_nonnegative, check_reduction, check_shape,
-    compute_dtype, empty_out, joint_3d, kernel_ready, real_number,
+    compute_dtype, empty_out, finish_reduction, joint_3d, kernel_ready, real_number,
 )
 
 _BCE, _GAUSS, _POISSON, _KL = 0, 1, 2, 3
@@ -42,14 +40,7 @@ def _run(kind, x, y, a, b, p0, flags, reduction, return_grad, divisor, dtype):
         ga3 = next(rest) if ga is not None else empty3
         total += kernels.pointwise_loss(kind, x3, y3, a3, b3, p0, flags, sigma, r3, want_rows,
                                         g3, ga3, return_grad, nthreads)
-    if want_rows:
-        loss = rows[()] if rows.ndim == 0 else rows
-    elif reduction == "sum":
-        loss = dtype.type(total)
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            loss = dtype.type(np.float64(total) / np.float64(divisor))
-    return loss, gx, ga
+    return finish_reduction(reduction, total, divisor, rows, dtype), gx, ga
 
 
 def _operands(input, target):

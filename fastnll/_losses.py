@@ -7,7 +7,7 @@ from . import _threads
 from ._dispatch import kernels
 from ._validation import (
     ClassView, as_real_array, check_label_smoothing, check_nonnegative, check_reduction,
-    check_shape, compute_dtype, empty_out, kernel_ready, normalize_axis,
+    check_shape, compute_dtype, empty_out, finish_reduction, kernel_ready, normalize_axis,
 )
 
 
@@ -42,9 +42,7 @@ def _class_targets(target, x_shape, axis, C, ignore_index):
         if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
             raise IndexError(f"target {int(t.max())} is out of bounds for {C} classes "
                              f"(ignore_index={ignore_index})")
-        t = t.astype(_I64)
-    if not t.flags.aligned or any(s % 8 for s in t.strides):
-        t = np.array(t, dtype=_I64, order="C")     # e.g. a field of a structured array
+    t = kernel_ready(t, _I64)          # also aligns e.g. a field of a structured array
     if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
         check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
                     f"input has shape {tuple(x_shape)} with classes on axis {axis}; "
@@ -67,21 +65,11 @@ def _ignore_index(ignore_index):
 _REDUCTION_CODE = {"none": 0, "mean": 1, "sum": 2}
 
 
-def _finish(total, denom, code, rows, dtype):
-    """The loss to return: per-row losses, their sum, or their sum / denom (nan for 0/0)."""
-    if code == 0:
-        return rows[()] if rows.ndim == 0 else rows
-    if code == 2:
-        return dtype.type(total)
-    if denom == 0:
-        return dtype.type(np.nan)
-    return dtype.type(total / denom)
-
-
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 return_grad, is_nll):
     x = as_real_array(input, "input")
-    code = _REDUCTION_CODE[check_reduction(reduction)]
+    reduction = check_reduction(reduction)
+    code = _REDUCTION_CODE[reduction]
     ignore_index = _ignore_index(ignore_index)
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
@@ -106,7 +94,7 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
             f"target {badv} is out of bounds for {C} classes "
             f"(valid targets are 0..{C - 1} or ignore_index={ignore_index})"
         )
-    loss = _finish(total, denom, code, rows, dtype)
+    loss = finish_reduction(reduction, total, denom, rows, dtype)
     return (loss, grad) if return_grad else loss
 
 
@@ -213,7 +201,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
                            False)
     x = as_real_array(input, "input")
-    code = _REDUCTION_CODE[check_reduction(reduction)]
+    reduction = check_reduction(reduction)
+    code = _REDUCTION_CODE[reduction]
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
     C = x.shape[ax]
@@ -233,5 +222,5 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
         _threads.for_work(x.size),
     )
-    loss = _finish(total, nrows, code, rows, dtype)
+    loss = finish_reduction(reduction, total, nrows, rows, dtype)
     return (loss, grad) if return_grad else loss

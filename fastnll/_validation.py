@@ -3,7 +3,6 @@
 Every public function reports the same mistake with the same words, because the words live
 here.  Nothing in this module computes a result: it converts, checks and reshapes.
 """
-import math
 import operator
 
 import numpy as np
@@ -59,6 +58,18 @@ _EMPTY = {(dt, nd): np.empty((0,) * nd, dtype=dt) for dt in (_F32, _F64) for nd 
 def empty_out(dtype, ndim):
     """A shared empty array standing in for an output a kernel is told not to write."""
     return _EMPTY[dtype, ndim]
+
+
+def finish_reduction(reduction, total, denom, rows, dtype):
+    """What a loss returns: the per-element losses ("none"), their float64 sum ("sum"), or
+    the sum divided by denom ("mean", "batchmean"; nan for 0 / 0), as a scalar of dtype."""
+    if reduction == "none":
+        return rows[()] if rows.ndim == 0 else rows
+    if reduction == "sum":
+        return dtype.type(total)
+    if denom == 0:
+        return dtype.type(np.nan)
+    return dtype.type(total / denom)
 
 
 def check_reduction(reduction, allowed=REDUCTIONS):
