@@ -56,10 +56,10 @@ def entropy(pk, qk=None, base=None, axis=0):
                 f"pk with shape {p.shape} and qk with shape {q.shape} cannot be broadcast "
                 "together"
             ) from None
+    ax = normalize_axis(axis, p.ndim)
     if p.ndim == 0:
         p = p.reshape(1)
         q = None if q is None else q.reshape(1)
-    ax = normalize_axis(axis, p.ndim)
     p = kernel_ready(p, dtype)
     view = ClassView(p, ax)
     q3 = view.to3(kernel_ready(q, dtype)) if q is not None else view.x3

@@ -32,16 +32,41 @@ def _weight(weight, C, dtype):
 _I64 = np.dtype(np.int64)
 
 
+def _out_of_bounds(value, C, ignore_index):
+    valid = f"0..{C - 1} or " if C else ""
+    return IndexError(f"target {value} is out of bounds for {C} classes "
+                      f"(valid targets are {valid}ignore_index={ignore_index})")
+
+
+def _target_array(target, what):
+    """np.asarray(target), with errors that name the target: a ragged nested list is a
+    TypeError, and a list of Python ints that do not all fit in int64 (which NumPy stores as
+    float64 or object) comes back as an object array, for _class_targets to report the value
+    (rather than being taken for probabilities)."""
+    try:
+        t = np.asarray(target)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"target must be an array of {what}: {exc}") from None
+    if t.dtype.kind == "f" and t.size and not isinstance(target, np.ndarray):
+        obj = np.asarray(target, dtype=object)
+        if obj.shape == t.shape and all(type(v) is int for v in obj.flat):
+            return obj
+    return t
+
+
 def _class_targets(target, x_shape, axis, C, ignore_index):
-    t = np.asarray(target)
+    t = _target_array(target, "integer class indices")
     if t.dtype != _I64:
         if t.dtype.kind not in "iu":
+            if t.dtype.kind == "O":      # Python ints beyond 64 bits
+                for v in t.flat:
+                    if type(v) is int and not -(2 ** 63) <= v < 2 ** 63:
+                        raise _out_of_bounds(v, C, ignore_index)
             raise TypeError(
                 f"target must hold integer class indices, got dtype {t.dtype!s}"
             )
         if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-            raise IndexError(f"target {int(t.max())} is out of bounds for {C} classes "
-                             f"(ignore_index={ignore_index})")
+            raise _out_of_bounds(int(t.max()), C, ignore_index)
     t = kernel_ready(t, _I64)          # also aligns e.g. a field of a structured array
     if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
         check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
@@ -90,10 +115,7 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
         _threads.for_work(x.size),
     )
     if bad >= 0:
-        raise IndexError(
-            f"target {badv} is out of bounds for {C} classes "
-            f"(valid targets are 0..{C - 1} or ignore_index={ignore_index})"
-        )
+        raise _out_of_bounds(badv, C, ignore_index)
     loss = finish_reduction(reduction, total, denom, rows, dtype)
     return (loss, grad) if return_grad else loss
 
@@ -196,12 +218,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     0.142566
     """
     eps = check_label_smoothing(label_smoothing)
-    t = np.asarray(target)
+    t = _target_array(target, "integer class indices or float class probabilities")
     if t.dtype.kind != "f":
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
                            False)
     x = as_real_array(input, "input")
     reduction = check_reduction(reduction)
+    _ignore_index(ignore_index)        # unused with probabilities, but checked all the same
     code = _REDUCTION_CODE[reduction]
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
@@ -222,5 +245,6 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
         _threads.for_work(x.size),
     )
-    loss = finish_reduction(reduction, total, nrows, rows, dtype)
+    # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
+    loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
     return (loss, grad) if return_grad else loss

@@ -10,6 +10,8 @@ import contextlib
 import contextvars
 import operator
 
+import numpy as np
+
 from ._dispatch import kernels
 
 MIN_PARALLEL_ELEMENTS = 1 << 15
@@ -19,6 +21,8 @@ _local = contextvars.ContextVar("fastnll_threads", default=None)   # threads(n) 
 
 
 def _check(n):
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError(f"the number of threads must be an integer, got {n!r}")
     try:
         n = operator.index(n)
     except TypeError:

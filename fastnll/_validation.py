@@ -82,23 +82,26 @@ def check_reduction(reduction, allowed=REDUCTIONS):
 
 
 def normalize_axis(axis, ndim, name="axis"):
+    """axis in [0, ndim).  A 0-d array takes axis 0 or -1, as in SciPy (the caller works on
+    its 1-element reshape), and the error names its true dimension."""
     if isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got {axis!r}")
     try:
         ax = operator.index(axis)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {axis!r}") from None
-    if not -ndim <= ax < ndim:
+    if not -max(ndim, 1) <= ax < max(ndim, 1):
         raise ValueError(
             f"{name} {ax} is out of bounds for an array of dimension {ndim}"
         )
-    return ax % ndim
+    return ax % max(ndim, 1)
 
 
 def normalize_axes(axis, ndim, name="axis"):
-    """None -> every axis; an int or a tuple of ints -> a sorted tuple of distinct axes."""
+    """None -> every axis; an int or a tuple of ints -> a sorted tuple of distinct axes.
+    (For a 0-d array, ndim=0: the axes of its 1-element reshape.)"""
     if axis is None:
-        return tuple(range(ndim))
+        return tuple(range(max(ndim, 1)))
     if isinstance(axis, (tuple, list)):
         axes = [normalize_axis(a, ndim, name) for a in axis]
     else:
