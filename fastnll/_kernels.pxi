@@ -449,6 +449,9 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef double total, acc, den, loss, wt
     cdef int64_t tv, brow, bval
     cdef int mode = 1 if (eps > 0 and not is_nll) else 0
+    # without smoothing the other classes' weights take no part in the gradient (a nan weight
+    # must not reach rows whose target has a finite one: 0 * nan is nan)
+    cdef const floating *gwp = wp if mode == 1 else NULL
     cdef RowStats st
     cdef floating *fws = NULL
     cdef double *dws = NULL
@@ -562,8 +565,8 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                         if want_grad:
                             vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
                                   <floating>st.logs,
-                                  <floating>(sigma * ((1 - eps) * wt + eps * W / C)),
-                                  <floating>(sigma * eps / C), wp, sw,
+                                  <floating>(sigma * ((1 - eps) * wt + (eps * W / C if mode == 1 else 0.0))),
+                                  <floating>(sigma * eps / C), gwp, sw,
                                   gp + o * g0 + k * g2, g1)
                             gp[o * g0 + tv * g1 + k * g2] -= <floating>(sigma * (1 - eps) * wt)
                     if want_rows:
@@ -615,7 +618,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                         loss = (1 - eps) * wt * (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
                         if mode == 1:
                             loss = loss + eps / C * (W * (dws[k] + (fws[k] - fws[2 * COL_BLOCK + k])) - dws[COL_BLOCK + k])
-                        A[k] = <floating>(sigma * ((1 - eps) * wt + eps * W / C))
+                        A[k] = <floating>(sigma * ((1 - eps) * wt + (eps * W / C if mode == 1 else 0.0)))
                         Bv[k] = <floating>(sigma * eps / C)
                     if want_rows:
                         out[o, k0 + k] = <floating>loss
@@ -627,7 +630,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 if want_grad and brow < 0:
                     for j in range(C):
                         vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
-                                 A, Bv, 1 if wp == NULL else wp[j * sw],
+                                 A, Bv, 1 if gwp == NULL else gwp[j * sw],
                                  gp + o * g0 + j * g1 + k0 * g2, g2)
                     for k in range(nk):
                         tv = t[o, k0 + k]
