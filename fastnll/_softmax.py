@@ -28,6 +28,13 @@ def _merged(a, first, count):
                      + shape[first + count:])
 
 
+def _mergeable(a, first, count):
+    """Whether axes [first, first+count) of a merge into one axis without a copy."""
+    dims = [(n, s) for n, s in zip(a.shape[first:first + count], a.strides[first:first + count])
+            if n != 1]
+    return all(s_out == n_in * s_in for (_, s_out), (n_in, s_in) in zip(dims, dims[1:]))
+
+
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """Log of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
 
@@ -78,10 +85,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         b = np.broadcast_to(b, shape)
     else:
         dtype = compute_dtype(a)
+    axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
         a = a.reshape(1)
         b = None if b is None else b.reshape(1)
-    axes = normalize_axes(axis, a.ndim)
     out_shape_keep = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
     out_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
     if not axes:   # axis=(): reduce over nothing, i.e. over a new axis of length 1
@@ -89,7 +96,15 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         b = None if b is None else b[..., np.newaxis]
         axes = (a.ndim - 1,)
 
-    grouped, first, count, _ = _group_axes(kernel_ready(a, dtype), axes)
+    a = kernel_ready(a, dtype)
+    grouped, first, count, _ = _group_axes(a, axes)
+    if not _mergeable(grouped, first, count) and a.size:
+        # The reduced axes do not merge into one (a broadcast or strided view): reduce the
+        # one with the smallest stride first, then the partial results weighted by their
+        # signs, instead of copying the input.
+        inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
+        part, sign = logsumexp(a, axis=inner, b=b, keepdims=True, return_sign=True)
+        return logsumexp(part, axis=axes, b=sign, keepdims=keepdims, return_sign=return_sign)
     view = ClassView(_merged(grouped, first, count), first)
     out = np.empty(view.outer * view.inner, dtype=dtype)
     nthreads = _threads.for_work(a.size)
@@ -120,9 +135,9 @@ def _softmax_impl(x, axis, take_log):
     x = as_real_array(x, "x")
     dtype = compute_dtype(x)
     shape = x.shape
+    axes = normalize_axes(axis, x.ndim)
     if x.ndim == 0:
         x = x.reshape(1)
-    axes = normalize_axes(axis, x.ndim)
     if not axes:   # axis=(): each element is its own slice
         x = x[..., np.newaxis]
         axes = (x.ndim - 1,)
