@@ -5,6 +5,8 @@ separate extension modules (_kern_x86_64, _kern_x86_64_v3, _kern_x86_64_v4); fas
 best one the CPU supports at import.  Other architectures get one generic module.  OpenMP is
 used when the compiler accepts it (set FASTNLL_NO_OPENMP=1 to build without); the kernels run
 serially otherwise.  -march=native is never used: the build must run on any CPU of its level.
+FASTNLL_SANITIZE=address (or any -fsanitize= list, e.g. address,undefined) builds instrumented
+kernels for the memory-safety run in .ci/asan; never for a release.
 """
 import os
 import platform
@@ -73,6 +75,13 @@ class BuildExt(build_ext):
             use_omp = False
         if not msvc and not _compiles(cc, ["-fopenmp-simd"]):
             common = [f for f in common if f != "-fopenmp-simd"]
+        sanitize = os.environ.get("FASTNLL_SANITIZE", "").strip()
+        san_c, san_l = [], []
+        if sanitize:
+            san_c = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+            san_l = [f"-fsanitize={sanitize}"]
+            if "undefined" in sanitize:
+                san_c.append("-fno-sanitize-recover=undefined")
         for ext in self.extensions:
             level = ext.name.rsplit("_kern_", 1)[-1] if "_kern_" in ext.name else None
             flags = list(common)
@@ -82,7 +91,8 @@ class BuildExt(build_ext):
             if use_omp:
                 flags += omp_c
                 ext.extra_link_args = list(ext.extra_link_args) + omp_l
-            ext.extra_compile_args = flags
+            ext.extra_compile_args = flags + san_c
+            ext.extra_link_args = list(ext.extra_link_args) + san_l
         super().build_extensions()
 
 
