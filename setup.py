@@ -10,7 +10,9 @@ kernels for the memory-safety run in .ci/asan; never for a release.
 """
 import os
 import platform
+import pprint
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -61,7 +63,34 @@ return n > 0 ? 0 : 1; }
 """
 
 
+def _compiler_version(compiler):
+    cmd = getattr(compiler, "compiler_so", None) or getattr(compiler, "compiler", None)
+    if not cmd:
+        return compiler.compiler_type
+    try:
+        out = subprocess.run([cmd[0], "--version"], capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return cmd[0]
+
+
 class BuildExt(build_ext):
+    def _write_build_config(self, info):
+        """fastnll/_build_config.py beside the built modules: what show_config() reports."""
+        target = os.path.join(os.path.dirname(self.get_ext_fullpath("fastnll._cpu")),
+                              "_build_config.py")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w") as f:
+            f.write('"""Written by setup.py at build time (not in git)."""\n')
+            f.write(f"BUILD = {pprint.pformat(info, width=96)}\n")
+
+    def run(self):
+        super().run()
+        if self.inplace:     # setuptools builds in build_lib, then copies the modules over
+            built = os.path.join(self.build_lib, "fastnll", "_build_config.py")
+            pkg = self.get_finalized_command("build_py").get_package_dir("fastnll")
+            self.copy_file(built, os.path.join(pkg, "_build_config.py"))
+
     def build_extensions(self):
         cc = self.compiler
         msvc = cc.compiler_type == "msvc"
@@ -82,6 +111,10 @@ class BuildExt(build_ext):
             san_l = [f"-fsanitize={sanitize}"]
             if "undefined" in sanitize:
                 san_c.append("-fno-sanitize-recover=undefined")
+        info = {"compiler": _compiler_version(cc), "compiler_type": cc.compiler_type,
+                "platform": platform.platform(), "machine": platform.machine(),
+                "python": sys.version.split()[0], "openmp": use_omp,
+                "sanitize": sanitize or None, "common_flags": list(common), "levels": {}}
         for ext in self.extensions:
             level = ext.name.rsplit("_kern_", 1)[-1] if "_kern_" in ext.name else None
             flags = list(common)
@@ -93,6 +126,9 @@ class BuildExt(build_ext):
                 ext.extra_link_args = list(ext.extra_link_args) + omp_l
             ext.extra_compile_args = flags + san_c
             ext.extra_link_args = list(ext.extra_link_args) + san_l
+            if level is not None:
+                info["levels"][level.replace("_", "-")] = ext.extra_compile_args[len(common):]
+        self._write_build_config(info)
         super().build_extensions()
 
 

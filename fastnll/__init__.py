@@ -23,6 +23,7 @@ from ._likelihood import (
 )
 from ._entropy import entropy
 from ._threads import get_num_threads, set_num_threads, threads
+from ._config import show_config
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,5 @@ __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
     "binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss", "kl_div",
     "entropy",
-    "get_num_threads", "set_num_threads", "threads", "__version__",
+    "get_num_threads", "set_num_threads", "threads", "show_config", "__version__",
 ]

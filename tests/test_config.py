@@ -1,0 +1,68 @@
+"""fastnll.show_config() and the version."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import fastnll
+from fastnll import _cpu, _dispatch
+
+
+def test_version_single_source():
+    assert re.fullmatch(r"\d+\.\d+\.\d+([.-]?\w+)?", fastnll.__version__)
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        installed = version("fastnll")
+    except (ImportError, PackageNotFoundError):
+        pytest.skip("fastnll is not installed (built in place)")
+    assert installed == fastnll.__version__
+
+
+def test_show_config_prints_the_facts(capsys):
+    assert fastnll.show_config() is None
+    text = capsys.readouterr().out
+    assert f"fastnll {fastnll.__version__}" in text
+    assert f"in use:       {_dispatch.level}" in text
+    for level in _dispatch.built_levels():
+        assert level in text
+    assert ("OpenMP:       on" if _dispatch.kernels.built_with_openmp()
+            else "OpenMP:       off") in text
+    assert f"threads:      {fastnll.get_num_threads()} " in text
+    assert "compiler:" in text and "flags:" in text
+
+
+def test_show_config_dicts_follow_the_settings():
+    cfg = fastnll.show_config(mode="dicts")
+    assert cfg["fastnll"] == fastnll.__version__
+    assert cfg["simd"]["in_use"] == _dispatch.level
+    assert cfg["simd"]["cpu_supports"] == _cpu.supported_levels()
+    assert cfg["build"]["openmp"] == _dispatch.kernels.built_with_openmp()
+    assert cfg["build"]["compiler"] != "unknown"     # recorded by setup.py at build time
+    if sys.platform.startswith("linux") and cfg["build"]["level_flags"]:
+        assert "-march=native" not in str(cfg["build"])
+    with fastnll.threads(3):
+        cfg = fastnll.show_config(mode="dicts")
+        assert cfg["threads"]["num_threads"] == 3
+        assert "threads()" in cfg["threads"]["source"]
+    try:
+        fastnll.set_num_threads(2)
+        assert fastnll.show_config(mode="dicts")["threads"]["num_threads"] == 2
+    finally:
+        fastnll.set_num_threads(None)
+
+
+def test_show_config_reports_a_forced_level():
+    level = _dispatch.built_levels()[0]
+    env = dict(os.environ, FASTNLL_SIMD_LEVEL=level,
+               PYTHONPATH=os.path.dirname(os.path.dirname(fastnll.__file__)))
+    out = subprocess.run([sys.executable, "-c", "import fastnll; fastnll.show_config()"],
+                         env=env, capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(__file__)).stdout
+    assert f"in use:       {level} (FASTNLL_SIMD_LEVEL={level})" in out
+
+
+def test_show_config_bad_mode():
+    with pytest.raises(ValueError, match="mode.*'json'"):
+        fastnll.show_config(mode="json")
