@@ -262,8 +262,8 @@ def test_bigmem_array_of_more_than_2_to_31_elements():
     shift = (np.arange(rows) % 1009).astype(np.float32) / np.float32(64)
     x = np.empty((rows, c), np.float32)
     for s in range(0, rows, 4096):
-        i = np.arange(s, min(s + 4096, rows))
-        np.add(base[i % K], shift[i, None], out=x[i])
+        e = min(s + 4096, rows)
+        np.add(base[np.arange(s, e) % K], shift[s:e, None], out=x[s:e])
     t = (np.arange(rows) * 7919) % c
     lse_base = scipy.special.logsumexp(base.astype(np.float64), axis=1)
     i = np.arange(rows)
