@@ -132,7 +132,12 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-levels = ["x86_64", "x86_64_v3", "x86_64_v4"] if X86 else ["generic"]
+if not X86:
+    levels = ["generic"]
+elif sys.platform == "win32":    # MSVC: no run-time level check in _cpu.pyx, baseline only
+    levels = ["x86_64"]
+else:
+    levels = ["x86_64", "x86_64_v3", "x86_64_v4"]
 extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
 extensions += [
     Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"], include_dirs=["fastnll"])

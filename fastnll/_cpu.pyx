@@ -22,6 +22,11 @@ cdef extern from *:
             && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
             && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd");
     }
+    #elif defined(__x86_64__) || defined(_M_X64)
+    /* other compilers (MSVC): the baseline level only */
+    static int fnl_cpu_is_x86_64(void) { return 1; }
+    static int fnl_has_v3(void) { return 0; }
+    static int fnl_has_v4(void) { return 0; }
     #else
     static int fnl_cpu_is_x86_64(void) { return 0; }
     static int fnl_has_v3(void) { return 0; }
