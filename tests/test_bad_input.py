@@ -348,6 +348,10 @@ for fn in (fastnll.set_num_threads, _enter_threads):
     for n in (1.5, "2", True, np.bool_(True), [2]) + ((None,) if name == "threads" else ()):
         bad(f"{name}-{n!r}", fn, TypeError, rf"\bthreads\b.*{re.escape(repr(n))}", n=n)
 
+for mode in ("json", "", None, 1):
+    bad(f"show_config-{mode!r}", fastnll.show_config, ValueError,
+        rf"\bmode\b.*{re.escape(repr(mode))}", mode=mode)
+
 
 # ------------------------------------------------------------------------ the checks ----
 
