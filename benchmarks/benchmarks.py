@@ -77,6 +77,12 @@ class CrossEntropyGrad(_Suite):
     params = _params(func)
 
 
+class TorchCrossEntropyGrad(_Suite):
+    """fastnll.torch.cross_entropy against torch's own, forward + backward on CPU tensors."""
+    func = "torch_cross_entropy_grad"
+    params = _params(func)
+
+
 class NllLoss(_Suite):
     func = "nll_loss"
     params = _params(func)

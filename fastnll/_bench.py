@@ -84,6 +84,21 @@ def implementations(func, x, t):
                 loss.backward()
                 return loss, xt.grad
             impls["torch"] = torch_fwd_bwd
+    elif func == "torch_cross_entropy_grad":
+        # fastnll.torch against PyTorch's own loss: forward + backward on a CPU tensor
+        if torch is not None:
+            import fastnll.torch as fnt
+            tt = torch.from_numpy(t)
+
+            def fwd_bwd(loss_fn):
+                def run():
+                    xt = torch.from_numpy(x).requires_grad_(True)
+                    loss = loss_fn(xt, tt)
+                    loss.backward()
+                    return loss, xt.grad
+                return run
+            impls["fastnll"] = fwd_bwd(fnt.cross_entropy)
+            impls["torch"] = fwd_bwd(F.cross_entropy)
     elif func == "nll_loss":
         impls["fastnll"] = lambda: fastnll.nll_loss(x, t)
         impls["numpy"] = lambda: -np.mean(x[np.arange(x.shape[0]), t])
@@ -197,7 +212,9 @@ DEFAULT_WORKLOADS = [
     ("softmax", (4096, 32000), "float32"),
     ("log_softmax", (4096, 32000), "float32"),
     ("nll_loss", (4096, 32000), "float32"),
+    ("torch_cross_entropy_grad", (4096, 32000), "float32"),   # needs PyTorch
 ]
+NEEDS_TORCH = ("torch_cross_entropy_grad",)
 # Not in the default table (run with --function), but in the asv suite.
 EXTRA_WORKLOADS = [
     ("binary_cross_entropy_with_logits", (4096, 1000), "float32"),
@@ -251,13 +268,13 @@ def _fmt_time(sec):
 
 
 def format_table(results):
-    lines = [f"{'workload':<44} {'implementation':<12} {'median':>12} {'x fastnll':>10}"]
+    lines = [f"{'workload':<46} {'implementation':<12} {'median':>12} {'x fastnll':>10}"]
     lines.append("-" * len(lines[0]))
     for (func, shape, dtype), medians in results:
         label = f"{func} {dtype} {shape}"
         base = medians["fastnll"]
         for name, med in sorted(medians.items(), key=lambda kv: kv[1]):
-            lines.append(f"{label:<44} {name:<12} {_fmt_time(med):>12} {med / base:>9.2f}x")
+            lines.append(f"{label:<46} {name:<12} {_fmt_time(med):>12} {med / base:>9.2f}x")
             label = ""
     return "\n".join(lines)
 
@@ -327,6 +344,13 @@ def main(argv=None):
 
     threads = args.threads or fastnll.get_num_threads()
     torch, _ = _torch()
+    if torch is None:
+        skipped = [w for w in workloads if w[0] in NEEDS_TORCH]
+        workloads = [w for w in workloads if w[0] not in NEEDS_TORCH]
+        if skipped:
+            print(f"skipping {', '.join(sorted({w[0] for w in skipped}))}: needs PyTorch")
+        if not workloads:
+            return 1
     if torch is not None:
         torch.set_num_threads(threads)
     header = machine_line(threads)

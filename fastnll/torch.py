@@ -1,0 +1,405 @@
+"""fastnll's fused loss kernels as PyTorch autograd functions, for CPU tensors.
+
+``import fastnll.torch`` needs PyTorch; ``import fastnll`` never imports it.  The three
+functions take exactly the arguments of their ``torch.nn.functional`` namesakes and return what
+those return, so they drop into a training loop in place of PyTorch's losses::
+
+    import fastnll.torch as fnt
+    loss = fnt.cross_entropy(model(x), y, label_smoothing=0.1)
+    loss.backward()
+
+How a call runs (the fast path): the tensors are handed to fastnll as NumPy views of their own
+memory (``Tensor.numpy()``: no copy, any strides); when ``input`` needs a gradient, the fused
+kernel computes the loss and d(loss)/d(input) in one pass and the gradient is kept for the
+backward pass, which only scales it by the incoming gradient (no second pass over the logits
+when that is 1, as after ``loss.backward()``).  The arrays fastnll returns are fresh, and become
+tensors through ``torch.from_numpy``, again without a copy.
+
+Anything the fast path does not cover goes to ``torch.nn.functional`` unchanged (see
+``_fastnll_can_run`` and the Notes of each function), so a call never gives a different result
+from PyTorch's, only, where it can, a faster one.
+"""
+try:
+    import torch
+    import torch.nn.functional as _F
+    from torch.autograd import forward_ad as _forward_ad
+    from torch.autograd.function import once_differentiable as _once_differentiable
+except ImportError as exc:  # pragma: no cover  (the tests run with PyTorch installed)
+    raise ImportError("fastnll.torch needs PyTorch: pip install torch") from exc
+
+import numpy as np
+
+from . import _likelihood, _losses
+
+__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits"]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+_INDEX_DTYPES = (torch.int64, torch.uint8)     # the class-index dtypes PyTorch accepts
+# Errors by which fastnll refuses arguments; PyTorch then decides (its result or its error).
+_REFUSALS = (ValueError, IndexError, TypeError, OverflowError)
+
+
+def _functorch_active():
+    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(probe()) if probe is not None else False
+
+
+def _transformed():
+    """True while PyTorch traces or transforms the computation (torch.compile, torch.jit.trace,
+    torch.func transforms, forward-mode AD), where a NumPy round trip cannot take part."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active()
+            or getattr(_forward_ad, "_current_level", -1) >= 0)
+
+
+def _fastnll_can_run(input, floats=(), index=None):
+    """Whether the fast path applies to a call: the dispatch rule of this module.
+
+    ``input`` must be a float32 or float64 tensor; ``floats`` are the other float operands
+    (probability or binary targets, weight, pos_weight; None when absent), which must have
+    ``input``'s dtype (PyTorch promotes mixed dtypes, fastnll computes in the input's);
+    ``index`` is a class-index target, int64 or uint8 as in PyTorch.  All of them must be plain
+    (no ``__torch_function__`` override), dense, on the CPU, and the float operands must not
+    need a gradient (fastnll computes only the gradient with respect to ``input``).  Nothing
+    may be tracing or transforming the call (torch.compile, torch.jit.trace, torch.func
+    transforms, forward-mode AD).
+    """
+    if not isinstance(input, torch.Tensor) or input.dtype not in _FLOAT_DTYPES:
+        return False
+    tensors = [input]
+    grad_mode = torch.is_grad_enabled()
+    for t in floats:
+        if t is None:
+            continue
+        if (not isinstance(t, torch.Tensor) or t.dtype != input.dtype
+                or (grad_mode and t.requires_grad)):
+            return False
+        tensors.append(t)
+    if index is not None:
+        if not isinstance(index, torch.Tensor) or index.dtype not in _INDEX_DTYPES:
+            return False
+        tensors.append(index)
+    for t in tensors:
+        if not t.is_cpu or t.layout != torch.strided:
+            return False
+    if torch.overrides.has_torch_function(tensors):
+        return False
+    return not _transformed()
+
+
+class _Unsupported(Exception):
+    """fastnll refused the call; PyTorch takes it."""
+
+
+def _as_array(t):
+    return None if t is None else t.detach().numpy()     # a view of t's memory
+
+
+def _compute(loss_fn, input, target, weight, pos_weight, return_grad):
+    """Run ``loss_fn`` on NumPy views of the tensors; return the loss (and the gradient) as
+    tensors.  Raises _Unsupported when fastnll refuses the arguments."""
+    try:
+        arrays = [_as_array(t) for t in (input, target, weight, pos_weight)]
+    except RuntimeError as exc:      # e.g. a tensor with its negative bit set
+        raise _Unsupported from exc
+    try:
+        out = loss_fn(*arrays, return_grad)
+    except _REFUSALS as exc:
+        raise _Unsupported from exc
+    if return_grad:
+        loss, grad = out
+        return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad)
+    return torch.from_numpy(np.asarray(out))
+
+
+class _FastnllLoss(torch.autograd.Function):
+    """A fastnll loss with its fused gradient.
+
+    forward(input, target, weight, pos_weight, loss_fn, bcast_dim): ``loss_fn(x, t, w, pw,
+    return_grad)`` is the fastnll call on NumPy arrays; ``bcast_dim`` is the class axis along
+    which the incoming gradient of an unreduced class loss is broadcast (None otherwise).  For
+    ``reduction="none"`` fastnll's gradient is that of the sum of the losses, which, since each
+    loss depends only on its own row (or element), holds each loss's own derivative: the
+    backward pass scales it by the incoming gradient of that loss.
+    """
+
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, loss_fn, bcast_dim):
+        loss, grad = _compute(loss_fn, input, target, weight, pos_weight, True)
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.loss_fn = loss_fn
+        ctx.bcast_dim = bcast_dim
+        ctx.grad = grad
+        return loss
+
+    @staticmethod
+    @_once_differentiable
+    def backward(ctx, grad_output):
+        grad = ctx.grad
+        if grad is None:
+            # A second backward pass through a retained graph: the first one handed the
+            # buffer over, so compute the gradient again (the saved tensors are
+            # version-checked, as in PyTorch's own losses).
+            input, target, weight, pos_weight = ctx.saved_tensors
+            _, grad = _compute(ctx.loss_fn, input, target, weight, pos_weight, True)
+        else:
+            # Hand the buffer over: without another reference autograd can keep it as
+            # input.grad (or pass it on) without copying it.
+            ctx.grad = None
+        if ctx.bcast_dim is not None:
+            grad.mul_(grad_output.unsqueeze(ctx.bcast_dim))
+        elif grad_output.numel() != 1 or grad_output.item() != 1.0:
+            grad.mul_(grad_output)
+        return grad, None, None, None, None, None
+
+
+def _run(loss_fn, input, target, weight, pos_weight, bcast_dim):
+    if torch.is_grad_enabled() and input.requires_grad:
+        return _FastnllLoss.apply(input, target, weight, pos_weight, loss_fn, bcast_dim)
+    return _compute(loss_fn, input, target, weight, pos_weight, False)
+
+
+def _class_axis(input):
+    return 1 if input.dim() >= 2 else 0
+
+
+_FALLBACK_NOTES = """
+    The call goes to ``torch.nn.functional.{name}`` unchanged (same result, PyTorch's speed)
+    when:
+
+    - a tensor is not on the CPU (CUDA, MPS, ``meta``, ...), is not dense (sparse, mkldnn), or
+      overrides ``__torch_function__``;
+    - ``input`` is not float32 or float64 (float16, bfloat16, ...), or a float operand has
+      another dtype than ``input`` (PyTorch promotes; fastnll computes in ``input``'s dtype){index}
+    - a float operand other than ``input`` needs a gradient (fastnll differentiates only with
+      respect to ``input``){grads};
+    - ``size_average`` or ``reduce`` (deprecated) is given: PyTorch translates them to a
+      reduction and warns, as it always has;
+    - the call is being traced or transformed: ``torch.compile``, ``torch.jit.trace``,
+      ``torch.func`` transforms (``grad``, ``vmap``, ...), forward-mode AD;
+    - fastnll refuses the arguments (``ValueError``, ``IndexError``, ``TypeError``): PyTorch
+      then returns its own result or raises its own error, with its own message.  (PyTorch
+      accepts negative weights{extra}, which fastnll refuses.)
+
+    The backward pass cannot itself be differentiated: ``create_graph=True`` followed by a
+    second differentiation raises ``RuntimeError``; use ``torch.nn.functional.{name}`` for
+    double backward (Hessian-vector products).  Backward through a retained graph
+    (``retain_graph=True``) works; the second pass recomputes the gradient.
+"""
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy between logits and class targets, on fastnll's fused kernel.
+
+    ``torch.nn.functional.cross_entropy`` with the same arguments and results; on CPU float32
+    and float64 tensors the loss and its gradient come from one pass of fastnll's kernel.
+
+    Parameters
+    ----------
+    input : Tensor, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Logits (unnormalised), classes on dim 1 (dim 0 for a 1-D input).
+    target : Tensor
+        Class indices (int64 or uint8) shaped like ``input`` without the class dim, or class
+        probabilities shaped like ``input``.
+    weight : Tensor, shape (C,), optional
+        Class weights.
+    size_average, reduce : bool, optional
+        Deprecated; handled by PyTorch (see Notes).
+    ignore_index : int
+        Class-index targets equal to it add nothing and are left out of the mean.
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float in [0, 1]
+
+    Returns
+    -------
+    Tensor
+        The loss, of ``input``'s dtype: a scalar, or shaped like the target (class indices) or
+        like ``input`` without the class dim (probabilities) for ``reduction="none"``.  It
+        carries a gradient function when ``input`` requires a gradient.
+
+    Notes
+    -----
+    Fast path: the tensors reach fastnll as NumPy views of their memory (no copy, any
+    strides); the gradient with respect to ``input`` is computed in the forward pass, from the
+    same kernel pass, and kept for the backward pass.  ``target`` and ``weight`` get no
+    gradient there (see below for when PyTorch computes one).
+{notes}
+    See Also
+    --------
+    torch.nn.functional.cross_entropy : the reference semantics.
+    fastnll.cross_entropy : the same loss on NumPy arrays.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnll.torch as fnt
+    >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], requires_grad=True)
+    >>> target = torch.tensor([0, 2])
+    >>> loss = fnt.cross_entropy(logits, target)
+    >>> round(loss.item(), 5)
+    0.17546
+    >>> loss.backward()
+    >>> ref = logits.detach().requires_grad_()
+    >>> torch.nn.functional.cross_entropy(ref, target).backward()
+    >>> torch.allclose(logits.grad, ref.grad)
+    True
+    """
+    float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
+    if (size_average is None and reduce is None
+            and _fastnll_can_run(input, (target, weight) if float_target else (weight,),
+                                 None if float_target else target)):
+        axis = _class_axis(input)
+
+        def loss_fn(x, t, w, _, return_grad):
+            return _losses.cross_entropy(x, t, w, ignore_index, reduction, label_smoothing,
+                                         axis, return_grad)
+        try:
+            return _run(loss_fn, input, target, weight, None,
+                        axis if (reduction == "none" and input.dim() >= 2) else None)
+        except _Unsupported:
+            pass
+    return _F.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
+                            reduction, label_smoothing)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of class indices under log-probabilities, on fastnll's kernel.
+
+    ``torch.nn.functional.nll_loss`` with the same arguments and results; on CPU float32 and
+    float64 tensors the loss and its gradient come from one pass of fastnll's kernel.
+
+    Parameters
+    ----------
+    input : Tensor, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Log-probabilities, classes on dim 1 (dim 0 for a 1-D input).
+    target : Tensor
+        Class indices (int64 or uint8) shaped like ``input`` without the class dim.
+    weight : Tensor, shape (C,), optional
+        Class weights.
+    size_average, reduce : bool, optional
+        Deprecated; handled by PyTorch (see Notes).
+    ignore_index : int
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    Tensor
+        The loss, of ``input``'s dtype: a scalar, or shaped like ``target`` for
+        ``reduction="none"``.
+
+    Notes
+    -----
+    Fast path: as for :func:`cross_entropy`; ``weight`` gets no gradient there.
+{notes}
+    See Also
+    --------
+    torch.nn.functional.nll_loss : the reference semantics.
+    fastnll.nll_loss : the same loss on NumPy arrays.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnll.torch as fnt
+    >>> logp = torch.log_softmax(torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), dim=1)
+    >>> loss = fnt.nll_loss(logp, torch.tensor([0, 2]), reduction="none")
+    >>> loss.shape
+    torch.Size([2])
+    >>> torch.allclose(loss, torch.nn.functional.nll_loss(logp, torch.tensor([0, 2]),
+    ...                                                   reduction="none"))
+    True
+    """
+    if (size_average is None and reduce is None
+            and _fastnll_can_run(input, (weight,), target)):
+        axis = _class_axis(input)
+
+        def loss_fn(x, t, w, _, return_grad):
+            return _losses.nll_loss(x, t, w, ignore_index, reduction, axis, return_grad)
+        try:
+            return _run(loss_fn, input, target, weight, None,
+                        axis if (reduction == "none" and input.dim() >= 2) else None)
+        except _Unsupported:
+            pass
+    return _F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
+                                     reduce=None, reduction="mean", pos_weight=None):
+    """Binary cross-entropy between logits and targets in [0, 1], on fastnll's kernel.
+
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` with the same arguments and
+    results; on CPU float32 and float64 tensors the loss and its gradient come from one pass
+    of fastnll's kernel.
+
+    Parameters
+    ----------
+    input : Tensor
+        Logits.
+    target : Tensor
+        Same shape as ``input``; values in [0, 1].
+    weight : Tensor, optional
+        Weights, broadcast to ``input``'s shape.
+    size_average, reduce : bool, optional
+        Deprecated; handled by PyTorch (see Notes).
+    reduction : {"mean", "sum", "none"}
+    pos_weight : Tensor, optional
+        Weight of positive examples, broadcast to ``input``'s shape (typically one per class,
+        along the last dim).
+
+    Returns
+    -------
+    Tensor
+        The loss, of ``input``'s dtype: a scalar, or shaped like ``input`` for
+        ``reduction="none"``.
+
+    Notes
+    -----
+    Fast path: as for :func:`cross_entropy`; ``target``, ``weight`` and ``pos_weight`` get no
+    gradient there.
+{notes}
+    See Also
+    --------
+    torch.nn.functional.binary_cross_entropy_with_logits : the reference semantics.
+    fastnll.binary_cross_entropy_with_logits : the same loss on NumPy arrays.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnll.torch as fnt
+    >>> x = torch.tensor([[1.5, -0.3], [0.2, 4.0]], dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    >>> loss = fnt.binary_cross_entropy_with_logits(x, y, pos_weight=torch.tensor([2.0, 1.0],
+    ...                                             dtype=torch.float64))
+    >>> loss.backward()
+    >>> x.grad.shape
+    torch.Size([2, 2])
+    """
+    if (size_average is None and reduce is None
+            and _fastnll_can_run(input, (target, weight, pos_weight))):
+        def loss_fn(x, y, w, pw, return_grad):
+            return _likelihood.binary_cross_entropy_with_logits(x, y, w, reduction, pw,
+                                                                return_grad)
+        try:
+            return _run(loss_fn, input, target, weight, pos_weight, None)
+        except _Unsupported:
+            pass
+    return _F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
+                                               reduction, pos_weight)
+
+
+def _add_notes(func, **names):
+    if func.__doc__:            # None under python -OO
+        func.__doc__ = func.__doc__.replace("{notes}", _FALLBACK_NOTES.format(**names))
+
+
+_add_notes(cross_entropy, name="cross_entropy",
+           index=";\n    - class-index targets are not int64 or uint8 (PyTorch refuses other "
+                 "integer dtypes);",
+           grads=": probability targets and ``weight``",
+           extra=" and a negative\n      ``label_smoothing``")
+_add_notes(nll_loss, name="nll_loss",
+           index=";\n    - the target is not int64 or uint8 (PyTorch refuses other integer "
+                 "dtypes);",
+           grads=": ``weight``", extra="")
+_add_notes(binary_cross_entropy_with_logits, name="binary_cross_entropy_with_logits",
+           index=";", grads=": ``target``, ``weight`` and ``pos_weight``", extra="")
