@@ -437,8 +437,13 @@ def _np_lse(a, axis=None, b=None, keepdims=False, return_sign=False):
 
 
 def _scipy_lse(**kw):
-    return scipy.special.logsumexp(**{k: np.asarray(v, np.float64) if k in "ab" else v
-                                      for k, v in kw.items()})
+    kw = {k: np.asarray(v, np.float64) if k in "ab" else v for k, v in kw.items()}
+    try:
+        return scipy.special.logsumexp(**kw)
+    except ValueError:
+        if np.asarray(kw["a"]).size:
+            raise
+        return _np_lse(**kw)     # older SciPy raises on empty input instead of giving -inf
 
 
 def _np_softmax(x, axis, log):

@@ -194,10 +194,12 @@ def ref_entropy(pk, qk=None, base=None, axis=0):
         pk = f64(pk)
         if qk is not None:
             qk = f64(qk)
-            if axis is not None:
-                # scipy broadcasts pk with qk before normalising; with axis=None it ravels
-                # each first (so different shapes fail there, in fastnll as in scipy)
-                pk, qk = np.broadcast_arrays(pk, qk)
+            # SciPy 1.17 (and fastnll) broadcasts pk with qk before
+            # normalising; with axis=None it ravels each first (so different shapes fail
+            # there, in fastnll as in scipy).  SciPy 1.13 normalised first: broadcast here.
+            if axis is None:
+                pk, qk = pk.ravel(), qk.ravel()
+            pk, qk = np.broadcast_arrays(pk, qk)
         return scipy.stats.entropy(pk, qk, base=base, axis=axis)
 
 
