@@ -24,6 +24,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import fastnll  # noqa: E402
 from conftest import class_axis, ref_loss, strided_layout  # noqa: E402
+from test_hypothesis import axes_for  # noqa: E402  (the same axis strategy)
 
 # FASTNLL_HYPOTHESIS_EXAMPLES=2000 for a longer hunt; the default keeps the suite fast
 SETTINGS = settings(max_examples=int(os.environ.get("FASTNLL_HYPOTHESIS_EXAMPLES", "60")),
@@ -459,15 +460,6 @@ def ref_lse(x, axes, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axes)
 
 
-@st.composite
-def axes_for(draw, ndim):
-    kind = draw(st.sampled_from(["none", "int", "tuple"]))
-    if kind == "none":
-        return None
-    if kind == "int":
-        return draw(st.integers(-ndim, ndim - 1))
-    ax = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
-    return tuple(a - ndim if draw(st.booleans()) else a for a in ax)
 
 
 @SETTINGS
