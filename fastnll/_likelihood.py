@@ -54,38 +54,88 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
                                      pos_weight=None, return_grad=False):
     """Binary cross-entropy between logits ``input`` and targets in [0, 1].
 
-    Semantics of ``torch.nn.functional.binary_cross_entropy_with_logits``: the loss of an
-    element is ``-w [pw y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]``, computed in the
-    stable form ``w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]``, so logits of magnitude 1e30
-    do not overflow.
+    A drop-in for ``torch.nn.functional.binary_cross_entropy_with_logits`` on NumPy arrays:
+    the sigmoid and the binary cross-entropy fused, for multi-label classification or any
+    independent yes/no predictions.  The loss of an element is
+    ``-w [pw y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))]``, with ``x`` the logit, ``y``
+    the target, ``w`` the weight and ``pw`` the positive weight.
 
     Parameters
     ----------
     input : array_like
-        Logits.  float32 stays float32; other dtypes compute in float64.
+        Logits, of any shape.  Any real dtype and strides.
     target : array_like
-        Same shape as ``input`` (as in PyTorch); values in [0, 1].
+        Targets in [0, 1] (usually 0 or 1), of the same shape as ``input`` (as in PyTorch, no
+        broadcasting).
     weight : array_like, optional
-        Non-negative weights, broadcast to the input's shape.
-    reduction : {"mean", "sum", "none"}
+        Non-negative weight of each element, broadcast to the input's shape.  None (the
+        default) weighs every element 1.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The mean or sum over all elements, or ``"none"`` for one loss per element.
     pos_weight : array_like, optional
-        Non-negative weight of positive examples, broadcast to the input's shape (typically
-        one per class, along the last axis).
-    return_grad : bool
-        Also return d(loss)/d(input).
+        Non-negative weight of the positive term, broadcast to the input's shape (typically
+        one per class, along the last axis).  None (the default) means 1.
+    return_grad : bool, default False
+        Also return the gradient of the loss with respect to ``input``.
 
     Returns
     -------
-    loss : scalar of the input's dtype, or ndarray for ``reduction="none"``
-    grad : ndarray shaped like ``input`` (only with ``return_grad=True``)
+    loss : NumPy scalar or ndarray
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
+        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
+        ``input`` decides).
+    grad : ndarray
+        Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
+        ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the
+        gradient of the sum of the losses).
 
     Raises
     ------
     ValueError
-        Target of another shape, weight or pos_weight not broadcastable or negative, unknown
-        reduction.  (PyTorch accepts negative weights; fastnll does not.)
+        ``target`` of another shape; ``weight`` or ``pos_weight`` that does not broadcast to
+        the input's shape or holds a negative value (PyTorch accepts negative weights; fastnll
+        does not); unknown ``reduction``.
     TypeError
-        Non-numeric input.
+        ``input``, ``target``, ``weight`` or ``pos_weight`` is not a real numeric array.
+
+    See Also
+    --------
+    torch.nn.functional.binary_cross_entropy_with_logits : The PyTorch function mirrored here.
+    cross_entropy : The loss for one class out of C.
+    fastnll.torch.binary_cross_entropy_with_logits : This loss as a PyTorch autograd function.
+
+    Notes
+    -----
+    Computed in PyTorch's stable form ``w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]``, so
+    logits of magnitude 1e30 do not overflow.  The target's range is not checked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> logits = np.array([[1.5, -0.5], [-2.0, 3.0]])
+    >>> target = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> loss = fastnll.binary_cross_entropy_with_logits(logits, target)
+    >>> print(f"{loss:.4f}")
+    0.2128
+    >>> p = 1 / (1 + np.exp(-logits))                  # the naive formula agrees here
+    >>> np.allclose(loss, -np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
+    True
+
+    One positive weight per class (the last axis), and the gradient ``(p - y) / n``:
+
+    >>> loss = fastnll.binary_cross_entropy_with_logits(logits, target, pos_weight=[2.0, 1.0])
+    >>> print(f"{loss:.4f}")
+    0.2631
+    >>> loss, grad = fastnll.binary_cross_entropy_with_logits(logits, target, return_grad=True)
+    >>> np.allclose(grad, (p - target) / 4)
+    True
+
+    Huge logits do not overflow:
+
+    >>> fastnll.binary_cross_entropy_with_logits(
+    ...     np.array([1e30, -1e30]), np.array([0.0, 1.0]), reduction="none").tolist()
+    [1e+30, 1e+30]
     """
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
@@ -138,37 +188,80 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
                       return_grad=False):
     """Negative log-likelihood of ``target`` under normal distributions N(input, var).
 
-    Semantics of ``torch.nn.functional.gaussian_nll_loss``: the loss of an element is
-    ``0.5 (log v + (input - target)^2 / v)`` (plus ``0.5 log(2 pi)`` with ``full=True``),
-    ``v = max(var, eps)``.  ``var`` may have the input's shape, the input's shape without the
-    last axis (one variance per sample), the input's shape with one axis of size 1, or be a
-    scalar; a negative entry raises ValueError.
+    A drop-in for ``torch.nn.functional.gaussian_nll_loss`` on NumPy arrays, for regression
+    that predicts a mean and a variance.  The loss of an element is
+    ``0.5 (log v + (input - target)^2 / v)``, plus ``0.5 log(2 pi)`` with ``full=True``,
+    where ``v = max(var, eps)``.
 
     Parameters
     ----------
     input : array_like
-        Predicted means.  float32 stays float32; other dtypes compute in float64.
+        Predicted means.  Any real dtype and strides.
     target : array_like
         Observations, broadcast to the input's shape.
     var : array_like or float
-    full : bool
-    eps : float
-        Clamp for var (the gradient flows through the clamp, as in PyTorch).
-    reduction : {"mean", "sum", "none"}
-    return_grad : bool
-        Also return ``(grad_input, grad_var)``, ``grad_var`` shaped like ``var``.
+        Non-negative variances: of the input's shape, of the input's shape without its last
+        axis (one variance per sample), of the input's shape with one axis of size 1, or a
+        scalar.
+    full : bool, default False
+        Add the constant ``0.5 log(2 pi)``, making the loss the exact negative log-density.
+    eps : float, default 1e-6
+        Lower clamp for ``var``, for stability (the gradient flows through the clamp, as in
+        PyTorch).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The mean or sum over all elements, or ``"none"`` for one loss per element.
+    return_grad : bool, default False
+        Also return the gradients with respect to ``input`` and ``var``.
 
     Returns
     -------
-    loss : scalar or ndarray
-    (grad_input, grad_var) : only with ``return_grad=True``
+    loss : NumPy scalar or ndarray
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
+        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
+        ``input`` decides).
+    (grad_input, grad_var) : tuple of ndarray
+        Only with ``return_grad=True``, which returns ``(loss, (grad_input, grad_var))``:
+        ``d(loss)/d(input)`` of the input's shape, and ``d(loss)/d(var)`` of ``var``'s shape
+        (a NumPy scalar for a scalar ``var``), both of ``loss``'s dtype (for ``"none"``, the
+        gradients of the sum of the losses).
 
     Raises
     ------
     ValueError
-        Negative var, var or target of an unfitting shape, unknown reduction.
+        A negative entry in ``var``; ``var`` or ``target`` of a shape that does not fit the
+        input's; unknown ``reduction``.
     TypeError
-        Non-numeric input.
+        ``input``, ``target`` or ``var`` is not a real numeric array; ``eps`` is not a real
+        number.
+
+    See Also
+    --------
+    torch.nn.functional.gaussian_nll_loss : The PyTorch function mirrored here.
+    scipy.stats.norm : ``-norm.logpdf(target, input, sqrt(var))`` is the loss with
+        ``full=True``.
+    poisson_nll_loss : The negative log-likelihood of counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> mean = np.array([1.0, 2.0, 3.0])
+    >>> y = np.array([1.5, 2.0, 2.0])
+    >>> var = np.array([0.5, 1.0, 2.0])
+    >>> loss = fastnll.gaussian_nll_loss(mean, y, var, full=True)
+    >>> print(f"{loss:.4f}")
+    1.0856
+    >>> from scipy.stats import norm
+    >>> np.allclose(loss, -np.mean(norm.logpdf(y, mean, np.sqrt(var))))
+    True
+
+    With one shared variance, the gradients ``(mean - y) / (n var)`` and ``d(loss)/d(var)``:
+
+    >>> loss, (g_mean, g_var) = fastnll.gaussian_nll_loss(mean, y, 1.0, return_grad=True)
+    >>> np.round(g_mean, 4)
+    array([-0.1667,  0.    ,  0.3333])
+    >>> print(f"{g_var:.4f}")
+    0.2917
     """
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
@@ -184,29 +277,75 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
                      return_grad=False):
     """Negative log-likelihood of counts ``target`` under Poisson rates given by ``input``.
 
-    Semantics of ``torch.nn.functional.poisson_nll_loss``: with ``log_input=True`` the loss of
-    an element is ``exp(input) - target * input``; otherwise ``input - target * log(input +
-    eps)``.  ``full=True`` adds Stirling's approximation of ``log(target!)`` where
-    ``target > 1``.
+    A drop-in for ``torch.nn.functional.poisson_nll_loss`` on NumPy arrays, for count
+    regression.  With ``log_input=True`` the loss of an element is
+    ``exp(input) - target * input``; otherwise ``input - target * log(input + eps)``.  Both
+    leave out the constant ``log(target!)`` unless ``full=True``.
 
     Parameters
     ----------
     input : array_like
-        Log-rates (``log_input=True``) or rates.
+        Log-rates (``log_input=True``) or rates.  Any real dtype and strides.
     target : array_like
         Counts, broadcast to the input's shape.
-    log_input, full : bool
-    eps : float
-    reduction : {"mean", "sum", "none"}
-    return_grad : bool
-        Also return d(loss)/d(input).
+    log_input : bool, default True
+        Whether ``input`` holds log-rates (the stable choice) rather than rates.
+    full : bool, default False
+        Add Stirling's approximation of ``log(target!)``,
+        ``target log(target) - target + 0.5 log(2 pi target)``, where ``target > 1``.
+    eps : float, default 1e-8
+        Added to the rate inside the logarithm with ``log_input=False``, to avoid ``log(0)``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        The mean or sum over all elements, or ``"none"`` for one loss per element.
+    return_grad : bool, default False
+        Also return the gradient of the loss with respect to ``input``.
+
+    Returns
+    -------
+    loss : NumPy scalar or ndarray
+        A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
+        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
+        ``input`` decides).
+    grad : ndarray
+        Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
+        ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the
+        gradient of the sum of the losses).
 
     Raises
     ------
     ValueError
-        Target not broadcastable to the input, unknown reduction.
+        ``target`` does not broadcast to the input's shape; unknown ``reduction``.
     TypeError
-        Non-numeric input.
+        ``input`` or ``target`` is not a real numeric array; ``eps`` is not a real number.
+
+    See Also
+    --------
+    torch.nn.functional.poisson_nll_loss : The PyTorch function mirrored here.
+    scipy.stats.poisson : ``-poisson.logpmf(target, rate)`` is the loss plus the exact
+        ``log(target!)``.
+    gaussian_nll_loss : The negative log-likelihood of real observations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> rate = np.array([1.0, 2.0, 4.0])
+    >>> counts = np.array([0.0, 3.0, 4.0])
+    >>> loss = fastnll.poisson_nll_loss(np.log(rate), counts)
+    >>> print(f"{loss:.4f}")
+    -0.2082
+    >>> from scipy.special import gammaln
+    >>> from scipy.stats import poisson
+    >>> np.allclose(loss, -np.mean(poisson.logpmf(counts, rate) + gammaln(counts + 1)))
+    True
+
+    The same rates given directly, and the gradient ``(rate - counts) / n`` for log-rates:
+
+    >>> print(f"{fastnll.poisson_nll_loss(rate, counts, log_input=False):.4f}")
+    -0.2082
+    >>> loss, grad = fastnll.poisson_nll_loss(np.log(rate), counts, return_grad=True)
+    >>> np.allclose(grad, (rate - counts) / 3)
+    True
     """
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
@@ -221,30 +360,65 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
 def kl_div(input, target, reduction="mean", log_target=False, return_grad=False):
     """Kullback-Leibler divergence D(target || exp(input)) for log-probabilities ``input``.
 
-    Semantics of ``torch.nn.functional.kl_div``: the loss of an element is
-    ``target * (log(target) - input)`` (0 where ``target`` is 0), or with ``log_target=True``
-    ``exp(target) * (target - input)``.  ``reduction="batchmean"`` divides the sum by the
-    size of the first axis (the KL divergence per sample); ``"mean"`` divides by the number of
-    elements (PyTorch warns about that choice; fastnll just computes it).
+    A drop-in for ``torch.nn.functional.kl_div`` on NumPy arrays.  The loss of an element is
+    ``target * (log(target) - input)`` (0 where ``target`` is 0), or with
+    ``log_target=True`` ``exp(target) * (target - input)``.  Note the order: ``input`` is
+    the model's log-distribution, ``target`` the reference.
 
     Parameters
     ----------
     input : array_like
-        Log-probabilities.
+        Log-probabilities.  Any real dtype and strides.
     target : array_like
         Probabilities (or log-probabilities with ``log_target=True``), broadcast to the
         input's shape.
-    reduction : {"mean", "batchmean", "sum", "none"}
-    log_target : bool
-    return_grad : bool
-        Also return d(loss)/d(input).
+    reduction : {"mean", "batchmean", "sum", "none"}, default "mean"
+        ``"batchmean"`` divides the sum by the size of the first axis: the KL divergence per
+        sample.  ``"mean"`` divides by the number of elements (PyTorch warns about that
+        choice; fastnll just computes it).  ``"none"`` gives one term per element.
+    log_target : bool, default False
+        Whether ``target`` holds log-probabilities.
+    return_grad : bool, default False
+        Also return the gradient of the loss with respect to ``input``.
+
+    Returns
+    -------
+    loss : NumPy scalar or ndarray
+        A NumPy scalar, or an array of the input's shape for ``"none"``.  float32 for float32
+        or float16 ``input``, float64 otherwise (the dtype of ``input`` decides).
+    grad : ndarray
+        Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
+        ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the
+        gradient of the sum of the losses).
 
     Raises
     ------
     ValueError
-        Target not broadcastable to the input, unknown reduction.
+        ``target`` does not broadcast to the input's shape; unknown ``reduction``.
     TypeError
-        Non-numeric input.
+        ``input`` or ``target`` is not a real numeric array.
+
+    See Also
+    --------
+    torch.nn.functional.kl_div : The PyTorch function mirrored here.
+    scipy.special.rel_entr : The elementwise terms ``target * log(target / exp(input))``.
+    entropy : Relative entropy of (unnormalised) distributions, as ``scipy.stats.entropy``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> p = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])       # reference (target)
+    >>> q = np.array([[1/3, 1/3, 1/3], [0.2, 0.2, 0.6]])       # model
+    >>> loss = fastnll.kl_div(np.log(q), p, reduction="batchmean")
+    >>> print(f"{loss:.4f}")
+    0.0802
+    >>> from scipy.special import rel_entr
+    >>> np.allclose(loss, rel_entr(p, q).sum() / 2)
+    True
+    >>> np.allclose(loss, fastnll.kl_div(np.log(q), np.log(p), reduction="batchmean",
+    ...                                  log_target=True))
+    True
     """
     reduction = check_reduction(reduction, ("none", "batchmean", "mean", "sum"))
     x, y, dtype = _operands(input, target)

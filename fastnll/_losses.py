@@ -124,39 +124,88 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
              return_grad=False):
     """Negative log-likelihood of class indices under log-probabilities ``input``.
 
-    Semantics of ``torch.nn.functional.nll_loss``: the loss of a sample is
-    ``-weight[t] * input[..., t, ...]``; ``reduction="mean"`` divides the sum by the summed
-    weights of the targets that are not ``ignore_index`` (nan when every target is ignored).
+    A drop-in for ``torch.nn.functional.nll_loss`` on NumPy arrays.  The loss of a sample
+    with target class ``t`` is ``-weight[t] * input[..., t, ...]``, the log-probability of
+    its class picked along the class axis.  Pass ``log_softmax`` output as ``input``, or
+    call `cross_entropy` on the logits, which fuses both steps.
 
     Parameters
     ----------
     input : array_like, shape (C,), (N, C) or (N, C, d1, ..., dk)
-        Log-probabilities.  float32 stays float32; other dtypes compute in float64.
-    target : array_like of integers
-        Class indices in [0, C) or ``ignore_index``, shaped like ``input`` without the class
-        axis.  Any integer dtype is accepted (PyTorch takes only int64 and uint8).
+        Log-probabilities, classes along ``axis``.  Any real dtype and strides.
+    target : array_like of int
+        Class indices in ``[0, C)`` or ``ignore_index``, shaped like ``input`` without the
+        class axis.  Any integer dtype (PyTorch takes only int64 and uint8).
     weight : array_like, shape (C,), optional
-        Non-negative class weights (PyTorch does not check the sign; fastnll does).
-    ignore_index : int
-    reduction : {"mean", "sum", "none"}
+        Non-negative weight of each class (PyTorch does not check the sign; fastnll does).
+        None (the default) weighs every class 1.
+    ignore_index : int, default -100
+        Targets equal to it add nothing to the loss and are left out of the mean.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"``: the sum of the losses divided by the summed weights of the targets that
+        are not ``ignore_index`` (nan when every target is ignored); ``"sum"``: their sum;
+        ``"none"``: one loss per sample.
     axis : int, optional
-        The class axis.  None means PyTorch's convention: axis 1, or axis 0 for a 1-D input.
-    return_grad : bool
-        Also return d(loss)/d(input) (for "none", of the sum of the losses).
+        The class axis.  None (the default) is PyTorch's convention: axis 1, or axis 0 for a
+        1-D ``input``.
+    return_grad : bool, default False
+        Also return the gradient of the loss with respect to ``input``.
 
     Returns
     -------
-    loss : scalar of the input's dtype, or ndarray for ``reduction="none"``
-    grad : ndarray shaped like ``input`` (only with ``return_grad=True``)
+    loss : NumPy scalar or ndarray
+        A NumPy scalar for ``"mean"`` and ``"sum"``; for ``"none"`` an array shaped like
+        ``target`` (a scalar for a 1-D ``input``).  float32 for float32 or float16 ``input``,
+        float64 otherwise.
+    grad : ndarray
+        Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
+        ``d(loss)/d(input)``, shaped like ``input``, of ``loss``'s dtype (for ``"none"``, the
+        gradient of the sum of the losses).
 
     Raises
     ------
     IndexError
-        A target outside [0, C) that is not ``ignore_index``.
+        A target outside ``[0, C)`` that is not ``ignore_index``.
     ValueError
-        Mismatched shapes, unknown reduction, axis out of range, negative weight.
+        ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape; unknown
+        ``reduction``; ``axis`` out of range; a negative weight; ``ignore_index`` does not
+        fit in 64 bits.
     TypeError
-        Non-numeric input, non-integer target.
+        ``input`` or ``weight`` is not a real numeric array; ``target`` does not hold integers
+        (floats and bools are refused); ``ignore_index`` or ``axis`` is not an integer.
+
+    See Also
+    --------
+    torch.nn.functional.nll_loss : The PyTorch function mirrored here.
+    cross_entropy : log-softmax and this loss fused, from logits.
+    log_softmax : Log-probabilities from logits.
+    fastnll.torch.nll_loss : This loss as a PyTorch autograd function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> logp = fastnll.log_softmax(logits, axis=1)
+    >>> target = np.array([0, 2])
+    >>> print(f"{fastnll.nll_loss(logp, target):.4f}")
+    0.1755
+    >>> np.round(fastnll.nll_loss(logp, target, reduction="none"), 4)
+    array([0.2413, 0.1096])
+
+    An ignored target is left out of the mean; class weights weigh the mean:
+
+    >>> print(f"{fastnll.nll_loss(logp, np.array([0, -100])):.4f}")
+    0.2413
+    >>> print(f"{fastnll.nll_loss(logp, target, weight=np.array([2.0, 1.0, 1.0])):.4f}")
+    0.1974
+
+    The gradient is ``-weight[t] / (summed weights)`` at each target, 0 elsewhere:
+
+    >>> loss, grad = fastnll.nll_loss(logp, target, return_grad=True)
+    >>> grad
+    array([[-0.5,  0. ,  0. ],
+           [ 0. ,  0. , -0.5]])
     """
     return _class_loss(input, target, weight, ignore_index, reduction, 0.0, axis, return_grad,
                        True)
@@ -164,58 +213,112 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, axis=None, return_grad=False):
-    """Cross-entropy between logits ``input`` and class targets, fused log-softmax + NLL.
+    """Cross-entropy between logits ``input`` and class targets: log-softmax and NLL fused.
 
-    Semantics of ``torch.nn.functional.cross_entropy``.  ``target`` is either class indices
-    (an integer array shaped like ``input`` without the class axis, with ``ignore_index``) or
-    class probabilities (a float array shaped like ``input``).  With class indices the loss of
-    a sample is ``(1-eps) w[t] (lse - x[t]) + eps/C * sum_j w[j] (lse - x[j])`` (PyTorch's
-    label-smoothing formula) and ``"mean"`` divides by the summed weights of the kept targets;
-    with probabilities the targets are smoothed to ``(1-eps) p + eps/C``, the loss is
-    ``-sum_j w[j] p[j] log_softmax(x)[j]`` and ``"mean"`` divides by the number of samples.
-
-    A row holding +inf gives nan, as in PyTorch (``log_softmax`` is nan there).
+    A drop-in for ``torch.nn.functional.cross_entropy`` on NumPy arrays, in one pass over the
+    logits (which also yields the gradient, with ``return_grad=True``).  ``target`` holds
+    either class indices (an integer array shaped like ``input`` without the class axis) or
+    class probabilities (a float array shaped like ``input``).
 
     Parameters
     ----------
     input : array_like, shape (C,), (N, C) or (N, C, d1, ..., dk)
-        Logits (unnormalised).  float32 stays float32; other dtypes compute in float64.
+        Logits (unnormalised), classes along ``axis``.  Any real dtype and strides.
     target : array_like
-        Integer class indices, or float class probabilities of the input's shape.
+        Integer class indices in ``[0, C)`` or ``ignore_index`` (any integer dtype), or float
+        class probabilities of the input's shape.  A float target is always read as
+        probabilities.
     weight : array_like, shape (C,), optional
-        Non-negative class weights.
-    ignore_index : int
+        Non-negative weight of each class.  None (the default) weighs every class 1.
+    ignore_index : int, default -100
         Targets equal to it add nothing and are left out of the mean (class indices only).
-    reduction : {"mean", "sum", "none"}
-    label_smoothing : float in [0, 1]
-        PyTorch silently accepts negative values; fastnll raises ValueError.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` divides the sum by the summed weights of the kept targets (class indices)
+        or by the number of samples (probabilities); ``"none"`` gives one loss per sample.
+    label_smoothing : float, default 0.0
+        In ``[0, 1]``: the share of the target mass spread uniformly over the ``C`` classes.
     axis : int, optional
-        The class axis; None means axis 1 (axis 0 for a 1-D input).  For example ``axis=-1``
-        on ``(batch, time, vocab)`` logits, with a ``(batch, time)`` target.
-    return_grad : bool
-        Also return d(loss)/d(input), computed in the same fused kernel pass.
+        The class axis.  None (the default) means axis 1, or axis 0 for a 1-D ``input``; for
+        example ``axis=-1`` for ``(batch, time, vocab)`` logits with a ``(batch, time)``
+        target.
+    return_grad : bool, default False
+        Also return the gradient of the loss with respect to ``input``, computed in the same
+        fused kernel pass.
 
     Returns
     -------
-    loss : scalar of the input's dtype, or ndarray for ``reduction="none"``
-    grad : ndarray shaped like ``input`` (only with ``return_grad=True``)
+    loss : NumPy scalar or ndarray
+        A NumPy scalar for ``"mean"`` and ``"sum"``; for ``"none"`` an array shaped like
+        ``input`` without the class axis (a scalar for a 1-D ``input``).  float32 for float32
+        or float16 ``input``, float64 otherwise.
+    grad : ndarray
+        Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
+        ``d(loss)/d(input)``, shaped like ``input``, of ``loss``'s dtype (for ``"none"``, the
+        gradient of the sum of the losses).
 
     Raises
     ------
     IndexError
-        A class target outside [0, C) that is not ``ignore_index``.
+        A class target outside ``[0, C)`` that is not ``ignore_index``.
     ValueError
-        Mismatched shapes, unknown reduction, axis out of range, ``label_smoothing`` outside
-        [0, 1], negative weight.
+        ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape (including a float
+        target that is not shaped like ``input``); unknown ``reduction``; ``axis`` out of
+        range; ``label_smoothing`` outside ``[0, 1]`` or nan; a negative weight;
+        ``ignore_index`` does not fit in 64 bits.
     TypeError
-        Non-numeric input or target.
+        ``input`` or ``weight`` is not a real numeric array; ``target`` is neither integer
+        nor float (bools, strings, complex, a ragged list); ``label_smoothing`` is not a real
+        number; ``ignore_index`` or ``axis`` is not an integer.
+
+    See Also
+    --------
+    torch.nn.functional.cross_entropy : The PyTorch function mirrored here.
+    nll_loss : The same loss from log-probabilities.
+    log_softmax, logsumexp : Its building blocks.
+    fastnll.torch.cross_entropy : This loss as a PyTorch autograd function.
+
+    Notes
+    -----
+    With class indices, the loss of a sample with target ``t`` is PyTorch's label-smoothing
+    formula ``(1-eps) w[t] (lse - x[t]) + eps/C * sum_j w[j] (lse - x[j])``, where ``lse`` is
+    the log-sum-exp of the sample's logits ``x`` and ``eps`` is ``label_smoothing``.  With
+    probabilities ``p``, the targets are smoothed to ``(1-eps) p + eps/C`` and the loss is
+    ``-sum_j w[j] p[j] log_softmax(x)[j]``.
+
+    A row holding +inf gives nan, as in PyTorch (``log_softmax`` is nan there).  PyTorch
+    silently accepts a negative ``label_smoothing`` or class weight; fastnll raises
+    ValueError.
 
     Examples
     --------
-    >>> import numpy as np, fastnll
+    >>> import numpy as np
+    >>> import fastnll
     >>> logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
-    >>> round(float(fastnll.cross_entropy(logits, np.array([0, 2]))), 6)
-    0.142566
+    >>> target = np.array([0, 2])
+    >>> print(f"{fastnll.cross_entropy(logits, target):.4f}")
+    0.1755
+    >>> print(f"{fastnll.cross_entropy(logits, target, label_smoothing=0.1):.4f}")
+    0.3455
+
+    Class probabilities as the target:
+
+    >>> probs = np.array([[0.9, 0.1, 0.0], [0.0, 0.0, 1.0]])
+    >>> print(f"{fastnll.cross_entropy(logits, probs):.4f}")
+    0.2505
+
+    The gradient of the mean loss is ``(softmax(logits) - onehot(target)) / N``:
+
+    >>> loss, grad = fastnll.cross_entropy(logits, target, return_grad=True)
+    >>> np.allclose(grad, (fastnll.softmax(logits, axis=1) - np.eye(3)[target]) / 2)
+    True
+
+    Sequence logits with the classes last; float32 stays float32:
+
+    >>> x = np.zeros((2, 4, 10), dtype=np.float32)    # (batch, time, vocab)
+    >>> y = np.zeros((2, 4), dtype=np.int64)          # (batch, time)
+    >>> loss = fastnll.cross_entropy(x, y, axis=-1)
+    >>> print(loss.dtype, f"{loss:.4f}")              # log(10)
+    float32 2.3026
     """
     eps = check_label_smoothing(label_smoothing)
     t = _target_array(target, "integer class indices or float class probabilities")
