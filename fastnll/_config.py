@@ -65,11 +65,11 @@ def show_config(mode="stdout"):
 
     Reports the version, the compiler and flags the kernels were built with, whether OpenMP
     is on, the SIMD levels built, supported by this CPU and in use, and the thread count the
-    next large call will use.  Like ``numpy.show_config``.
+    next large call will use.
 
     Parameters
     ----------
-    mode : {"stdout", "dicts"}, optional
+    mode : {"stdout", "dicts"}, default "stdout"
         ``"stdout"`` prints a report; ``"dicts"`` returns it as a dict instead.
 
     Returns
@@ -81,6 +81,11 @@ def show_config(mode="stdout"):
     ------
     ValueError
         ``mode`` is not ``"stdout"`` or ``"dicts"``.
+
+    See Also
+    --------
+    numpy.show_config : The same report for NumPy.
+    get_num_threads : The thread count alone.
 
     Examples
     --------

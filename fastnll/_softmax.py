@@ -36,40 +36,90 @@ def _mergeable(a, first, count):
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    """Log of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
+    """Logarithm of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
 
-    Semantics of ``scipy.special.logsumexp`` for real input: ``axis`` is None (every axis), an
-    int or a tuple of ints; ``b`` broadcasts against ``a`` and may be negative or zero (a zero
-    weight drops its term even where ``a`` is inf or nan); a negative sum gives nan unless
-    ``return_sign`` is True, which returns ``(log|sum|, sign)``.  The sum of nothing is -inf.
-
-    Two corners where fastnll keeps to SciPy's documented rules rather than SciPy 1.17's
-    output: a zero weight drops its term also when the result is infinite (SciPy's fallback
-    for infinite results computes ``0 * inf = nan`` there), and a negative sum that
-    underflows gives nan like any negative sum (SciPy returns -inf).
+    A drop-in for ``scipy.special.logsumexp`` on real input.  The largest term is factored
+    out, so large or very negative inputs neither overflow nor underflow.  The weights ``b``
+    may be negative or zero; ``return_sign`` then gives the logarithm of the absolute value of
+    the sum and its sign.
 
     Parameters
     ----------
     a : array_like
-        Real input.  float32 stays float32; other dtypes compute in float64.
-    axis : None, int or tuple of ints
+        Real input: an array or nested list of integers, bools or floats, with any strides.
+    axis : None, int or tuple of ints, default None
+        The axis or axes to reduce; None reduces every axis.
     b : array_like, optional
-        Weights, broadcast against ``a``.
-    keepdims : bool
-    return_sign : bool
+        Weight of each term, broadcast against ``a``; may be negative or zero.  None (the
+        default) weighs every term 1.
+    keepdims : bool, default False
+        Keep the reduced axes with length 1, so that the result broadcasts against ``a``.
+    return_sign : bool, default False
+        Return ``(log|sum|, sign)`` instead of ``log(sum)``, so that a negative sum has a
+        finite logarithm.
 
     Returns
     -------
-    res : ndarray or scalar
-    sgn : ndarray or scalar
-        Only with ``return_sign=True``: +1, 0 or -1 (nan where ``res`` is nan).
+    res : ndarray or NumPy scalar
+        ``log(sum(b * exp(a)))`` over ``axis``: shaped like ``a`` (broadcast with ``b``)
+        without the reduced axes (kept with length 1 with ``keepdims=True``), a NumPy scalar
+        when every axis is reduced without ``keepdims``.  float32 when ``a`` (promoted with
+        ``b`` by NumPy's rules) is float32 or float16, float64 otherwise.  nan where the sum
+        is negative, unless ``return_sign=True``.
+    sgn : ndarray or NumPy scalar
+        Only with ``return_sign=True``, which returns the tuple ``(res, sgn)``: the sign of
+        the sum, +1, 0 or -1 (nan where ``res`` is nan), of ``res``'s shape and dtype.
 
     Raises
     ------
     TypeError
-        Non-numeric or complex input.
+        ``a`` or ``b`` is not a real numeric array (strings, objects, complex, datetimes, a
+        ragged list); ``axis`` is not an integer or a tuple of integers.
     ValueError
-        ``axis`` out of range or repeated; ``b`` not broadcastable to ``a``.
+        ``axis`` is out of range or repeated; ``b`` does not broadcast against ``a``.
+
+    See Also
+    --------
+    scipy.special.logsumexp : The SciPy function mirrored here.
+    softmax : ``exp(a - logsumexp(a))``.
+    log_softmax : ``a - logsumexp(a)``.
+
+    Notes
+    -----
+    The sum of nothing (an empty axis) is -inf.  A zero weight drops its term even where
+    ``a`` is inf or nan.
+
+    In two corners fastnll keeps to SciPy's documented rules rather than SciPy 1.17's output:
+    a zero weight drops its term also when the result is infinite (SciPy's fallback for
+    infinite results computes ``0 * inf = nan`` there), and a negative sum that underflows
+    gives nan like any negative sum (SciPy returns -inf).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> x = np.array([[1000.0, 1000.0], [-1000.0, -999.0]])
+    >>> np.round(fastnll.logsumexp(x, axis=1), 4)     # no overflow, no underflow
+    array([1000.6931, -998.6867])
+    >>> from scipy.special import logsumexp as sp_logsumexp
+    >>> np.allclose(fastnll.logsumexp(x, axis=1), sp_logsumexp(x, axis=1))
+    True
+
+    float32 stays float32; ``keepdims=True`` keeps the reduced axis:
+
+    >>> fastnll.logsumexp(np.float32([[0, 1], [2, 3]]), axis=1, keepdims=True).shape
+    (2, 1)
+    >>> fastnll.logsumexp(np.float32([[0, 1], [2, 3]]), axis=1).dtype
+    dtype('float32')
+
+    A negative weight can make the sum negative: its logarithm is nan, unless
+    ``return_sign=True``:
+
+    >>> float(fastnll.logsumexp([1.0, 2.0], b=[1.0, -1.0]))
+    nan
+    >>> res, sgn = fastnll.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+    >>> print(f"{res:.4f} {sgn:+.0f}")
+    1.5413 -1
     """
     a = as_real_array(a, "a")
     if b is not None:
@@ -149,29 +199,128 @@ def _softmax_impl(x, axis, take_log):
     out = out.reshape(grouped.shape)
     if perm is not None:
         out = out.transpose(np.argsort(perm))
-    return out.reshape(shape)
+    out = out.reshape(shape)
+    return out[()] if out.ndim == 0 else out     # a scalar for a scalar, as SciPy
 
 
 def softmax(x, axis=None):
-    """Softmax, ``exp(x) / sum(exp(x), axis)``, with ``scipy.special.softmax``'s semantics.
+    """Softmax, ``exp(x) / sum(exp(x), axis)``: non-negative values summing to 1 along ``axis``.
 
-    ``axis`` is None (every axis together), an int or a tuple of ints.  A slice that holds
-    +inf gives nan throughout (as SciPy); an empty slice gives an empty result (SciPy raises).
+    A drop-in for ``scipy.special.softmax``.  Each slice is shifted by its maximum before
+    the exponential, so large inputs do not overflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Real input: an array or nested list of integers, bools or floats, with any strides.
+    axis : None, int or tuple of ints, default None
+        The axis or axes over which each softmax is normalised; None normalises over the
+        whole array, as in SciPy.
+
+    Returns
+    -------
+    s : ndarray
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or float16
+        input, float64 otherwise.
 
     Raises
     ------
     TypeError
-        Non-numeric or complex input.
+        ``x`` is not a real numeric array (strings, objects, complex, datetimes, a ragged
+        list); ``axis`` is not an integer or a tuple of integers.
     ValueError
-        ``axis`` out of range or repeated.
+        ``axis`` is out of range or repeated.
+
+    See Also
+    --------
+    scipy.special.softmax : The SciPy function mirrored here.
+    log_softmax : The logarithm of the softmax, exact where the softmax underflows.
+    logsumexp : The log of the normaliser.
+
+    Notes
+    -----
+    A slice that holds +inf gives nan throughout, as in SciPy.  An empty slice gives an empty
+    result, where SciPy raises.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> x = np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0]])
+    >>> np.round(fastnll.softmax(x, axis=1), 4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.3333, 0.3333, 0.3333]])
+    >>> from scipy.special import softmax as sp_softmax
+    >>> np.allclose(fastnll.softmax(x, axis=1), sp_softmax(x, axis=1))
+    True
+
+    With the default ``axis=None`` the whole array is one distribution:
+
+    >>> float(fastnll.softmax(x).sum())
+    1.0
     """
     return _softmax_impl(x, axis, False)
 
 
 def log_softmax(x, axis=None):
-    """Log of the softmax, ``x - logsumexp(x, axis)``, computed as SciPy does:
-    ``(x - max) - log(sum(exp(x - max)))`` with a non-finite max replaced by 0.
+    """Logarithm of the softmax, ``x - logsumexp(x, axis)``, computed stably.
 
-    See `softmax` for ``axis`` and errors.
+    A drop-in for ``scipy.special.log_softmax``.  It stays exact where the softmax itself
+    underflows to 0 (its logarithm would be -inf), which makes it the input of choice for
+    `nll_loss`.
+
+    Parameters
+    ----------
+    x : array_like
+        Real input: an array or nested list of integers, bools or floats, with any strides.
+    axis : None, int or tuple of ints, default None
+        The axis or axes over which each softmax is normalised; None normalises over the
+        whole array, as in SciPy.
+
+    Returns
+    -------
+    s : ndarray
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or float16
+        input, float64 otherwise.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a real numeric array (strings, objects, complex, datetimes, a ragged
+        list); ``axis`` is not an integer or a tuple of integers.
+    ValueError
+        ``axis`` is out of range or repeated.
+
+    See Also
+    --------
+    scipy.special.log_softmax : The SciPy function mirrored here.
+    softmax : ``exp`` of this function.
+    cross_entropy : log-softmax and negative log-likelihood fused in one pass.
+
+    Notes
+    -----
+    Computed as SciPy does: ``(x - max) - log(sum(exp(x - max)))``, with a non-finite max
+    replaced by 0.  Hence ``log_softmax([inf, 1])`` is ``[nan, -inf]``, as in SciPy (whereas
+    `cross_entropy` of such a row is nan, as in PyTorch).  An empty slice gives an empty
+    result, where SciPy raises.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> x = np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0]])
+    >>> np.round(fastnll.log_softmax(x, axis=1), 4)
+    array([[-2.4076, -1.4076, -0.4076],
+           [-1.0986, -1.0986, -1.0986]])
+    >>> from scipy.special import log_softmax as sp_log_softmax
+    >>> np.allclose(fastnll.log_softmax(x, axis=1), sp_log_softmax(x, axis=1))
+    True
+
+    Where the softmax underflows, its logarithm is still exact:
+
+    >>> fastnll.softmax([0.0, -1000.0])
+    array([1., 0.])
+    >>> fastnll.log_softmax([0.0, -1000.0])
+    array([    0., -1000.])
     """
     return _softmax_impl(x, axis, True)

@@ -33,7 +33,35 @@ def _check(n):
 
 
 def get_num_threads():
-    """The number of threads the next large call (in this thread) will use."""
+    """The number of threads the next large fastnll call in this thread will use.
+
+    The first that applies of: the count of the enclosing `threads` block (in this thread),
+    the process-wide `set_num_threads` setting, and OpenMP's default
+    (``omp_get_max_threads()``, which follows ``OMP_NUM_THREADS`` and
+    ``threadpoolctl.threadpool_limits``).  Inputs under 32768 elements run on one thread
+    whatever the count.
+
+    Returns
+    -------
+    int
+        The thread count, at least 1.
+
+    See Also
+    --------
+    torch.get_num_threads : The PyTorch counterpart.
+    set_num_threads : Set the count for the whole process.
+    threads : Set the count inside a ``with`` block.
+    show_config : The count and where it comes from, with the build information.
+
+    Examples
+    --------
+    >>> import fastnll
+    >>> fastnll.get_num_threads() >= 1
+    True
+    >>> with fastnll.threads(1):
+    ...     fastnll.get_num_threads()
+    1
+    """
     n = _local.get()
     if n is None:
         n = _setting
@@ -43,15 +71,95 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Use n threads from now on, process-wide; None returns to OpenMP's default."""
+    """Use ``n`` threads from now on, process-wide; None returns to OpenMP's default.
+
+    The setting applies to every Python thread, except inside a `threads` block, which takes
+    precedence.  Results are bit-identical for any thread count.
+
+    Parameters
+    ----------
+    n : int or None
+        The number of threads, from 1 to 4096; None returns to OpenMP's default
+        (``OMP_NUM_THREADS``, or a ``threadpoolctl.threadpool_limits`` block).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer or None (bools, floats and strings are refused).
+    ValueError
+        ``n`` is outside ``[1, 4096]``.
+
+    See Also
+    --------
+    torch.set_num_threads : The PyTorch counterpart.
+    threads : The same for one ``with`` block, in this thread only.
+    get_num_threads : The count in effect.
+
+    Examples
+    --------
+    >>> import fastnll
+    >>> fastnll.set_num_threads(1)
+    >>> fastnll.get_num_threads()
+    1
+    >>> fastnll.set_num_threads(None)     # back to OpenMP's default
+    """
     global _setting
     _setting = None if n is None else _check(n)
 
 
-@contextlib.contextmanager
 def threads(n):
-    """Context manager: use n threads inside the block (in this thread only), then restore."""
-    token = _local.set(_check(n))
+    """Context manager: use ``n`` threads inside the block (in this thread only), then restore.
+
+    The count applies to the current Python thread (or asyncio task) only, so blocks in
+    different threads do not interfere; it takes precedence over `set_num_threads`, and the
+    previous count comes back on leaving the block, also on an exception.  Results are
+    bit-identical for any thread count.
+
+    Parameters
+    ----------
+    n : int
+        The number of threads, from 1 to 4096.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A context manager for a ``with`` statement (``as`` binds None).
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer (None, bools, floats and strings are refused).
+    ValueError
+        ``n`` is outside ``[1, 4096]``.
+
+    See Also
+    --------
+    threadpoolctl.threadpool_limits : The corresponding context manager for OpenMP and BLAS
+        libraries (fastnll follows its ``user_api="openmp"`` limit when no fastnll setting
+        applies).
+    set_num_threads : The process-wide setting.
+    get_num_threads : The count in effect.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> x = np.random.default_rng(0).standard_normal((300, 200))   # big enough for threads
+    >>> with fastnll.threads(1):
+    ...     serial = fastnll.logsumexp(x, axis=1)
+    >>> np.array_equal(serial, fastnll.logsumexp(x, axis=1))       # bit-identical
+    True
+    """
+    return _block(_check(n))       # checked now, not only on entering the block
+
+
+@contextlib.contextmanager
+def _block(n):
+    token = _local.set(n)
     try:
         yield
     finally:

@@ -115,3 +115,19 @@ def test_unknown_simd_level_is_named_as_such(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "not a kernel level" in proc.stderr and "x86-64-v3" in proc.stderr
+
+
+def test_softmax_of_a_scalar_is_a_scalar_as_in_scipy():
+    import scipy.special
+    for f, ref in ((fastnll.softmax, scipy.special.softmax),
+                   (fastnll.log_softmax, scipy.special.log_softmax)):
+        got, want = f(3.0), ref(3.0)
+        assert np.ndim(got) == 0 and not isinstance(got, np.ndarray), type(got)
+        assert float(got) == float(want)
+
+
+def test_threads_checks_its_argument_when_called():
+    with pytest.raises(ValueError, match="got 0"):
+        fastnll.threads(0)           # before any `with`
+    with pytest.raises(TypeError):
+        fastnll.threads("2")
