@@ -39,6 +39,7 @@ from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 from fastnll._lse cimport (
     RowStats, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp, fnl_colfinish,
     vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
+    vpack, vunpack,
 )
 
 cdef extern from "_omp_shim.h" nogil:
@@ -50,8 +51,9 @@ cdef extern from "_omp_shim.h" nogil:
 cdef enum:
     ROW_BLOCK = 64
     # per-thread scratch of the column traversal: 10 floating arrays (sized as double) and
-    # 4 double arrays of COL_BLOCK entries
-    WS_BYTES = 14 * COL_BLOCK * 8
+    # 4 double arrays of COL_BLOCK entries, then the packed block (COL_CHUNK x COL_BLOCK)
+    WS_PACK = 14 * COL_BLOCK * 8
+    WS_BYTES = WS_PACK + COL_CHUNK * COL_BLOCK * 8
 
 
 def openmp_max_threads():
@@ -91,11 +93,22 @@ cdef inline double sum_partials(double *partials, Py_ssize_t n) noexcept nogil:
 
 # --------------------------------------------------------------- column statistics ----
 
+cdef inline void *pack_buffer(void *ws, Py_ssize_t sk) noexcept nogil:
+    # The calling thread's packing buffer when the columns are strided (sk != 1), else NULL.
+    if sk == 1:
+        return NULL
+    return <char *>ws + threadid() * WS_BYTES + WS_PACK
+
+
 cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
                          Py_ssize_t sk, int mode, const floating *w, Py_ssize_t sw,
-                         floating *fws, double *dws) noexcept nogil:
+                         floating *fws, double *dws, floating *tb) noexcept nogil:
     # Online log-sum-exp of nk columns at once (each column a run of C classes).
     # Workspace in:   fws 8*COL_BLOCK floating, dws 4*COL_BLOCK double.
+    # tb (or NULL): COL_CHUNK*COL_BLOCK floating; each chunk of classes is first packed there
+    # as unit-stride rows (strided columns, e.g. few classes over contiguous rows, then cost
+    # one strided read instead of one per pass); with C <= COL_CHUNK the whole block is left
+    # in tb, class j at tb + j*COL_BLOCK, for the caller's output pass.
     # Results left in: shift = fws[0:], logs (floating) = fws[B:], ref = fws[2B:],
     #                  logs (double) = dws[0:], acc (double) = dws[B:]   (mode 1: sum w (x-ref))
     cdef Py_ssize_t B = COL_BLOCK, j, j0, jn, k
@@ -111,6 +124,8 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
     cdef double *acc = dws + B
     cdef double *lo = dws + 2 * B
     cdef double *eq = dws + 3 * B
+    cdef const floating *xc
+    cdef Py_ssize_t c1, ck
     for k in range(nk):
         top[k] = -INFINITY
         shift[k] = 0
@@ -127,18 +142,24 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             clo[k] = 0
             chi[k] = 0
             cacc[k] = 0
-        for j in range(j0, j0 + jn):
-            vcolmax(x + j * s1, nk, sk, cm)
+        if tb != NULL:
+            vpack(x + j0 * s1, jn, s1, nk, sk, tb, B)
+            xc, c1, ck = tb, B, 1
+        else:
+            xc, c1, ck = x + j0 * s1, s1, sk
+        for j in range(jn):
+            vcolmax(xc + j * c1, nk, ck, cm)
         for k in range(nk):
             if cm[k] > top[k]:
                 rescale(cm[k], &top[k], &shift[k], &lo[k], &eq[k])
             if j0 == 0:
                 ref[k] = shift[k]
-        for j in range(j0, j0 + jn):
-            vcolsumexp(x + j * s1, nk, sk, top, shift, clo, chi)
+        for j in range(jn):
+            vcolsumexp(xc + j * c1, nk, ck, top, shift, clo, chi)
         if mode == 1:
-            for j in range(j0, j0 + jn):
-                vcolsumdiff(x + j * s1, nk, sk, 1 if w == NULL else w[j * sw], ref, cacc)
+            for j in range(jn):
+                vcolsumdiff(xc + j * c1, nk, ck, 1 if w == NULL else w[(j0 + j) * sw], ref,
+                            cacc)
         for k in range(nk):
             lo[k] += clo[k]
             eq[k] += chi[k]
@@ -210,7 +231,8 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
             nk = inner - k0
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
-            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws)
+            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws,
+                    <floating *>pack_buffer(ws, s2))
             for k in range(nk):
                 out[o, k0 + k] = <floating>(fws[k] + dws[k])
     free(ws)
@@ -292,6 +314,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
     cdef RowStats st
     cdef floating logs
     cdef floating *fws = NULL
+    cdef floating *tb = NULL
     cdef double *dws = NULL
     cdef void *ws = NULL
     if x0 == NULL:
@@ -323,11 +346,18 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
             nk = inner - k0
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
-            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws)
+            tb = <floating *>pack_buffer(ws, s2)
+            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws, tb)
             if not take_log:
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
                         fws[COL_BLOCK + k] = NAN
+            if tb != NULL and C <= COL_CHUNK:    # the block is packed: write it in place
+                for j in range(C):
+                    vcolsoftmax(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK,
+                                tb + j * COL_BLOCK, 1, take_log)
+                vunpack(tb, COL_BLOCK, C, nk, y0 + o * o0 + k0 * o2, o1, o2)
+                continue
             for j in range(C):
                 vcolsoftmax(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
                             y0 + o * o0 + j * o1 + k0 * o2, o2, take_log)
@@ -454,6 +484,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef const floating *gwp = wp if mode == 1 else NULL
     cdef RowStats st
     cdef floating *fws = NULL
+    cdef floating *tb = NULL
     cdef double *dws = NULL
     cdef void *ws = NULL
     cdef floating *A = NULL
@@ -594,7 +625,8 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 nk = inner - k0
                 if nk > COL_BLOCK:
                     nk = COL_BLOCK
-                col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws)
+                tb = <floating *>pack_buffer(ws, s2)
+                col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws, tb)
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
                         fws[COL_BLOCK + k] = NAN
@@ -628,10 +660,17 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 bads[2 * it] = brow
                 bads[2 * it + 1] = bval
                 if want_grad and brow < 0:
-                    for j in range(C):
-                        vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK,
-                                 A, Bv, 1 if gwp == NULL else gwp[j * sw],
-                                 gp + o * g0 + j * g1 + k0 * g2, g2)
+                    if tb != NULL and C <= COL_CHUNK:
+                        for j in range(C):      # the block is packed: gradient in place
+                            vcolgrad(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK,
+                                     A, Bv, 1 if gwp == NULL else gwp[j * sw],
+                                     tb + j * COL_BLOCK, 1)
+                        vunpack(tb, COL_BLOCK, C, nk, gp + o * g0 + k0 * g2, g1, g2)
+                    else:
+                        for j in range(C):
+                            vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws,
+                                     fws + COL_BLOCK, A, Bv, 1 if gwp == NULL else gwp[j * sw],
+                                     gp + o * g0 + j * g1 + k0 * g2, g2)
                     for k in range(nk):
                         tv = t[o, k0 + k]
                         if tv != ignore_index and tv >= 0 and tv < C:

@@ -54,6 +54,14 @@ cdef extern from "_simd.h" nogil:
                           double logs, double A, double S, const double *t, Py_ssize_t st,
                           const double *w, Py_ssize_t sw, double a, double b, double *g,
                           Py_ssize_t sg)
+    void fnl_pack_f32(const float *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
+                      Py_ssize_t sk, float *buf, Py_ssize_t B)
+    void fnl_pack_f64(const double *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
+                      Py_ssize_t sk, double *buf, Py_ssize_t B)
+    void fnl_unpack_f32(const float *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
+                        float *y, Py_ssize_t s1, Py_ssize_t sk)
+    void fnl_unpack_f64(const double *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
+                        double *y, Py_ssize_t s1, Py_ssize_t sk)
     void fnl_colmax_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, float *m)
     void fnl_colmax_f64(const double *x, Py_ssize_t nk, Py_ssize_t sk, double *m)
     void fnl_colsumexp_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, const float *M,
@@ -162,6 +170,22 @@ cdef inline void vgradprob(const floating *x, Py_ssize_t n, Py_ssize_t s, floati
         fnl_gradprob_f32(x, n, s, shift, logs, A, S, t, st, w, sw, a, b, g, sg)
     else:
         fnl_gradprob_f64(x, n, s, shift, logs, A, S, t, st, w, sw, a, b, g, sg)
+
+
+cdef inline void vpack(const floating *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
+                       Py_ssize_t sk, floating *buf, Py_ssize_t B) noexcept nogil:
+    if floating is float:
+        fnl_pack_f32(x, jn, s1, nk, sk, buf, B)
+    else:
+        fnl_pack_f64(x, jn, s1, nk, sk, buf, B)
+
+
+cdef inline void vunpack(const floating *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
+                         floating *y, Py_ssize_t s1, Py_ssize_t sk) noexcept nogil:
+    if floating is float:
+        fnl_unpack_f32(buf, B, jn, nk, y, s1, sk)
+    else:
+        fnl_unpack_f64(buf, B, jn, nk, y, s1, sk)
 
 
 cdef inline void vcolmax(const floating *x, Py_ssize_t nk, Py_ssize_t sk,

@@ -331,6 +331,23 @@ FNL_INLINE void fnl_gradprob_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift
     }                                                                                       \
 }                                                                                           \
                                                                                             \
+/* pack: buf[j B + k] = x[j s1 + k sk] for j < jn, k < nk, a strided block copied into     \
+ * unit-stride class rows (so that the column helpers below take their vector loops);      \
+ * unpack: the reverse, from buf into y with strides (s1, sk). */                         \
+FNL_INLINE void fnl_pack_##SUF(const T *x, ptrdiff_t jn, ptrdiff_t s1, ptrdiff_t nk,       \
+                               ptrdiff_t sk, T *buf, ptrdiff_t B)                           \
+{                                                                                           \
+    for (ptrdiff_t k = 0; k < nk; k++)                                                      \
+        for (ptrdiff_t j = 0; j < jn; j++) buf[j * B + k] = x[j * s1 + k * sk];             \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_unpack_##SUF(const T *buf, ptrdiff_t B, ptrdiff_t jn, ptrdiff_t nk,    \
+                                 T *y, ptrdiff_t s1, ptrdiff_t sk)                          \
+{                                                                                           \
+    for (ptrdiff_t k = 0; k < nk; k++)                                                      \
+        for (ptrdiff_t j = 0; j < jn; j++) y[j * s1 + k * sk] = buf[j * B + k];             \
+}                                                                                           \
+                                                                                            \
 /* column helpers: x points at one class row of a block, acc arrays have length nk */      \
 FNL_INLINE void fnl_colmax_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, T *m)             \
 {                                                                                           \
