@@ -386,7 +386,8 @@ def test_infinite_logits_against_torch(torch):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape,axis", [((6, 5), None), ((7, 4), 0), ((4, 5, 3, 2), None),
-                                        ((3, 4, 6), -1), ((2, 4, 70), None)], ids=str)
+                                        ((3, 4, 6), -1), ((2, 4, 70), None),
+                                        ((2, 40, 70), None), ((70, 27), None)], ids=str)
 def test_layouts(shape, axis, layout, dtype, rng):
     x, t, w = make_case(rng, shape, axis, dtype)
     _, p, _ = make_case(rng, shape, axis, dtype, prob=True)

@@ -64,6 +64,8 @@ def test_matches_scipy(name, shape, axis, dtype, rng):
     ((6, 7), (0, 1, None)),
     ((3, 4, 5), (0, 1, 2, (0, 2))),
     ((2, 3, 4, 5), (1, (2, 3))),
+    ((2, 40, 70), (1,)),     # strided columns packed in two chunks of classes, partial block
+    ((70, 27), (1,)),        # few classes: rows packed into unit-stride class rows
 ], ids=str)
 @pytest.mark.parametrize("name", FUNCS)
 def test_layouts(name, shape, axes, layout, dtype, rng):
