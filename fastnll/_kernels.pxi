@@ -149,11 +149,15 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             xc, c1, ck = x + j0 * s1, s1, sk
         for j in range(jn):
             vcolmax(xc + j * c1, nk, ck, cm)
-        for k in range(nk):
-            if cm[k] > top[k]:
-                rescale(cm[k], &top[k], &shift[k], &lo[k], &eq[k])
-            if j0 == 0:
+        if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
+            for k in range(nk):
+                top[k] = cm[k]
+                shift[k] = cm[k] if isfinite(cm[k]) else 0
                 ref[k] = shift[k]
+        else:
+            for k in range(nk):
+                if cm[k] > top[k]:
+                    rescale(cm[k], &top[k], &shift[k], &lo[k], &eq[k])
         for j in range(jn):
             vcolsumexp(xc + j * c1, nk, ck, top, shift, clo, chi)
         if mode == 1:

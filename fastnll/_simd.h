@@ -156,13 +156,19 @@ FNL_INLINE double fnl_log1p_pos_f64(double u)
     return v == INFINITY ? INFINITY : fnl_log_ge1_f64(v) + (u - (v - 1.0)) / v;
 }
 
-/* logs[k] = log(eq[k] + lo[k]) as log(eq) + log1p(lo / eq), for nk columns at once; valid
- * where eq >= 1 and lo >= 0 are finite (the caller redoes the other columns). */
+/* logs[k] = log(eq[k] + lo[k]) for nk columns at once, with one log: the sum v is rounded,
+ * and its rounding error d (TwoSum, exact whatever the order of eq and lo) is added back to
+ * first order, log(v + d) = log(v) + d / v.  A small lo next to eq = 1 (a confident row)
+ * therefore keeps its digits, as with log1p.  Valid where eq >= 1 and lo >= 0 are finite
+ * (the caller redoes the other columns). */
 FNL_INLINE void fnl_colfinish(const double *lo, const double *eq, double *logs, ptrdiff_t nk)
 {
     FNL_SIMD
     for (ptrdiff_t k = 0; k < nk; k++) {
-        logs[k] = fnl_log1p_pos_f64(lo[k] / eq[k]) + fnl_log_ge1_f64(eq[k]);
+        double v = eq[k] + lo[k];
+        double z = v - eq[k];
+        double d = (eq[k] - (v - z)) + (lo[k] - z);
+        logs[k] = v == INFINITY ? INFINITY : fnl_log_ge1_f64(v) + d / v;
     }
 }
 
