@@ -181,6 +181,61 @@ FNL_INLINE double fnl_sum_f64(const double *v, ptrdiff_t n)
     return acc;
 }
 
+/* ------------------------------------------------------ register transpose ---- */
+/*
+ * With AVX-512 (the x86-64-v4 build, gcc), packing few-class rows into class rows moves whole
+ * tiles: L rows of L classes (L = 16 floats or 8 doubles, one 64-byte register each) are
+ * loaded, transposed by log2(L) stages of two-register shuffles, and stored as L class rows.
+ * Stage b pairs register r with r + b and swaps their off-diagonal b x b blocks.  Other levels
+ * and compilers copy element by element (gcc lowers these shuffles poorly below AVX-512).
+ */
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
+#define FNL_HAVE_TILE 1
+typedef float fnl_v16sf __attribute__((vector_size(64)));
+typedef int32_t fnl_v16si __attribute__((vector_size(64)));
+typedef double fnl_v8df __attribute__((vector_size(64)));
+typedef int64_t fnl_v8di __attribute__((vector_size(64)));
+
+#define FNL_TILE_STAGE(v, L, b, lo, hi)                                                    \
+    for (int r = 0; r < (L); r++) {                                                       \
+        if (!(r & (b))) {                                                                 \
+            __typeof__(v[0]) a_ = v[r], c_ = v[r + (b)];                                  \
+            v[r] = __builtin_shuffle(a_, c_, lo);                                         \
+            v[r + (b)] = __builtin_shuffle(a_, c_, hi);                                   \
+        }                                                                                 \
+    }
+
+/* buf[j B + k] = x[k sk + j] for j, k < 16 */
+FNL_INLINE void fnl_tile_f32(const float *x, ptrdiff_t sk, float *buf, ptrdiff_t B)
+{
+    fnl_v16sf v[16];
+    for (int r = 0; r < 16; r++) __builtin_memcpy(&v[r], x + r * sk, sizeof v[r]);
+    FNL_TILE_STAGE(v, 16, 1, ((fnl_v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+                   ((fnl_v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+    FNL_TILE_STAGE(v, 16, 2, ((fnl_v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+                   ((fnl_v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    FNL_TILE_STAGE(v, 16, 4, ((fnl_v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+                   ((fnl_v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    FNL_TILE_STAGE(v, 16, 8, ((fnl_v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+                   ((fnl_v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+    for (int r = 0; r < 16; r++) __builtin_memcpy(buf + r * B, &v[r], sizeof v[r]);
+}
+
+/* buf[j B + k] = x[k sk + j] for j, k < 8 */
+FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff_t B)
+{
+    fnl_v8df v[8];
+    for (int r = 0; r < 8; r++) __builtin_memcpy(&v[r], x + r * sk, sizeof v[r]);
+    FNL_TILE_STAGE(v, 8, 1, ((fnl_v8di){0, 8, 2, 10, 4, 12, 6, 14}),
+                   ((fnl_v8di){1, 9, 3, 11, 5, 13, 7, 15}))
+    FNL_TILE_STAGE(v, 8, 2, ((fnl_v8di){0, 1, 8, 9, 4, 5, 12, 13}),
+                   ((fnl_v8di){2, 3, 10, 11, 6, 7, 14, 15}))
+    FNL_TILE_STAGE(v, 8, 4, ((fnl_v8di){0, 1, 2, 3, 8, 9, 10, 11}),
+                   ((fnl_v8di){4, 5, 6, 7, 12, 13, 14, 15}))
+    for (int r = 0; r < 8; r++) __builtin_memcpy(buf + r * B, &v[r], sizeof v[r]);
+}
+#endif
+
 /* ------------------------------------------------- reductions and writers ---- */
 /*
  * Row helpers work on n elements x[0], x[s], x[2s], ...  Column helpers work on one class
@@ -339,12 +394,19 @@ FNL_INLINE void fnl_gradprob_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift
                                                                                             \
 /* pack: buf[j B + k] = x[j s1 + k sk] for j < jn, k < nk, a strided block copied into     \
  * unit-stride class rows (so that the column helpers below take their vector loops);      \
- * unpack: the reverse, from buf into y with strides (s1, sk). */                         \
+ * unpack: the reverse, from buf into y with strides (s1, sk).                             \
+ * With tiles (rows of contiguous classes, s1 == 1, rows at least a tile apart), whole     \
+ * L x L tiles are transposed in registers.  tail_ok says that the rows after these nk     \
+ * exist: a last, partial tile of classes may then read up to L - 1 elements past a row's  \
+ * jn classes (inside the next row's span) and store up to L - 1 unused class rows, so    \
+ * buf must have room for jn rounded up to a multiple of L rows. */                        \
 FNL_INLINE void fnl_pack_##SUF(const T *x, ptrdiff_t jn, ptrdiff_t s1, ptrdiff_t nk,       \
-                               ptrdiff_t sk, T *buf, ptrdiff_t B)                           \
+                               ptrdiff_t sk, T *buf, ptrdiff_t B, int tail_ok)              \
 {                                                                                           \
+    ptrdiff_t jt = 0, kt = 0;                                                               \
+    FNL_PACK_TILES_##SUF                                                                    \
     for (ptrdiff_t k = 0; k < nk; k++)                                                      \
-        for (ptrdiff_t j = 0; j < jn; j++) buf[j * B + k] = x[j * s1 + k * sk];             \
+        for (ptrdiff_t j = k < kt ? jt : 0; j < jn; j++) buf[j * B + k] = x[j * s1 + k * sk];\
 }                                                                                           \
                                                                                             \
 FNL_INLINE void fnl_unpack_##SUF(const T *buf, ptrdiff_t B, ptrdiff_t jn, ptrdiff_t nk,    \
@@ -430,6 +492,23 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
             g[k * sg] = A[k] * fnl_exp_##SUF((x[k * sk] - shift[k]) - logs[k]) - B[k] * wj; \
     }                                                                                       \
 }
+
+#ifdef FNL_HAVE_TILE
+/* the tiled part of a pack: rows [0, kt) and classes [0, jt), L = 16 floats or 8 doubles */
+#define FNL_PACK_TILES(SUF, L)                                                              \
+    if (s1 == 1 && sk >= (L)) {                                                             \
+        kt = nk - nk % (L);                                                                 \
+        jt = tail_ok ? jn : jn - jn % (L);                                                  \
+        for (ptrdiff_t k0 = 0; k0 < kt; k0 += (L))                                          \
+            for (ptrdiff_t j0 = 0; j0 < jt; j0 += (L))                                      \
+                fnl_tile_##SUF(x + k0 * sk + j0, sk, buf + j0 * B + k0, B);                 \
+    }
+#define FNL_PACK_TILES_f32 FNL_PACK_TILES(f32, 16)
+#define FNL_PACK_TILES_f64 FNL_PACK_TILES(f64, 8)
+#else
+#define FNL_PACK_TILES_f32 (void)tail_ok;
+#define FNL_PACK_TILES_f64 (void)tail_ok;
+#endif
 
 FNL_DEFINE(float, f32)
 FNL_DEFINE(double, f64)

@@ -1,0 +1,58 @@
+"""Few classes over many rows: the kernels copy blocks of rows into class rows before reducing
+them (with AVX-512, whole tiles of 16 floats or 8 doubles at a time, reading a little past a
+row's classes when more rows follow).  These cases put rows inside wider rows (a slice of a
+wider array, so that the bytes past a row's classes are other numbers), row counts that are
+not multiples of a block or a tile, and class counts around the tile widths, and compare with
+float64 references written with NumPy."""
+import numpy as np
+import pytest
+import scipy.special
+
+import fastnll
+from conftest import assert_close
+
+DTYPES = [np.float32, np.float64]
+
+
+def _sliced_rows(rng, n, C, dtype, spare=13):
+    """An (n, C) view whose rows are the first C entries of wider rows full of large values."""
+    wide = rng.standard_normal((n, C + spare)) * 3
+    wide[:, C:] = 1e6          # would dominate any log-sum-exp it leaked into
+    return wide.astype(dtype)[:, :C]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [7, 8, 9, 16, 17, 24, 27, 32])
+@pytest.mark.parametrize("n", [1, 15, 64, 65, 1000])
+def test_sliced_rows_against_numpy(n, C, dtype, rng):
+    x = _sliced_rows(rng, n, C, dtype)
+    assert not x.flags.c_contiguous or n == 1
+    x64 = x.astype(np.float64)
+    before = x.copy()
+    lse = scipy.special.logsumexp(x64, axis=1)
+    assert_close(fastnll.logsumexp(x, axis=1), lse, dtype)
+    assert_close(fastnll.softmax(x, axis=1), np.exp(x64 - lse[:, None]), dtype)
+    assert_close(fastnll.log_softmax(x, axis=1), x64 - lse[:, None], dtype)
+    t = rng.integers(0, C, n)
+    rows = lse - x64[np.arange(n), t]
+    loss, grad = fastnll.cross_entropy(x, t, reduction="none", return_grad=True)
+    assert_close(loss, rows, dtype)
+    expected_grad = np.exp(x64 - lse[:, None])
+    expected_grad[np.arange(n), t] -= 1
+    assert_close(grad, expected_grad, dtype)
+    assert_close(fastnll.cross_entropy(x, t), rows.mean(), dtype)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_last_rows_of_an_exact_allocation(dtype, rng):
+    # the array ends right after its last row: nothing may be read past it (the sanitizer
+    # run catches a stray read; the values catch a stray write)
+    for n in (16, 64, 80, 1000):
+        x = (rng.standard_normal((n, 27)) * 3).astype(dtype)
+        x64 = x.astype(np.float64)
+        lse = scipy.special.logsumexp(x64, axis=1)
+        assert_close(fastnll.logsumexp(x, axis=1), lse, dtype)
+        t = rng.integers(0, 27, n)
+        assert_close(fastnll.cross_entropy(x, t, reduction="none"),
+                     lse - x64[np.arange(n), t], dtype)
