@@ -183,14 +183,19 @@ FNL_INLINE double fnl_sum_f64(const double *v, ptrdiff_t n)
 
 /* ------------------------------------------------------ register transpose ---- */
 /*
- * With AVX-512 (the x86-64-v4 build, gcc), packing few-class rows into class rows moves whole
- * tiles: L rows of L classes (L = 16 floats or 8 doubles, one 64-byte register each) are
- * loaded, transposed by log2(L) stages of two-register shuffles, and stored as L class rows.
- * Stage b pairs register r with r + b and swaps their off-diagonal b x b blocks.  Other levels
- * and compilers copy element by element (gcc lowers these shuffles poorly below AVX-512).
+ * Packing few-class rows into class rows moves whole tiles: L rows of L classes (one vector
+ * register each) are loaded, transposed in registers, and stored as L class rows.
+ * - AVX-512 (the x86-64-v4 build, gcc): L = 16 floats or 8 doubles, log2(L) stages of
+ *   two-register shuffles written with gcc's vector extensions; stage b pairs register r
+ *   with r + b and swaps their off-diagonal b x b blocks.
+ * - AVX (the x86-64-v3 build): L = 8 floats or 4 doubles, the unpack / shuffle / lane-permute
+ *   sequence written with intrinsics (gcc lowers the generic shuffles poorly at 256 bits).
+ * Other levels copy element by element.
  */
 #if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
 #define FNL_HAVE_TILE 1
+#define FNL_TILE_F32 16
+#define FNL_TILE_F64 8
 typedef float fnl_v16sf __attribute__((vector_size(64)));
 typedef int32_t fnl_v16si __attribute__((vector_size(64)));
 typedef double fnl_v8df __attribute__((vector_size(64)));
@@ -233,6 +238,48 @@ FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff
     FNL_TILE_STAGE(v, 8, 4, ((fnl_v8di){0, 1, 2, 3, 8, 9, 10, 11}),
                    ((fnl_v8di){4, 5, 6, 7, 12, 13, 14, 15}))
     for (int r = 0; r < 8; r++) __builtin_memcpy(buf + r * B, &v[r], sizeof v[r]);
+}
+
+#elif defined(__AVX__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FNL_HAVE_TILE 1
+#define FNL_TILE_F32 8
+#define FNL_TILE_F64 4
+
+/* buf[j B + k] = x[k sk + j] for j, k < 8 */
+FNL_INLINE void fnl_tile_f32(const float *x, ptrdiff_t sk, float *buf, ptrdiff_t B)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(x + i * sk);
+    for (int i = 0; i < 8; i += 2) {            /* pairs of rows, interleaved per 128 bits */
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {            /* quads of rows */
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {               /* the two 128-bit halves */
+        _mm256_storeu_ps(buf + i * B, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(buf + (i + 4) * B, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+
+/* buf[j B + k] = x[k sk + j] for j, k < 4 */
+FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff_t B)
+{
+    __m256d r[4], t[4];
+    for (int i = 0; i < 4; i++) r[i] = _mm256_loadu_pd(x + i * sk);
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    _mm256_storeu_pd(buf, _mm256_permute2f128_pd(t[0], t[2], 0x20));
+    _mm256_storeu_pd(buf + B, _mm256_permute2f128_pd(t[1], t[3], 0x20));
+    _mm256_storeu_pd(buf + 2 * B, _mm256_permute2f128_pd(t[0], t[2], 0x31));
+    _mm256_storeu_pd(buf + 3 * B, _mm256_permute2f128_pd(t[1], t[3], 0x31));
 }
 #endif
 
@@ -494,7 +541,7 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
 }
 
 #ifdef FNL_HAVE_TILE
-/* the tiled part of a pack: rows [0, kt) and classes [0, jt), L = 16 floats or 8 doubles */
+/* the tiled part of a pack: rows [0, kt) and classes [0, jt), tiles of L x L */
 #define FNL_PACK_TILES(SUF, L)                                                              \
     if (s1 == 1 && sk >= (L)) {                                                             \
         kt = nk - nk % (L);                                                                 \
@@ -503,8 +550,8 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
             for (ptrdiff_t j0 = 0; j0 < jt; j0 += (L))                                      \
                 fnl_tile_##SUF(x + k0 * sk + j0, sk, buf + j0 * B + k0, B);                 \
     }
-#define FNL_PACK_TILES_f32 FNL_PACK_TILES(f32, 16)
-#define FNL_PACK_TILES_f64 FNL_PACK_TILES(f64, 8)
+#define FNL_PACK_TILES_f32 FNL_PACK_TILES(f32, FNL_TILE_F32)
+#define FNL_PACK_TILES_f64 FNL_PACK_TILES(f64, FNL_TILE_F64)
 #else
 #define FNL_PACK_TILES_f32 (void)tail_ok;
 #define FNL_PACK_TILES_f64 (void)tail_ok;

@@ -1,6 +1,6 @@
 """Few classes over many rows: the kernels copy blocks of rows into class rows before reducing
-them (with AVX-512, whole tiles of 16 floats or 8 doubles at a time, reading a little past a
-row's classes when more rows follow).  These cases put rows inside wider rows (a slice of a
+them (with AVX2 / AVX-512, whole tiles of 8 / 16 floats or 4 / 8 doubles at a time, reading a
+little past a row's classes when more rows follow).  These cases put rows inside wider rows (a slice of a
 wider array, so that the bytes past a row's classes are other numbers), row counts that are
 not multiples of a block or a tile, and class counts around the tile widths, and compare with
 float64 references written with NumPy."""
@@ -22,7 +22,7 @@ def _sliced_rows(rng, n, C, dtype, spare=13):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("C", [7, 8, 9, 16, 17, 24, 27, 32])
+@pytest.mark.parametrize("C", [3, 4, 5, 7, 8, 9, 16, 17, 24, 27, 32])
 @pytest.mark.parametrize("n", [1, 15, 64, 65, 1000])
 def test_sliced_rows_against_numpy(n, C, dtype, rng):
     x = _sliced_rows(rng, n, C, dtype)
