@@ -100,7 +100,7 @@ cdef inline void *pack_buffer(void *ws, Py_ssize_t sk) noexcept nogil:
     return <char *>ws + threadid() * WS_BYTES + WS_PACK
 
 
-cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
+cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
                          Py_ssize_t sk, int mode, const floating *w, Py_ssize_t sw,
                          floating *fws, double *dws, floating *tb,
                          bint tail_ok) noexcept nogil:
@@ -109,7 +109,8 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
     # tb (or NULL): COL_CHUNK*COL_BLOCK floating; each chunk of classes is first packed there
     # as unit-stride rows (strided columns, e.g. few classes over contiguous rows, then cost
     # one strided read instead of one per pass); with C <= COL_CHUNK the whole block is left
-    # in tb, class j at tb + j*COL_BLOCK, for the caller's output pass.  tail_ok: more
+    # in tb, class j at tb + j*COL_BLOCK, for the caller's output pass, and the return value
+    # says so (True: the block is packed whole).  tail_ok: more
     # columns follow these nk (the pack may then read a little past a row, see fnl_pack).
     # Results left in: shift = fws[0:], logs (floating) = fws[B:], ref = fws[2B:],
     #                  logs (double) = dws[0:], acc (double) = dws[B:]   (mode 1: sum w (x-ref))
@@ -176,6 +177,7 @@ cdef inline void col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
         if not (isfinite(top[k]) and isfinite(lo[k])):
             dlogs[k] = finish_logs(top[k], lo[k], eq[k])
         flogs[k] = <floating>dlogs[k]
+    return tb != NULL and C <= COL_CHUNK
 
 
 cdef void *workspace(int nthreads, size_t per_thread) except NULL:
@@ -321,6 +323,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
     cdef floating logs
     cdef floating *fws = NULL
     cdef floating *tb = NULL
+    cdef bint packed = False
     cdef double *dws = NULL
     cdef void *ws = NULL
     if x0 == NULL:
@@ -353,13 +356,13 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
             tb = <floating *>pack_buffer(ws, s2)
-            col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws, tb,
-                    k0 + nk < inner)
+            packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws, tb,
+                             k0 + nk < inner)
             if not take_log:
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
                         fws[COL_BLOCK + k] = NAN
-            if tb != NULL and C <= COL_CHUNK:    # the block is packed: write it in place
+            if packed:      # write the softmax in place in the packed block, then scatter it
                 for j in range(C):
                     vcolsoftmax(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK,
                                 tb + j * COL_BLOCK, 1, take_log)
@@ -492,6 +495,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef RowStats st
     cdef floating *fws = NULL
     cdef floating *tb = NULL
+    cdef bint packed = False
     cdef double *dws = NULL
     cdef void *ws = NULL
     cdef floating *A = NULL
@@ -633,8 +637,8 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 if nk > COL_BLOCK:
                     nk = COL_BLOCK
                 tb = <floating *>pack_buffer(ws, s2)
-                col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws, tb,
-                        k0 + nk < inner)
+                packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws,
+                                 tb, k0 + nk < inner)
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
                         fws[COL_BLOCK + k] = NAN
@@ -668,8 +672,8 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 bads[2 * it] = brow
                 bads[2 * it + 1] = bval
                 if want_grad and brow < 0:
-                    if tb != NULL and C <= COL_CHUNK:
-                        for j in range(C):      # the block is packed: gradient in place
+                    if packed:
+                        for j in range(C):      # the gradient in place in the packed block
                             vcolgrad(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK,
                                      A, Bv, 1 if gwp == NULL else gwp[j * sw],
                                      tb + j * COL_BLOCK, 1)

@@ -93,19 +93,13 @@ def _ignore_index(ignore_index):
 
 
 _REDUCTION_CODE = {"none": 0, "mean": 1, "sum": 2}
-# the kernel's float32 and float64 specialisations: picking one by dtype here skips the fused
-# function's own dispatch on its arguments (a few hundred nanoseconds on a small call)
-_CLASS_KERNEL = {np.dtype(np.float32): kernels.class_loss["float"],
-                 np.dtype(np.float64): kernels.class_loss["double"]}
 
 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 return_grad, is_nll):
     x = as_real_array(input, "input")
-    code = _REDUCTION_CODE.get(reduction) if type(reduction) is str else None
-    if code is None:
-        reduction = check_reduction(reduction)
-        code = _REDUCTION_CODE[reduction]
+    reduction = check_reduction(reduction)
+    code = _REDUCTION_CODE[reduction]
     ignore_index = _ignore_index(ignore_index)
     dtype = compute_dtype(x)
     ax = _class_axis(x.ndim, axis)
@@ -119,7 +113,7 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     grad = None
     if return_grad:
         grad = np.zeros(shape, dtype=dtype) if is_nll else np.empty(shape, dtype=dtype)
-    bad, badv, total, denom = _CLASS_KERNEL[dtype](
+    bad, badv, total, denom = kernels.class_loss(
         view.x3, view.to2(t), w, has_w, ignore_index, label_smoothing, is_nll, code,
         view.to2(rows) if code == 0 else empty_out(dtype, 2),
         view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,

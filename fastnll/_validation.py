@@ -153,14 +153,8 @@ class ClassView:
     def __init__(self, x, axis):
         shape = x.shape
         C = shape[axis]
-        # (small inputs: every call here costs tens of nanoseconds, so the common cases
-        # take the shortest route)
-        if axis == len(shape) - 1:
-            inner = 1
-            outer = shape[0] if axis == 1 else math.prod(shape[:axis])
-        else:
-            outer = math.prod(shape[:axis])
-            inner = math.prod(shape[axis + 1:])
+        outer = math.prod(shape[:axis])
+        inner = math.prod(shape[axis + 1:])
         self.outer, self.C, self.inner = outer, C, inner
         x3 = x.reshape(outer, C, inner)
         s0, s1, _ = x3.strides
