@@ -39,7 +39,7 @@ from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 from fastnll._lse cimport (
     RowStats, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp, fnl_colfinish,
     vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
-    vpack, vunpack,
+    vpack, vunpack, vnll_rows,
 )
 
 cdef extern from "_omp_shim.h" nogil:
@@ -422,15 +422,37 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
                         Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2,
                         double sigma) noexcept nogil:
     # NLL over rows [r0, r1): a gather.  A loop of its own, on raw pointers, so that its few
-    # locals stay in registers and many gathers are in flight at once.
+    # locals stay in registers and many gathers are in flight at once.  The loss alone (no
+    # per-row output, no gradient) goes to vnll_rows in runs of rows with one stride: the whole
+    # block when inner == 1, else the part of the block within each outer index.
     cdef BlockSum b
-    cdef Py_ssize_t r, o, k
+    cdef Py_ssize_t r, o, k, n, bad
     cdef int64_t tv
     cdef double wt, loss
     b.acc = 0
     b.den = 0
     b.brow = -1
     b.bval = 0
+    if op == NULL and gp == NULL:
+        r = r0
+        while r < r1:
+            if inner == 1:
+                o = r
+                k = 0
+                n = r1 - r
+            else:
+                o = r // inner
+                k = r - o * inner
+                n = min(inner - k, r1 - r)
+            bad = vnll_rows(x0 + o * s0 + k * s2, s0 if inner == 1 else s2, s1,
+                            t0 + o * ts0 + k * ts1, ts0 if inner == 1 else ts1, n, C,
+                            ignore_index, wp, sw, &b.acc, &b.den)
+            if bad >= 0:
+                b.brow = r + bad
+                b.bval = t0[o * ts0 + (k + bad) * ts1] if inner > 1 else t0[(o + bad) * ts0]
+                return b
+            r += n
+        return b
     for r in range(r0, r1):
         if inner == 1:
             o = r

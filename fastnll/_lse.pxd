@@ -8,6 +8,7 @@
 # contain +inf, or contain nan.  Terms equal to M are summed apart from the rest, so that
 # log(sum) = log(eq) + log1p(rest / eq) keeps the precision of small results (SciPy's trick).
 from cython cimport floating
+from libc.stdint cimport int64_t
 from libc.math cimport isfinite, log, log1p, INFINITY
 
 cdef extern from "_simd.h" nogil:
@@ -62,6 +63,14 @@ cdef extern from "_simd.h" nogil:
                         float *y, Py_ssize_t s1, Py_ssize_t sk)
     void fnl_unpack_f64(const double *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
                         double *y, Py_ssize_t s1, Py_ssize_t sk)
+    Py_ssize_t fnl_nll_rows_f32(const float *x, Py_ssize_t s0, Py_ssize_t s1,
+                                const int64_t *tg, Py_ssize_t st, Py_ssize_t n, int64_t C,
+                                int64_t ignore, const float *w, Py_ssize_t sw, double *acc,
+                                double *den)
+    Py_ssize_t fnl_nll_rows_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1,
+                                const int64_t *tg, Py_ssize_t st, Py_ssize_t n, int64_t C,
+                                int64_t ignore, const double *w, Py_ssize_t sw, double *acc,
+                                double *den)
     void fnl_colmax_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, float *m)
     void fnl_colmax_f64(const double *x, Py_ssize_t nk, Py_ssize_t sk, double *m)
     void fnl_colsumexp_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, const float *M,
@@ -178,6 +187,16 @@ cdef inline void vpack(const floating *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize
         fnl_pack_f32(x, jn, s1, nk, sk, buf, B, tail_ok)
     else:
         fnl_pack_f64(x, jn, s1, nk, sk, buf, B, tail_ok)
+
+
+cdef inline Py_ssize_t vnll_rows(const floating *x, Py_ssize_t s0, Py_ssize_t s1,
+                                  const int64_t *tg, Py_ssize_t st, Py_ssize_t n, int64_t C,
+                                  int64_t ignore, const floating *w, Py_ssize_t sw,
+                                  double *acc, double *den) noexcept nogil:
+    if floating is float:
+        return fnl_nll_rows_f32(x, s0, s1, tg, st, n, C, ignore, w, sw, acc, den)
+    else:
+        return fnl_nll_rows_f64(x, s0, s1, tg, st, n, C, ignore, w, sw, acc, den)
 
 
 cdef inline void vunpack(const floating *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,

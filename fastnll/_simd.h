@@ -300,6 +300,7 @@ FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff
  *   logsoftmax  out = (x - shift) - logs
  *   grad        g = A exp((x - shift) - logs) - B w
  *   gradprob    g = A exp((x - shift) - logs) - S w (a t + b)
+ *   nll         the NLL gather over n rows (see below)
  */
 #define FNL_DEFINE(T, SUF)                                                                  \
 FNL_INLINE T fnl_max_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s)                           \
@@ -540,6 +541,40 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
     }                                                                                       \
 }
 
+/* The NLL gather: row r (r < n) has target t = tg[r * st] and log-probabilities
+ * x[r * s0 + j * s1].  Rows with t == ignore add nothing; the others add -w[t] x[r * s0 + t s1]
+ * to *acc and w[t] to *den (w == NULL: weight 1).  Returns the first row whose target is
+ * outside [0, C) and not ignore (the sums are then incomplete), or -1.  Four partial sums in a
+ * fixed order (so the result does not depend on threads) keep the additions off the critical
+ * path: the loop is bound by how many of its scattered loads are in flight, not by one chain of
+ * dependent adds. */
+#define FNL_NLL_STEP(j)                                                                     \
+    {                                                                                       \
+        int64_t t = tg[(r + j) * st];                                                       \
+        if (t != ignore) {                                                                  \
+            if ((uint64_t)t >= (uint64_t)C) return r + j;                                   \
+            double wt = w ? (double)w[t * sw] : 1.0;                                        \
+            a##j -= wt * (double)x[(r + j) * s0 + t * s1];                                  \
+            d##j += wt;                                                                     \
+        }                                                                                   \
+    }
+#define FNL_DEFINE_NLL(T, SUF)                                                              \
+FNL_INLINE ptrdiff_t fnl_nll_rows_##SUF(const T *x, ptrdiff_t s0, ptrdiff_t s1,             \
+                                       const int64_t *tg, ptrdiff_t st, ptrdiff_t n,        \
+                                       int64_t C, int64_t ignore, const T *w, ptrdiff_t sw, \
+                                       double *acc, double *den)                            \
+{                                                                                           \
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, d0 = 0, d1 = 0, d2 = 0, d3 = 0;                  \
+    ptrdiff_t r = 0;                                                                        \
+    for (; r + 4 <= n; r += 4) {                                                            \
+        FNL_NLL_STEP(0) FNL_NLL_STEP(1) FNL_NLL_STEP(2) FNL_NLL_STEP(3)                     \
+    }                                                                                       \
+    for (; r < n; r++) FNL_NLL_STEP(0)                                                      \
+    *acc += (a0 + a1) + (a2 + a3);                                                          \
+    *den += (d0 + d1) + (d2 + d3);                                                          \
+    return -1;                                                                              \
+}
+
 #ifdef FNL_HAVE_TILE
 /* the tiled part of a pack: rows [0, kt) and classes [0, jt), tiles of L x L */
 #define FNL_PACK_TILES(SUF, L)                                                              \
@@ -559,5 +594,7 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
 
 FNL_DEFINE(float, f32)
 FNL_DEFINE(double, f64)
+FNL_DEFINE_NLL(float, f32)
+FNL_DEFINE_NLL(double, f64)
 
 #endif /* FASTNLL_SIMD_H */
