@@ -532,6 +532,9 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     cdef double W = C, sigma = 1.0
     cdef bint want_rows = reduction == 0
     cdef bint prepass = want_grad and reduction == 1
+    # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
+    # then a plain sum of lse - x[target] (the general loop gives the same values)
+    cdef bint plain = mode == 0 and not has_w and not want_grad and not want_rows
     if prepass or nrows == 0:
         with nogil:
             chk = check_targets(t, C, ignore_index, w, has_w)
@@ -670,7 +673,19 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                 den = 0
                 brow = -1
                 bval = 0
-                for k in range(nk):
+                if plain:       # the common case, with the branches that cannot fire removed
+                    for k in range(nk):
+                        tv = t[o, k0 + k]
+                        if tv == ignore_index:
+                            continue
+                        if tv < 0 or tv >= C:
+                            if brow < 0:
+                                brow = o * inner + k0 + k
+                                bval = tv
+                            continue
+                        den = den + 1
+                        acc = acc + (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
+                for k in range(0 if plain else nk):
                     tv = t[o, k0 + k]
                     loss = 0
                     A[k] = 0
