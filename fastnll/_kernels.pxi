@@ -103,7 +103,7 @@ cdef inline void *pack_buffer(void *ws, Py_ssize_t sk) noexcept nogil:
 cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
                          Py_ssize_t sk, int mode, const floating *w, Py_ssize_t sw,
                          floating *fws, double *dws, floating *tb,
-                         bint tail_ok, bint prefetch) noexcept nogil:
+                         bint tail_ok) noexcept nogil:
     # Online log-sum-exp of nk columns at once (each column a run of C classes).
     # Workspace in:   fws 8*COL_BLOCK floating, dws 4*COL_BLOCK double.
     # tb (or NULL): COL_CHUNK*COL_BLOCK floating; each chunk of classes is first packed there
@@ -111,8 +111,7 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
     # one strided read instead of one per pass); with C <= COL_CHUNK the whole block is left
     # in tb, class j at tb + j*COL_BLOCK, for the caller's output pass, and the return value
     # says so (True: the block is packed whole).  tail_ok: more
-    # columns follow these nk (the pack may then read a little past a row, see fnl_pack);
-    # prefetch: let the pack fetch the next block early (not for callers writing an output).
+    # columns follow these nk (the pack may then read a little past a row, see fnl_pack).
     # Results left in: shift = fws[0:], logs (floating) = fws[B:], ref = fws[2B:],
     #                  logs (double) = dws[0:], acc (double) = dws[B:]   (mode 1: sum w (x-ref))
     cdef Py_ssize_t B = COL_BLOCK, j, j0, jn, k
@@ -147,7 +146,7 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             chi[k] = 0
             cacc[k] = 0
         if tb != NULL:
-            vpack(x + j0 * s1, jn, s1, nk, sk, tb, B, tail_ok, prefetch)
+            vpack(x + j0 * s1, jn, s1, nk, sk, tb, B, tail_ok)
             xc, c1, ck = tb, B, 1
         else:
             xc, c1, ck = x + j0 * s1, s1, sk
@@ -241,7 +240,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
             col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws,
-                    <floating *>pack_buffer(ws, s2), k0 + nk < inner, True)
+                    <floating *>pack_buffer(ws, s2), k0 + nk < inner)
             for k in range(nk):
                 out[o, k0 + k] = <floating>(fws[k] + dws[k])
     free(ws)
@@ -358,7 +357,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
                 nk = COL_BLOCK
             tb = <floating *>pack_buffer(ws, s2)
             packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws, tb,
-                             k0 + nk < inner, False)
+                             k0 + nk < inner)
             if not take_log:
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
@@ -664,7 +663,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
                     nk = COL_BLOCK
                 tb = <floating *>pack_buffer(ws, s2)
                 packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws,
-                                 tb, k0 + nk < inner, True)
+                                 tb, k0 + nk < inner)
                 for k in range(nk):
                     if fws[3 * COL_BLOCK + k] == INFINITY:
                         fws[COL_BLOCK + k] = NAN

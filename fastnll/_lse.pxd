@@ -56,9 +56,9 @@ cdef extern from "_simd.h" nogil:
                           const double *w, Py_ssize_t sw, double a, double b, double *g,
                           Py_ssize_t sg)
     void fnl_pack_f32(const float *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
-                      Py_ssize_t sk, float *buf, Py_ssize_t B, int tail_ok, int prefetch)
+                      Py_ssize_t sk, float *buf, Py_ssize_t B, int tail_ok)
     void fnl_pack_f64(const double *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
-                      Py_ssize_t sk, double *buf, Py_ssize_t B, int tail_ok, int prefetch)
+                      Py_ssize_t sk, double *buf, Py_ssize_t B, int tail_ok)
     void fnl_unpack_f32(const float *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
                         float *y, Py_ssize_t s1, Py_ssize_t sk)
     void fnl_unpack_f64(const double *buf, Py_ssize_t B, Py_ssize_t jn, Py_ssize_t nk,
@@ -182,12 +182,11 @@ cdef inline void vgradprob(const floating *x, Py_ssize_t n, Py_ssize_t s, floati
 
 
 cdef inline void vpack(const floating *x, Py_ssize_t jn, Py_ssize_t s1, Py_ssize_t nk,
-                       Py_ssize_t sk, floating *buf, Py_ssize_t B, bint tail_ok,
-                       bint prefetch) noexcept nogil:
+                       Py_ssize_t sk, floating *buf, Py_ssize_t B, bint tail_ok) noexcept nogil:
     if floating is float:
-        fnl_pack_f32(x, jn, s1, nk, sk, buf, B, tail_ok, prefetch)
+        fnl_pack_f32(x, jn, s1, nk, sk, buf, B, tail_ok)
     else:
-        fnl_pack_f64(x, jn, s1, nk, sk, buf, B, tail_ok, prefetch)
+        fnl_pack_f64(x, jn, s1, nk, sk, buf, B, tail_ok)
 
 
 cdef inline Py_ssize_t vnll_rows(const floating *x, Py_ssize_t s0, Py_ssize_t s1,
