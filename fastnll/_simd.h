@@ -285,22 +285,24 @@ FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff
 }
 #endif
 
-/* ------------------------------------------------- sums of exp, unit stride ---- */
+/* ------------------------------------------------------ exp loops, unit stride ---- */
 /*
- * The two exp-bound reductions over unit-stride runs (a row's sum of exp, and one class row
- * of a column block added into per-column sums), with the same split as fnl_sumexp: terms
- * where x == M go to hi, the others to lo.
+ * The loops that evaluate exp over unit-stride runs: the two reductions (a row's sum of exp,
+ * and one class row of a column block added into per-column sums, both with fnl_sumexp's
+ * split: terms where x == M go to hi, the others to lo) and the writers of softmax and of
+ * the gradient, for a row or for one class row of a column block.
  * At x86-64-v4 (gcc or clang) the float versions are written with AVX-512 intrinsics, around
  * fnl_exp16_f32: fnl_exp_f32's arithmetic step for step, but rounding x/ln2 to an integer
  * with vrndscaleps and scaling by 2^n with vscalefps (which rounds a subnormal result once,
  * as the two factors do) instead of the magic-number rounding and the exponent-bit
- * arithmetic.  gcc does not find these instructions in the scalar code; with them the loop
- * is about 1.6x faster.  fnl_exp16_f32 gives the same bits as fnl_exp_f32 for every float
- * (checked on 16.8 million floats spread over all bit patterns, and the special values).
- * The column version adds element by element, so its sums are bit-identical to the scalar
- * loop's; the row version sums in 16 lanes and then across them, like the vectorised loop.
+ * arithmetic.  gcc does not find these instructions in the scalar code; with them a row's
+ * sum of exp is about 1.6x faster.  fnl_exp16_f32 gives the same bits as fnl_exp_f32 for
+ * every float (checked on 16.8 million floats spread over all bit patterns, and the special
+ * values).  The column sums add element by element, so they are bit-identical to the scalar
+ * loop's; the row sum adds in 16 lanes and then across them, like the vectorised loop; the
+ * gradient writers round A e - B once (fused multiply-subtract).
  */
-#define FNL_DEFINE_SUMEXP_UNIT(T, SUF)                                                      \
+#define FNL_DEFINE_UNIT(T, SUF)                                                             \
 FNL_INLINE void fnl_sumexp_unit_##SUF(const T *x, ptrdiff_t n, T M, T shift, T *lo, T *hi) \
 {                                                                                           \
     T l = 0, h = 0;                                                                         \
@@ -325,6 +327,34 @@ FNL_INLINE void fnl_colsumexp_unit_##SUF(const T *x, ptrdiff_t nk, const T *M,  
         lo[k] += top ? (T)0 : e;                                                            \
         hi[k] += top ? e : (T)0;                                                            \
     }                                                                                       \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_softmax_unit_##SUF(const T *x, ptrdiff_t n, T shift, T logs, T *out)    \
+{                                                                                           \
+    FNL_SIMD                                                                                \
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fnl_exp_##SUF((x[i] - shift) - logs);        \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_grad_unit_##SUF(const T *x, ptrdiff_t n, T shift, T logs, T A, T B,     \
+                                    T *g)                                                   \
+{                                                                                           \
+    FNL_SIMD                                                                                \
+    for (ptrdiff_t i = 0; i < n; i++) g[i] = A * fnl_exp_##SUF((x[i] - shift) - logs) - B;  \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colsoftmax_unit_##SUF(const T *x, ptrdiff_t nk, const T *shift,         \
+                                          const T *logs, T *out)                            \
+{                                                                                           \
+    FNL_SIMD                                                                                \
+    for (ptrdiff_t k = 0; k < nk; k++) out[k] = fnl_exp_##SUF((x[k] - shift[k]) - logs[k]); \
+}                                                                                           \
+                                                                                            \
+FNL_INLINE void fnl_colgrad_unit_##SUF(const T *x, ptrdiff_t nk, const T *shift,            \
+                                       const T *logs, const T *A, const T *B, T wj, T *g)   \
+{                                                                                           \
+    FNL_SIMD                                                                                \
+    for (ptrdiff_t k = 0; k < nk; k++)                                                      \
+        g[k] = A[k] * fnl_exp_##SUF((x[k] - shift[k]) - logs[k]) - B[k] * wj;               \
 }
 
 #if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
@@ -395,10 +425,64 @@ FNL_INLINE void fnl_colsumexp_unit_f32(const float *x, ptrdiff_t nk, const float
         _mm512_mask_storeu_ps(hi + k, live, _mm512_mask_add_ps(h, top, h, e));
     }
 }
+
+/* the writers: lanes past the end are masked off on load and store (FNL_FOR16 runs its body
+ * once per 16 elements with `live` the mask of the lanes inside [0, n)) */
+#define FNL_FOR16(i, n, live)                                                               \
+    for (ptrdiff_t i = 0; i < (n); i += 16)                                                 \
+        for (__mmask16 live = (n) - i >= 16 ? (__mmask16)0xFFFF : fnl_first16((n) - i),    \
+             once_ = 1; once_; once_ = 0)
+
+FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
+{
+    return _mm512_maskz_loadu_ps(live, p);
+}
+
+FNL_INLINE void fnl_softmax_unit_f32(const float *x, ptrdiff_t n, float shift, float logs,
+                                     float *out)
+{
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(logs);
+    FNL_FOR16(i, n, live)
+        _mm512_mask_storeu_ps(out + i, live, fnl_exp16_f32(
+            _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)));
+}
+
+FNL_INLINE void fnl_grad_unit_f32(const float *x, ptrdiff_t n, float shift, float logs,
+                                  float A, float B, float *g)
+{
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(logs);
+    __m512 va = _mm512_set1_ps(A), vb = _mm512_set1_ps(B);
+    FNL_FOR16(i, n, live)
+        _mm512_mask_storeu_ps(g + i, live, _mm512_fmsub_ps(va, fnl_exp16_f32(
+            _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)), vb));
+}
+
+FNL_INLINE void fnl_colsoftmax_unit_f32(const float *x, ptrdiff_t nk, const float *shift,
+                                        const float *logs, float *out)
+{
+    FNL_FOR16(k, nk, live)
+        _mm512_mask_storeu_ps(out + k, live, fnl_exp16_f32(_mm512_sub_ps(
+            _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
+            fnl_load16(live, logs + k))));
+}
+
+FNL_INLINE void fnl_colgrad_unit_f32(const float *x, ptrdiff_t nk, const float *shift,
+                                     const float *logs, const float *A, const float *B,
+                                     float wj, float *g)
+{
+    __m512 vw = _mm512_set1_ps(wj);
+    FNL_FOR16(k, nk, live) {
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(
+            _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
+            fnl_load16(live, logs + k)));
+        _mm512_mask_storeu_ps(g + k, live, _mm512_fmsub_ps(fnl_load16(live, A + k), e,
+            _mm512_mul_ps(fnl_load16(live, B + k), vw)));
+    }
+}
 #else
-FNL_DEFINE_SUMEXP_UNIT(float, f32)
+FNL_DEFINE_UNIT(float, f32)
 #endif
-FNL_DEFINE_SUMEXP_UNIT(double, f64)
+FNL_DEFINE_UNIT(double, f64)
 
 /* ------------------------------------------------- reductions and writers ---- */
 /*
@@ -504,8 +588,7 @@ FNL_INLINE void fnl_softmax_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift,
                                   T *out, ptrdiff_t so)                                     \
 {                                                                                           \
     if (s == 1 && so == 1) {                                                                \
-        FNL_SIMD                                                                            \
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = fnl_exp_##SUF((x[i] - shift) - logs);    \
+        fnl_softmax_unit_##SUF(x, n, shift, logs, out);                                     \
     } else {                                                                                \
         for (ptrdiff_t i = 0; i < n; i++)                                                   \
             out[i * so] = fnl_exp_##SUF((x[i * s] - shift) - logs);                         \
@@ -527,9 +610,7 @@ FNL_INLINE void fnl_grad_##SUF(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T 
                                T A, T B, const T *w, ptrdiff_t sw, T *g, ptrdiff_t sg)      \
 {                                                                                           \
     if (s == 1 && sg == 1 && w == NULL) {                                                   \
-        FNL_SIMD                                                                            \
-        for (ptrdiff_t i = 0; i < n; i++)                                                   \
-            g[i] = A * fnl_exp_##SUF((x[i] - shift) - logs) - B;                            \
+        fnl_grad_unit_##SUF(x, n, shift, logs, A, B, g);                                    \
     } else if (s == 1 && sg == 1 && sw == 1) {                                              \
         FNL_SIMD                                                                            \
         for (ptrdiff_t i = 0; i < n; i++)                                                   \
@@ -627,9 +708,7 @@ FNL_INLINE void fnl_colsoftmax_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, con
             FNL_SIMD                                                                        \
             for (ptrdiff_t k = 0; k < nk; k++) out[k] = (x[k] - shift[k]) - logs[k];        \
         } else {                                                                            \
-            FNL_SIMD                                                                        \
-            for (ptrdiff_t k = 0; k < nk; k++)                                              \
-                out[k] = fnl_exp_##SUF((x[k] - shift[k]) - logs[k]);                        \
+            fnl_colsoftmax_unit_##SUF(x, nk, shift, logs, out);                             \
         }                                                                                   \
     } else {                                                                                \
         for (ptrdiff_t k = 0; k < nk; k++) {                                                \
@@ -644,9 +723,7 @@ FNL_INLINE void fnl_colgrad_##SUF(const T *x, ptrdiff_t nk, ptrdiff_t sk, const 
                                   T *g, ptrdiff_t sg)                                       \
 {                                                                                           \
     if (sk == 1 && sg == 1) {                                                               \
-        FNL_SIMD                                                                            \
-        for (ptrdiff_t k = 0; k < nk; k++)                                                  \
-            g[k] = A[k] * fnl_exp_##SUF((x[k] - shift[k]) - logs[k]) - B[k] * wj;           \
+        fnl_colgrad_unit_##SUF(x, nk, shift, logs, A, B, wj, g);                            \
     } else {                                                                                \
         for (ptrdiff_t k = 0; k < nk; k++)                                                  \
             g[k * sg] = A[k] * fnl_exp_##SUF((x[k * sk] - shift[k]) - logs[k]) - B[k] * wj; \
