@@ -421,10 +421,11 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
                         floating *op, Py_ssize_t os0, Py_ssize_t os1, floating *gp,
                         Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2,
                         double sigma) noexcept nogil:
-    # NLL over rows [r0, r1): a gather.  A loop of its own, on raw pointers, so that its few
-    # locals stay in registers and many gathers are in flight at once.  The loss alone (no
-    # per-row output, no gradient) goes to vnll_rows in runs of rows with one stride: the whole
-    # block when inner == 1, else the part of the block within each outer index.
+    # NLL over rows [r0, r1): a gather.  The sums (and the first invalid target) come from
+    # vnll_rows, in runs of rows with one stride: the whole block when inner == 1, else the
+    # part of the block within each outer index; so the loss is the same number whether or
+    # not per-row losses or the gradient are asked for.  Those are written afterwards, in a
+    # second pass over the block's (now valid) targets, whose entries are still in cache.
     cdef BlockSum b
     cdef Py_ssize_t r, o, k, n, bad
     cdef int64_t tv
@@ -433,25 +434,25 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
     b.den = 0
     b.brow = -1
     b.bval = 0
+    r = r0
+    while r < r1:
+        if inner == 1:
+            o = r
+            k = 0
+            n = r1 - r
+        else:
+            o = r // inner
+            k = r - o * inner
+            n = min(inner - k, r1 - r)
+        bad = vnll_rows(x0 + o * s0 + k * s2, s0 if inner == 1 else s2, s1,
+                        t0 + o * ts0 + k * ts1, ts0 if inner == 1 else ts1, n, C,
+                        ignore_index, wp, sw, &b.acc, &b.den)
+        if bad >= 0:
+            b.brow = r + bad
+            b.bval = t0[o * ts0 + (k + bad) * ts1] if inner > 1 else t0[(o + bad) * ts0]
+            return b
+        r += n
     if op == NULL and gp == NULL:
-        r = r0
-        while r < r1:
-            if inner == 1:
-                o = r
-                k = 0
-                n = r1 - r
-            else:
-                o = r // inner
-                k = r - o * inner
-                n = min(inner - k, r1 - r)
-            bad = vnll_rows(x0 + o * s0 + k * s2, s0 if inner == 1 else s2, s1,
-                            t0 + o * ts0 + k * ts1, ts0 if inner == 1 else ts1, n, C,
-                            ignore_index, wp, sw, &b.acc, &b.den)
-            if bad >= 0:
-                b.brow = r + bad
-                b.bval = t0[o * ts0 + (k + bad) * ts1] if inner > 1 else t0[(o + bad) * ts0]
-                return b
-            r += n
         return b
     for r in range(r0, r1):
         if inner == 1:
@@ -463,19 +464,12 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
         tv = t0[o * ts0 + k * ts1]
         loss = 0
         if tv != ignore_index:
-            if tv < 0 or tv >= C:
-                if b.brow < 0:
-                    b.brow = r
-                    b.bval = tv
-                continue
             wt = 1.0 if wp == NULL else wp[tv * sw]
-            b.den += wt
             loss = -wt * x0[o * s0 + tv * s1 + k * s2]
             if gp != NULL:
                 gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
         if op != NULL:
             op[o * os0 + k * os1] = <floating>loss
-        b.acc += loss
     return b
 
 

@@ -90,6 +90,29 @@ def test_bit_identical_for_1_2_4_threads_and_repeated_calls(name):
     _assert_same(results[4], results[1], f"{name}: 4 threads vs 1")
 
 
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1000, 70), (300, 5), (7, 6, 50)],
+                         ids=["rows", "few-classes", "inner"])
+def test_loss_does_not_depend_on_asking_for_the_gradient(name, dtype, shape):
+    # The same reduced loss, bit for bit, with and without the gradient; and "sum" is the
+    # sum of the "none" losses to rounding (the kernels may add them in another order).
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(dtype)
+    t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    t.flat[::11] = -100
+    w = rng.random(shape[1]).astype(dtype)
+    f = getattr(fastnll, name)
+    for kw in ({}, {"weight": w}):
+        for reduction in ("mean", "sum"):
+            alone = f(x, t, reduction=reduction, **kw)
+            with_grad, _ = f(x, t, reduction=reduction, return_grad=True, **kw)
+            _assert_same(alone, with_grad, f"{name} {reduction} {kw and 'weighted'}")
+        rows = f(x, t, reduction="none", **kw).astype(np.float64)
+        np.testing.assert_allclose(f(x, t, reduction="sum", **kw), rows.sum(),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_interleaved_thread_settings_from_several_python_threads():
     """Python threads each inside their own threads(k) block, while another thread keeps
     changing the process-wide setting: every call sees its own setting and every result is
