@@ -297,11 +297,11 @@ FNL_INLINE void fnl_tile_f64(const double *x, ptrdiff_t sk, double *buf, ptrdiff
  * the two factors do) instead of the exponent-bit arithmetic.  gcc does not find that
  * instruction in the scalar code; with it a row's sum of exp is about 1.6x faster.
  * fnl_exp16_f32 gives the same bits as fnl_exp_f32 (built for x86-64-v4) for all 2^32
- * floats, checked exhaustively (rounding x/ln2 with vrndscaleps after an unfused multiply
- * instead differed for 19 of them, by an ulp).  The column sums add element by element, so
- * they are bit-identical to the scalar loop's; the row sum adds in 16 lanes and then across
- * them, like the vectorised loop; the gradient writers round A e - B once (fused
- * multiply-subtract).
+ * floats, checked exhaustively in CI by .ci/check_exp16.c (rounding x/ln2 with vrndscaleps
+ * after an unfused multiply instead differed for 19 of them, by an ulp).  The column sums
+ * add element by element, so they are bit-identical to the scalar loop's; the row sum adds
+ * in 16 lanes and then across them, like the vectorised loop; the gradient writers round
+ * A e - B once (fused multiply-subtract).
  */
 #define FNL_DEFINE_UNIT(T, SUF)                                                             \
 FNL_INLINE void fnl_sumexp_unit_##SUF(const T *x, ptrdiff_t n, T M, T shift, T *lo, T *hi) \
@@ -360,6 +360,7 @@ FNL_INLINE void fnl_colgrad_unit_##SUF(const T *x, ptrdiff_t nk, const T *shift,
 
 #if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#define FNL_HAVE_EXP16 1
 
 FNL_INLINE __m512 fnl_exp16_f32(__m512 x)
 {
