@@ -390,27 +390,40 @@ FNL_INLINE __mmask16 fnl_first16(ptrdiff_t m)
     return (__mmask16)((1u << m) - 1u);
 }
 
+/* FNL_FOR16(i, n, live, body) runs body once per 16 elements of [0, n), with `live` the mask
+ * of the lanes inside [0, n): a constant all-lanes mask in the main loop (where the masked
+ * loads and stores compile to plain ones) and the mask of the last, partial vector after it.
+ * Masking every vector instead made a row's sum of exp 13% slower. */
+#define FNL_FOR16(i, n, live, ...)                                                          \
+    {                                                                                       \
+        ptrdiff_t i = 0;                                                                    \
+        for (; i + 16 <= (n); i += 16) {                                                    \
+            const __mmask16 live = (__mmask16)0xFFFF;                                       \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+        if (i < (n)) {                                                                      \
+            const __mmask16 live = fnl_first16((n) - i);                                    \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+    }
+
+FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
+{
+    return _mm512_maskz_loadu_ps(live, p);
+}
+
 FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float shift,
                                     float *lo, float *hi)
 {
     __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
     __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
-    ptrdiff_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
-        __mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
-        l = _mm512_mask_add_ps(l, (__mmask16)~top, l, e);
-        h = _mm512_mask_add_ps(h, top, h, e);
-    }
-    if (i < n) {
-        __mmask16 live = fnl_first16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(live, x + i);
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
         __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
         __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
         l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
         h = _mm512_mask_add_ps(h, top, h, e);
-    }
+    )
     *lo = _mm512_reduce_add_ps(l);
     *hi = _mm512_reduce_add_ps(h);
 }
@@ -418,37 +431,24 @@ FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float 
 FNL_INLINE void fnl_colsumexp_unit_f32(const float *x, ptrdiff_t nk, const float *M,
                                        const float *shift, float *lo, float *hi)
 {
-    for (ptrdiff_t k = 0; k < nk; k += 16) {
-        __mmask16 live = nk - k >= 16 ? (__mmask16)0xFFFF : fnl_first16(nk - k);
-        __m512 v = _mm512_maskz_loadu_ps(live, x + k);
-        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(live, shift + k)));
-        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, _mm512_maskz_loadu_ps(live, M + k),
-                                                _CMP_EQ_OQ);
-        __m512 l = _mm512_maskz_loadu_ps(live, lo + k), h = _mm512_maskz_loadu_ps(live, hi + k);
+    FNL_FOR16(k, nk, live,
+        __m512 v = fnl_load16(live, x + k);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, fnl_load16(live, shift + k)));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, fnl_load16(live, M + k), _CMP_EQ_OQ);
+        __m512 l = fnl_load16(live, lo + k), h = fnl_load16(live, hi + k);
         _mm512_mask_storeu_ps(lo + k, live, _mm512_mask_add_ps(l, (__mmask16)~top, l, e));
         _mm512_mask_storeu_ps(hi + k, live, _mm512_mask_add_ps(h, top, h, e));
-    }
-}
-
-/* the writers: lanes past the end are masked off on load and store (FNL_FOR16 runs its body
- * once per 16 elements with `live` the mask of the lanes inside [0, n)) */
-#define FNL_FOR16(i, n, live)                                                               \
-    for (ptrdiff_t i = 0; i < (n); i += 16)                                                 \
-        for (__mmask16 live = (n) - i >= 16 ? (__mmask16)0xFFFF : fnl_first16((n) - i),    \
-             once_ = 1; once_; once_ = 0)
-
-FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
-{
-    return _mm512_maskz_loadu_ps(live, p);
+    )
 }
 
 FNL_INLINE void fnl_softmax_unit_f32(const float *x, ptrdiff_t n, float shift, float logs,
                                      float *out)
 {
     __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(logs);
-    FNL_FOR16(i, n, live)
+    FNL_FOR16(i, n, live,
         _mm512_mask_storeu_ps(out + i, live, fnl_exp16_f32(
             _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)));
+    )
 }
 
 FNL_INLINE void fnl_grad_unit_f32(const float *x, ptrdiff_t n, float shift, float logs,
@@ -456,18 +456,20 @@ FNL_INLINE void fnl_grad_unit_f32(const float *x, ptrdiff_t n, float shift, floa
 {
     __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(logs);
     __m512 va = _mm512_set1_ps(A), vb = _mm512_set1_ps(B);
-    FNL_FOR16(i, n, live)
+    FNL_FOR16(i, n, live,
         _mm512_mask_storeu_ps(g + i, live, _mm512_fmsub_ps(va, fnl_exp16_f32(
             _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)), vb));
+    )
 }
 
 FNL_INLINE void fnl_colsoftmax_unit_f32(const float *x, ptrdiff_t nk, const float *shift,
                                         const float *logs, float *out)
 {
-    FNL_FOR16(k, nk, live)
+    FNL_FOR16(k, nk, live,
         _mm512_mask_storeu_ps(out + k, live, fnl_exp16_f32(_mm512_sub_ps(
             _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
             fnl_load16(live, logs + k))));
+    )
 }
 
 FNL_INLINE void fnl_colgrad_unit_f32(const float *x, ptrdiff_t nk, const float *shift,
@@ -475,13 +477,13 @@ FNL_INLINE void fnl_colgrad_unit_f32(const float *x, ptrdiff_t nk, const float *
                                      float wj, float *g)
 {
     __m512 vw = _mm512_set1_ps(wj);
-    FNL_FOR16(k, nk, live) {
+    FNL_FOR16(k, nk, live,
         __m512 e = fnl_exp16_f32(_mm512_sub_ps(
             _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
             fnl_load16(live, logs + k)));
         _mm512_mask_storeu_ps(g + k, live, _mm512_fmsub_ps(fnl_load16(live, A + k), e,
             _mm512_mul_ps(fnl_load16(live, B + k), vw)));
-    }
+    )
 }
 #else
 FNL_DEFINE_UNIT(float, f32)
