@@ -93,11 +93,11 @@ cdef inline double sum_partials(double *partials, Py_ssize_t n) noexcept nogil:
 
 # --------------------------------------------------------------- column statistics ----
 
-cdef inline void *pack_buffer(void *ws, Py_ssize_t sk) noexcept nogil:
-    # The calling thread's packing buffer when the columns are strided (sk != 1), else NULL.
+cdef inline void *pack_buffer(void *ws, Py_ssize_t sk, int tid) noexcept nogil:
+    # Thread tid's packing buffer when the columns are strided (sk != 1), else NULL.
     if sk == 1:
         return NULL
-    return <char *>ws + threadid() * WS_BYTES + WS_PACK
+    return <char *>ws + tid * WS_BYTES + WS_PACK
 
 
 cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssize_t nk,
@@ -240,7 +240,7 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
             col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws,
-                    <floating *>pack_buffer(ws, s2), k0 + nk < inner)
+                    <floating *>pack_buffer(ws, s2, threadid()), k0 + nk < inner)
             for k in range(nk):
                 out[o, k0 + k] = <floating>(fws[k] + dws[k])
     free(ws)
@@ -355,7 +355,7 @@ def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int
             nk = inner - k0
             if nk > COL_BLOCK:
                 nk = COL_BLOCK
-            tb = <floating *>pack_buffer(ws, s2)
+            tb = <floating *>pack_buffer(ws, s2, threadid())
             packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, 0, NULL, 0, fws, dws, tb,
                              k0 + nk < inner)
             if not take_log:
@@ -382,13 +382,13 @@ cdef struct TargetCheck:
     double denom          # sum of w[t] over kept targets (their count without weights)
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t ignore_index,
-                               const floating[:] w, bint has_w) noexcept nogil:
-    # One serial pass over the targets: the first one outside [0, C) that is not
-    # ignore_index, and the weight totals of the kept ones, summed in a fixed order.
-    cdef Py_ssize_t n0 = t.shape[0], n1 = t.shape[1], i, j
+cdef TargetCheck check_targets(const int64_t *t, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t ts0,
+                               Py_ssize_t ts1, Py_ssize_t C, int64_t ignore_index,
+                               const floating *w, Py_ssize_t sw) noexcept nogil:
+    # One serial pass over the (n0, n1) targets: the first one outside [0, C) that is not
+    # ignore_index, and the weight totals of the kept ones (w NULL: no weights), summed in a
+    # fixed order.
+    cdef Py_ssize_t i, j
     cdef int64_t v
     cdef TargetCheck r
     r.bad = -1
@@ -396,14 +396,14 @@ cdef TargetCheck check_targets(const int64_t[:, :] t, Py_ssize_t C, int64_t igno
     r.denom = 0
     for i in range(n0):
         for j in range(n1):
-            v = t[i, j]
+            v = t[i * ts0 + j * ts1]
             if v == ignore_index:
                 continue
             if v < 0 or v >= C:
                 r.bad = i * n1 + j
                 r.bad_value = v
                 return r
-            r.denom += w[v] if has_w else 1.0
+            r.denom += 1.0 if w == NULL else w[v * sw]
     return r
 
 
@@ -473,6 +473,285 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
     return b
 
 
+cdef struct ClassArgs:
+    # One class_loss call as raw pointers and element strides, for the block functions below.
+    # The floating arrays are void pointers (a struct cannot be fused); each block function
+    # casts them to the type of its x0.
+    const void *x
+    Py_ssize_t outer, C, inner, s0, s1, s2
+    const int64_t *t
+    Py_ssize_t ts0, ts1
+    const void *w              # class weights, NULL without
+    Py_ssize_t sw
+    int64_t ignore_index
+    double eps
+    bint is_nll, want_rows, want_grad
+    void *out                  # per-row losses (reduction "none"), NULL when not asked
+    Py_ssize_t os0, os1
+    void *grad                 # the gradient, NULL when not asked
+    Py_ssize_t g0, g1, g2
+    # set by run_class_loss
+    int mode                   # 1: label smoothing (the row statistics include sum w (x - ref))
+    bint plain                 # no weights, smoothing, gradient or per-row output
+    bint columns               # the column traversal
+    Py_ssize_t nkb             # column blocks per outer index
+    double W, sigma            # summed class weights; the gradient's scale
+    void *ws                   # the column traversal's per-thread workspace
+
+
+cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
+    # Cross-entropy over the rows of block blk of the row traversal.
+    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.s0, s1 = a.s1, s2 = a.s2, r, r1, o, k
+    cdef const floating *wp = <const floating *>a.w
+    # without smoothing the other classes' weights take no part in the gradient (a nan weight
+    # must not reach rows whose target has a finite one: 0 * nan is nan)
+    cdef const floating *gwp = wp if a.mode == 1 else NULL
+    cdef floating *gp = <floating *>a.grad
+    cdef floating *op = <floating *>a.out
+    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, wt
+    cdef int64_t tv
+    cdef RowStats st
+    cdef BlockSum b
+    b.acc = 0
+    b.den = 0
+    b.brow = -1
+    b.bval = 0
+    r1 = min((blk + 1) * ROW_BLOCK, a.outer * inner)
+    for r in range(blk * ROW_BLOCK, r1):
+        if inner == 1:   # no 64-bit division in the common case
+            o = r
+            k = 0
+        else:
+            o = r // inner
+            k = r - o * inner
+        tv = a.t[o * a.ts0 + k * a.ts1]
+        loss = 0
+        if tv != a.ignore_index and (tv < 0 or tv >= C):
+            if b.brow < 0:
+                b.brow = r
+                b.bval = tv
+            continue
+        if tv == a.ignore_index:
+            if a.want_grad:
+                # 0 * softmax, as PyTorch's backward: nan where the row is
+                st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
+                if st.top == INFINITY:
+                    st.logs = NAN
+                vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift, <floating>st.logs, 0, 0,
+                      NULL, 0, gp + o * a.g0 + k * a.g2, a.g1)
+        else:
+            wt = 1.0 if wp == NULL else wp[tv * a.sw]
+            b.den = b.den + wt
+            st = row_lse(x0 + o * s0 + k * s2, C, s1, a.mode, NULL, 0, wp, a.sw, 0, 0)
+            if st.top == INFINITY:
+                st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
+            loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
+            if a.mode == 1:
+                loss = loss + eps / C * (W * (st.logs + (st.shift - st.ref)) - st.acc)
+            if a.want_grad:
+                vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift, <floating>st.logs,
+                      <floating>(sigma * ((1 - eps) * wt + (eps * W / C if a.mode == 1 else 0.0))),
+                      <floating>(sigma * eps / C), gwp, a.sw, gp + o * a.g0 + k * a.g2, a.g1)
+                gp[o * a.g0 + tv * a.g1 + k * a.g2] -= <floating>(sigma * (1 - eps) * wt)
+        if a.want_rows:
+            op[o * a.os0 + k * a.os1] = <floating>loss
+        b.acc = b.acc + loss
+    return b
+
+
+cdef BlockSum cols_block(const floating *x0, ClassArgs a, Py_ssize_t it,
+                         int tid) noexcept nogil:
+    # Cross-entropy over column block it of the column traversal, by thread tid (which picks
+    # its workspace).
+    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.s0, s1 = a.s1, s2 = a.s2
+    cdef Py_ssize_t o, k0, nk, k, j
+    cdef floating *fws = <floating *>(<char *>a.ws + tid * WS_BYTES)
+    cdef double *dws = <double *>(<char *>a.ws + tid * WS_BYTES + 10 * COL_BLOCK * sizeof(double))
+    cdef floating *A = fws + 8 * COL_BLOCK
+    cdef floating *Bv = fws + 9 * COL_BLOCK
+    cdef floating *tb = <floating *>pack_buffer(a.ws, s2, tid)
+    cdef const floating *wp = <const floating *>a.w
+    cdef const floating *gwp = wp if a.mode == 1 else NULL
+    cdef floating *gp = <floating *>a.grad
+    cdef floating *op = <floating *>a.out
+    cdef const int64_t *tr
+    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, wt
+    cdef int64_t tv
+    cdef bint packed
+    cdef BlockSum b
+    o = it // a.nkb
+    k0 = (it - o * a.nkb) * COL_BLOCK
+    nk = inner - k0
+    if nk > COL_BLOCK:
+        nk = COL_BLOCK
+    tr = a.t + o * a.ts0 + k0 * a.ts1     # this block's targets, at stride a.ts1
+    packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, a.mode, wp, a.sw, fws, dws, tb,
+                     k0 + nk < inner)
+    for k in range(nk):
+        if fws[3 * COL_BLOCK + k] == INFINITY:
+            fws[COL_BLOCK + k] = NAN
+            dws[k] = NAN
+    b.acc = 0
+    b.den = 0
+    b.brow = -1
+    b.bval = 0
+    if a.plain:       # the common case, with the branches that cannot fire removed
+        for k in range(nk):
+            tv = tr[k * a.ts1]
+            if tv == a.ignore_index:
+                continue
+            if tv < 0 or tv >= C:
+                if b.brow < 0:
+                    b.brow = o * inner + k0 + k
+                    b.bval = tv
+                continue
+            b.den = b.den + 1
+            b.acc = b.acc + (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
+        return b
+    for k in range(nk):
+        tv = tr[k * a.ts1]
+        loss = 0
+        A[k] = 0
+        Bv[k] = 0
+        if tv != a.ignore_index and (tv < 0 or tv >= C):
+            if b.brow < 0:
+                b.brow = o * inner + k0 + k
+                b.bval = tv
+        elif tv != a.ignore_index:
+            wt = 1.0 if wp == NULL else wp[tv * a.sw]
+            b.den = b.den + wt
+            loss = (1 - eps) * wt * (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
+            if a.mode == 1:
+                loss = loss + eps / C * (W * (dws[k] + (fws[k] - fws[2 * COL_BLOCK + k])) - dws[COL_BLOCK + k])
+            A[k] = <floating>(sigma * ((1 - eps) * wt + (eps * W / C if a.mode == 1 else 0.0)))
+            Bv[k] = <floating>(sigma * eps / C)
+        if a.want_rows:
+            op[o * a.os0 + (k0 + k) * a.os1] = <floating>loss
+        b.acc = b.acc + loss
+    if a.want_grad and b.brow < 0:
+        if packed:
+            for j in range(C):      # the gradient in place in the packed block
+                vcolgrad(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK, A, Bv,
+                         1 if gwp == NULL else gwp[j * a.sw], tb + j * COL_BLOCK, 1)
+            vunpack(tb, COL_BLOCK, C, nk, gp + o * a.g0 + k0 * a.g2, a.g1, a.g2)
+        else:
+            for j in range(C):
+                vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws, fws + COL_BLOCK, A, Bv,
+                         1 if gwp == NULL else gwp[j * a.sw], gp + o * a.g0 + j * a.g1 + k0 * a.g2,
+                         a.g2)
+        for k in range(nk):
+            tv = tr[k * a.ts1]
+            if tv != a.ignore_index and tv >= 0 and tv < C:
+                wt = 1.0 if wp == NULL else wp[tv * a.sw]
+                gp[o * a.g0 + tv * a.g1 + (k0 + k) * a.g2] -= <floating>(sigma * (1 - eps) * wt)
+    return b
+
+
+cdef inline BlockSum class_block(const floating *x0, ClassArgs a, Py_ssize_t blk,
+                                 int tid) noexcept nogil:
+    if a.is_nll:
+        return nll_block(x0, a.s0, a.s1, a.s2, a.t, a.ts0, a.ts1, <const floating *>a.w, a.sw,
+                         a.ignore_index, a.C, a.inner, blk * ROW_BLOCK,
+                         min((blk + 1) * ROW_BLOCK, a.outer * a.inner),
+                         <floating *>a.out if a.want_rows else NULL, a.os0, a.os1,
+                         <floating *>a.grad if a.want_grad else NULL, a.g0, a.g1, a.g2,
+                         a.sigma)
+    if a.columns:
+        return cols_block(x0, a, blk, tid)
+    return rows_block(x0, a, blk)
+
+
+cdef int run_class_loss(const floating *x0, ClassArgs *a, int reduction, int nthreads,
+                        BlockSum *res) except -1:
+    # The whole class_loss computation on a filled-in ClassArgs (x0 is a.x, typed).  Sets
+    # *res: brow >= 0 is the flat index of the first invalid target (with its value in bval;
+    # the outputs are then meaningless), else acc is the float64 sum of the per-row losses in
+    # block order and den the summed weights of the kept targets.
+    cdef Py_ssize_t nrows = a.outer * a.inner, nblocks, blk, j
+    cdef const floating *wp = <const floating *>a.w
+    cdef double *partials
+    cdef int64_t *bads
+    cdef TargetCheck chk
+    cdef BlockSum bs
+    res.acc = 0
+    res.den = 0
+    res.brow = -1
+    res.bval = 0
+    a.mode = 1 if (a.eps > 0 and not a.is_nll) else 0
+    # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
+    # then a plain sum of lse - x[target] (the general loop gives the same values)
+    a.plain = a.mode == 0 and wp == NULL and not a.want_grad and not a.want_rows
+    a.W = a.C
+    a.sigma = 1.0
+    a.ws = NULL
+    if (a.want_grad and reduction == 1) or nrows == 0:
+        # only the gradient of the mean needs its scale first: a serial pre-pass
+        with nogil:
+            chk = check_targets(a.t, a.outer, a.inner, a.ts0, a.ts1, a.C, a.ignore_index, wp,
+                                a.sw)
+        if chk.bad >= 0:
+            res.brow = chk.bad
+            res.bval = chk.bad_value
+            return 0
+        if nrows == 0:
+            res.den = chk.denom
+            return 0
+        # With no weight kept, PyTorch's gradient is 0 / 0 = nan on kept rows; ignored rows
+        # get 0 * softmax.
+        a.sigma = 1.0 / chk.denom if chk.denom != 0 else INFINITY
+    if wp != NULL:
+        a.W = 0
+        for j in range(a.C):
+            a.W += wp[j * a.sw]
+    a.columns = use_columns(a.inner, a.C, a.s1, a.s2) and not a.is_nll
+    if a.columns:
+        a.nkb = ceil_div(a.inner, COL_BLOCK)
+        nblocks = a.outer * a.nkb
+        a.ws = workspace(nthreads if nblocks > 1 else 1, WS_BYTES)
+    else:
+        nblocks = ceil_div(nrows, ROW_BLOCK)
+    if nthreads <= 1 or nblocks <= 1:
+        # no parallel region (even a team of one costs about half a microsecond); the same
+        # blocks, summed in the same order, so the same result
+        with nogil:
+            for blk in range(nblocks):
+                bs = class_block(x0, a[0], blk, 0)
+                if bs.brow >= 0:
+                    res.brow = bs.brow
+                    res.bval = bs.bval
+                    break
+                res.acc += bs.acc
+                res.den += bs.den
+        free(a.ws)
+        return 0
+    # per block: (sum of losses, sum of kept weights) and (first invalid row, its target)
+    partials = <double *>malloc(2 * nblocks * sizeof(double))
+    bads = <int64_t *>malloc(2 * nblocks * sizeof(int64_t))
+    if partials == NULL or bads == NULL:
+        free(partials)
+        free(bads)
+        free(a.ws)
+        raise MemoryError()
+    with nogil:
+        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+            bs = class_block(x0, a[0], blk, threadid())
+            partials[2 * blk] = bs.acc
+            partials[2 * blk + 1] = bs.den
+            bads[2 * blk] = bs.brow
+            bads[2 * blk + 1] = bs.bval
+    free(a.ws)
+    for blk in range(nblocks):
+        if bads[2 * blk] >= 0:
+            res.brow = bads[2 * blk]
+            res.bval = bads[2 * blk + 1]
+            break
+        res.acc += partials[2 * blk]
+        res.den += partials[2 * blk + 1]
+    free(partials)
+    free(bads)
+    return 0
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[:] w,
@@ -490,251 +769,40 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     index of the first invalid target (outputs are then meaningless); total is the float64
     sum of the per-row losses in a fixed order; denom the summed weights of the kept
     targets."""
-    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t g0 = 0, g1 = 0, g2 = 0
-    cdef Py_ssize_t sw = w.strides[0] // <Py_ssize_t>sizeof(floating) if has_w else 0
-    cdef const floating *x0 = x_ptr(x)
-    cdef floating *gp = NULL
-    cdef const floating *wp = &w[0] if has_w and w.shape[0] > 0 else NULL
-    cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1, o, k, j, it, nkb, k0, nk
-    cdef double *partials
-    cdef int64_t *bads
-    cdef double total, acc, den, loss, wt
-    cdef int64_t tv, brow, bval
-    cdef int mode = 1 if (eps > 0 and not is_nll) else 0
-    # without smoothing the other classes' weights take no part in the gradient (a nan weight
-    # must not reach rows whose target has a finite one: 0 * nan is nan)
-    cdef const floating *gwp = wp if mode == 1 else NULL
-    cdef RowStats st
-    cdef floating *fws = NULL
-    cdef floating *tb = NULL
-    cdef bint packed = False
-    cdef double *dws = NULL
-    cdef void *ws = NULL
-    cdef floating *A = NULL
-    cdef floating *Bv = NULL
-    cdef TargetCheck chk
-    cdef BlockSum bs
-    cdef const int64_t *tp = &t[0, 0] if t.shape[0] > 0 and t.shape[1] > 0 else NULL
-    cdef Py_ssize_t ts0 = t.strides[0] // 8, ts1 = t.strides[1] // 8
-    cdef floating *op = NULL
-    cdef Py_ssize_t os0 = 0, os1 = 0
-    cdef double W = C, sigma = 1.0
-    cdef bint want_rows = reduction == 0
-    cdef bint prepass = want_grad and reduction == 1
-    # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
-    # then a plain sum of lse - x[target] (the general loop gives the same values)
-    cdef bint plain = mode == 0 and not has_w and not want_grad and not want_rows
-    if prepass or nrows == 0:
-        with nogil:
-            chk = check_targets(t, C, ignore_index, w, has_w)
-        if chk.bad >= 0:
-            return chk.bad, chk.bad_value, 0.0, 0.0
-        if nrows == 0:
-            return -1, 0, 0.0, chk.denom
-        # With no weight kept, PyTorch's gradient is 0 / 0 = nan on kept rows; ignored rows
-        # get 0 * softmax.
-        sigma = 1.0 / chk.denom if chk.denom != 0 else INFINITY
-    if has_w:
-        W = 0
-        for j in range(C):
-            W += w[j]
+    cdef ClassArgs a
+    cdef BlockSum res
+    a.x = x_ptr(x)
+    a.outer, a.C, a.inner = x.shape[0], x.shape[1], x.shape[2]
+    a.s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    a.s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    a.s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    a.t = &t[0, 0] if t.shape[0] > 0 and t.shape[1] > 0 else NULL
+    a.ts0 = t.strides[0] // 8
+    a.ts1 = t.strides[1] // 8
+    a.w = &w[0] if has_w and w.shape[0] > 0 else NULL
+    a.sw = w.strides[0] // <Py_ssize_t>sizeof(floating) if has_w else 0
+    a.ignore_index = ignore_index
+    a.eps = eps
+    a.is_nll = is_nll
+    a.want_rows = reduction == 0
+    a.out = NULL
+    a.os0 = a.os1 = 0
+    if a.want_rows and out.shape[0] > 0 and out.shape[1] > 0:
+        a.out = &out[0, 0]
+        a.os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
+        a.os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
+    a.want_grad = want_grad
+    a.grad = NULL
+    a.g0 = a.g1 = a.g2 = 0
     if want_grad:
-        g0 = grad.strides[0] // <Py_ssize_t>sizeof(floating)
-        g1 = grad.strides[1] // <Py_ssize_t>sizeof(floating)
-        g2 = grad.strides[2] // <Py_ssize_t>sizeof(floating)
-        gp = x_ptr(grad)
-    cdef bint columns = use_columns(inner, C, s1, s2) and not is_nll
-    if columns:
-        nkb = ceil_div(inner, COL_BLOCK)
-        nblocks = outer * nkb
-    else:
-        nblocks = ceil_div(nrows, ROW_BLOCK)
-    # per block: (sum of losses, sum of kept weights) and (first invalid row, its target)
-    partials = <double *>malloc(2 * nblocks * sizeof(double))
-    bads = <int64_t *>malloc(2 * nblocks * sizeof(int64_t))
-    if partials == NULL or bads == NULL:
-        free(partials)
-        free(bads)
-        raise MemoryError()
-    if is_nll:
-        if want_rows and out.shape[0] > 0 and out.shape[1] > 0:
-            op = &out[0, 0]
-            os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
-            os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
-        with nogil:
-            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-                r1 = (blk + 1) * ROW_BLOCK
-                if r1 > nrows:
-                    r1 = nrows
-                bs = nll_block(x0, s0, s1, s2, tp, ts0, ts1, wp, sw, ignore_index, C, inner,
-                               blk * ROW_BLOCK, r1, op, os0, os1, gp, g0, g1, g2, sigma)
-                partials[2 * blk] = bs.acc
-                partials[2 * blk + 1] = bs.den
-                bads[2 * blk] = bs.brow
-                bads[2 * blk + 1] = bs.bval
-    elif not columns:
-        with nogil:
-            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-                acc = 0
-                den = 0
-                brow = -1
-                bval = 0
-                r1 = (blk + 1) * ROW_BLOCK
-                if r1 > nrows:
-                    r1 = nrows
-                for r in range(blk * ROW_BLOCK, r1):
-                    if inner == 1:   # no 64-bit division in the common case
-                        o = r
-                        k = 0
-                    else:
-                        o = r // inner
-                        k = r - o * inner
-                    tv = t[o, k]
-                    loss = 0
-                    if tv != ignore_index and (tv < 0 or tv >= C):
-                        if brow < 0:
-                            brow = r
-                            bval = tv
-                        continue
-                    if tv == ignore_index:
-                        if want_grad and not is_nll:
-                            # 0 * softmax, as PyTorch's backward: nan where the row is
-                            st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
-                            if st.top == INFINITY:
-                                st.logs = NAN
-                            vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
-                                  <floating>st.logs, 0, 0, NULL, 0, gp + o * g0 + k * g2, g1)
-                    elif is_nll:
-                        wt = w[tv] if has_w else 1.0
-                        den = den + wt
-                        loss = -wt * x0[o * s0 + tv * s1 + k * s2]
-                        if want_grad:
-                            gp[o * g0 + tv * g1 + k * g2] = <floating>(-sigma * wt)
-                    else:
-                        wt = w[tv] if has_w else 1.0
-                        den = den + wt
-                        st = row_lse(x0 + o * s0 + k * s2, C, s1, mode, NULL, 0, wp, sw, 0, 0)
-                        if st.top == INFINITY:
-                            st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
-                        loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
-                        if mode == 1:
-                            loss = loss + eps / C * (W * (st.logs + (st.shift - st.ref)) - st.acc)
-                        if want_grad:
-                            vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift,
-                                  <floating>st.logs,
-                                  <floating>(sigma * ((1 - eps) * wt + (eps * W / C if mode == 1 else 0.0))),
-                                  <floating>(sigma * eps / C), gwp, sw,
-                                  gp + o * g0 + k * g2, g1)
-                            gp[o * g0 + tv * g1 + k * g2] -= <floating>(sigma * (1 - eps) * wt)
-                    if want_rows:
-                        out[o, k] = <floating>loss
-                    acc = acc + loss
-                partials[2 * blk] = acc
-                partials[2 * blk + 1] = den
-                bads[2 * blk] = brow
-                bads[2 * blk + 1] = bval
-    else:
-        try:
-            ws = workspace(nthreads, WS_BYTES)
-        except MemoryError:
-            free(partials)
-            free(bads)
-            raise
-        with nogil:
-            for it in prange(nblocks, schedule='static', num_threads=nthreads):
-                fws = <floating *>(<char *>ws + threadid() * WS_BYTES)
-                dws = <double *>(<char *>ws + threadid() * WS_BYTES + 10 * COL_BLOCK * sizeof(double))
-                A = fws + 8 * COL_BLOCK
-                Bv = fws + 9 * COL_BLOCK
-                o = it // nkb
-                k0 = (it - o * nkb) * COL_BLOCK
-                nk = inner - k0
-                if nk > COL_BLOCK:
-                    nk = COL_BLOCK
-                tb = <floating *>pack_buffer(ws, s2)
-                packed = col_lse(x0 + o * s0 + k0 * s2, C, s1, nk, s2, mode, wp, sw, fws, dws,
-                                 tb, k0 + nk < inner)
-                for k in range(nk):
-                    if fws[3 * COL_BLOCK + k] == INFINITY:
-                        fws[COL_BLOCK + k] = NAN
-                        dws[k] = NAN
-                acc = 0
-                den = 0
-                brow = -1
-                bval = 0
-                if plain:       # the common case, with the branches that cannot fire removed
-                    for k in range(nk):
-                        tv = t[o, k0 + k]
-                        if tv == ignore_index:
-                            continue
-                        if tv < 0 or tv >= C:
-                            if brow < 0:
-                                brow = o * inner + k0 + k
-                                bval = tv
-                            continue
-                        den = den + 1
-                        acc = acc + (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
-                for k in range(0 if plain else nk):
-                    tv = t[o, k0 + k]
-                    loss = 0
-                    A[k] = 0
-                    Bv[k] = 0
-                    if tv != ignore_index and (tv < 0 or tv >= C):
-                        if brow < 0:
-                            brow = o * inner + k0 + k
-                            bval = tv
-                    elif tv != ignore_index:
-                        wt = w[tv] if has_w else 1.0
-                        den = den + wt
-                        loss = (1 - eps) * wt * (dws[k] + (fws[k] - x0[o * s0 + tv * s1 + (k0 + k) * s2]))
-                        if mode == 1:
-                            loss = loss + eps / C * (W * (dws[k] + (fws[k] - fws[2 * COL_BLOCK + k])) - dws[COL_BLOCK + k])
-                        A[k] = <floating>(sigma * ((1 - eps) * wt + (eps * W / C if mode == 1 else 0.0)))
-                        Bv[k] = <floating>(sigma * eps / C)
-                    if want_rows:
-                        out[o, k0 + k] = <floating>loss
-                    acc = acc + loss
-                partials[2 * it] = acc
-                partials[2 * it + 1] = den
-                bads[2 * it] = brow
-                bads[2 * it + 1] = bval
-                if want_grad and brow < 0:
-                    if packed:
-                        for j in range(C):      # the gradient in place in the packed block
-                            vcolgrad(tb + j * COL_BLOCK, nk, 1, fws, fws + COL_BLOCK,
-                                     A, Bv, 1 if gwp == NULL else gwp[j * sw],
-                                     tb + j * COL_BLOCK, 1)
-                        vunpack(tb, COL_BLOCK, C, nk, gp + o * g0 + k0 * g2, g1, g2)
-                    else:
-                        for j in range(C):
-                            vcolgrad(x0 + o * s0 + j * s1 + k0 * s2, nk, s2, fws,
-                                     fws + COL_BLOCK, A, Bv, 1 if gwp == NULL else gwp[j * sw],
-                                     gp + o * g0 + j * g1 + k0 * g2, g2)
-                    for k in range(nk):
-                        tv = t[o, k0 + k]
-                        if tv != ignore_index and tv >= 0 and tv < C:
-                            wt = w[tv] if has_w else 1.0
-                            gp[o * g0 + tv * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * wt)
-        free(ws)
-    total = 0
-    den = 0
-    brow = -1
-    for blk in range(nblocks):
-        if bads[2 * blk] >= 0:
-            brow = bads[2 * blk]
-            bval = bads[2 * blk + 1]
-            break
-        total += partials[2 * blk]
-        den += partials[2 * blk + 1]
-    free(partials)
-    free(bads)
-    if brow >= 0:
-        return brow, bval, 0.0, 0.0
-    return -1, 0, total, den
+        a.grad = x_ptr(grad)
+        a.g0 = grad.strides[0] // <Py_ssize_t>sizeof(floating)
+        a.g1 = grad.strides[1] // <Py_ssize_t>sizeof(floating)
+        a.g2 = grad.strides[2] // <Py_ssize_t>sizeof(floating)
+    run_class_loss(<const floating *>a.x, &a, reduction, nthreads, &res)
+    if res.brow >= 0:
+        return res.brow, res.bval, 0.0, 0.0
+    return -1, 0, res.acc, res.den
 
 
 # ----------------------------------------------------------- probability targets ----
