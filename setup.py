@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -140,7 +142,11 @@ else:
     levels = ["x86_64", "x86_64_v3", "x86_64_v4"]
 extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
 extensions += [
-    Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"], include_dirs=["fastnll"])
+    Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"],
+              include_dirs=["fastnll", numpy.get_include()],
+              # the NumPy C API of the oldest NumPy fastnll supports (pyproject: numpy>=1.23)
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                             ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")])
     for lv in levels
 ]
 

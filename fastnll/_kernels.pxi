@@ -35,12 +35,17 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+cimport numpy as cnp
+import numpy as np
 
 from fastnll._lse cimport (
     RowStats, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp, fnl_colfinish,
     vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
     vpack, vunpack, vnll_rows,
 )
+
+cnp.import_array()
 
 cdef extern from "_omp_shim.h" nogil:
     int fnl_omp_max_threads()
@@ -71,6 +76,15 @@ def built_with_openmp():
 cdef enum:
     SMALL_C = 32
 SMALL_CLASSES = SMALL_C
+
+
+cdef inline bint is_swapped(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0,
+                            Py_ssize_t s1) noexcept nogil:
+    # The rows of a contiguous-rows view (inner == 1) are taken as columns when there are
+    # few classes, or when the class stride is the larger one (axis=1 of a transposed
+    # matrix), so that the vector lanes run along the contiguous axis.
+    return (inner == 1 and outer > 1 and C > 1
+            and (C <= SMALL_C or (s0 if s0 >= 0 else -s0) < (s1 if s1 >= 0 else -s1)))
 
 
 cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t C, Py_ssize_t s1,
@@ -803,6 +817,140 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     if res.brow >= 0:
         return res.brow, res.bval, 0.0, 0.0
     return -1, 0, res.acc, res.den
+
+
+def swap_classes(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0,
+                 Py_ssize_t s1):
+    """Whether the (outer, C, inner) view of a class-axis call is taken transposed, as
+    (inner, C, outer) (see ClassView in _validation.py, which asks here)."""
+    return is_swapped(outer, C, inner, s0, s1)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def class_loss_fast(input, target, weight, ignore_index, reduction, label_smoothing, axis,
+                    return_grad, bint is_nll, for_work):
+    """nll_loss or cross_entropy for their common call, without the general path's
+    conversions and views: input a 2-D float32 or float64 ndarray (native byte order,
+    aligned) with the classes on axis 1, target an int64 ndarray of shape (N,), no weights,
+    ignore_index a Python int, reduction one of the three names, label_smoothing a Python
+    float in [0, 1] (or the int 0 or 1), return_grad a bool, N and C not 0.
+
+    Returns what the public function returns, or None for any other call, and for calls
+    whose targets are invalid or (mean) all ignored: the caller then takes the general path,
+    which converts, checks and raises.  This function reports no error itself (argument
+    checking stays in _losses.py); it only recognises the call and computes it with the
+    same kernels, in the same order, as the general path.  for_work(n) gives the thread
+    count for n elements (_threads.for_work)."""
+    cdef cnp.ndarray x, t, rows = None, grad = None
+    cdef int typ, code, nthreads, overflow = 0
+    cdef Py_ssize_t N, C, isz, xs0, xs1, ts
+    cdef long long ii
+    cdef double eps = 0.0, v
+    cdef bint want_grad
+    cdef cnp.npy_intp dims[2]
+    cdef ClassArgs a
+    cdef BlockSum res
+    if weight is not None or type(input) is not cnp.ndarray or type(target) is not cnp.ndarray:
+        return None
+    if not (axis is None or (type(axis) is int and (axis == 1 or axis == -1))):
+        return None
+    if return_grad is True:
+        want_grad = True
+    elif return_grad is False:
+        want_grad = False
+    else:
+        return None
+    if type(reduction) is not str:
+        return None
+    if reduction == "mean":
+        code = 1
+    elif reduction == "sum":
+        code = 2
+    elif reduction == "none":
+        code = 0
+    else:
+        return None
+    if type(ignore_index) is not int:
+        return None
+    ii = PyLong_AsLongLongAndOverflow(ignore_index, &overflow)
+    if overflow:
+        return None
+    if not is_nll:
+        if type(label_smoothing) is float:
+            eps = label_smoothing
+        elif type(label_smoothing) is int and (label_smoothing == 0 or label_smoothing == 1):
+            eps = label_smoothing
+        else:
+            return None
+        if not 0.0 <= eps <= 1.0:
+            return None
+    x = input
+    t = target
+    if cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_NDIM(t) != 1:
+        return None
+    typ = cnp.PyArray_TYPE(x)
+    if typ == cnp.NPY_FLOAT32:
+        isz = 4
+    elif typ == cnp.NPY_FLOAT64:
+        isz = 8
+    else:
+        return None
+    if cnp.PyArray_TYPE(t) != cnp.NPY_INT64:
+        return None
+    if not (cnp.PyArray_ISNOTSWAPPED(x) and cnp.PyArray_ISALIGNED(x)
+            and cnp.PyArray_ISNOTSWAPPED(t) and cnp.PyArray_ISALIGNED(t)):
+        return None
+    N = cnp.PyArray_DIM(x, 0)
+    C = cnp.PyArray_DIM(x, 1)
+    if N == 0 or C == 0 or cnp.PyArray_DIM(t, 0) != N:
+        return None
+    xs0 = cnp.PyArray_STRIDE(x, 0)
+    xs1 = cnp.PyArray_STRIDE(x, 1)
+    ts = cnp.PyArray_STRIDE(t, 0)
+    if xs0 % isz != 0 or xs1 % isz != 0 or ts % 8 != 0:
+        return None
+    xs0 //= isz
+    xs1 //= isz
+    ts //= 8
+    dims[0] = N
+    dims[1] = C
+    if code == 0:
+        rows = cnp.PyArray_EMPTY(1, dims, typ, 0)
+    if want_grad:
+        grad = cnp.PyArray_ZEROS(2, dims, typ, 0) if is_nll else cnp.PyArray_EMPTY(2, dims, typ, 0)
+    # the views ClassView would make of (N, C) arrays and their (N,) companions
+    a.C = C
+    if is_swapped(N, C, 1, xs0, xs1):
+        a.outer, a.inner, a.s0, a.s1, a.s2 = 1, N, 0, xs1, xs0
+        a.ts0, a.ts1, a.os0, a.os1, a.g0, a.g1, a.g2 = 0, ts, 0, 1, 0, 1, C
+    else:
+        a.outer, a.inner, a.s0, a.s1, a.s2 = N, 1, xs0, xs1, 0
+        a.ts0, a.ts1, a.os0, a.os1, a.g0, a.g1, a.g2 = ts, 0, 1, 0, C, 1, 0
+    a.x = cnp.PyArray_DATA(x)
+    a.t = <const int64_t *>cnp.PyArray_DATA(t)
+    a.w = NULL
+    a.sw = 0
+    a.ignore_index = ii
+    a.eps = eps
+    a.is_nll = is_nll
+    a.want_rows = code == 0
+    a.out = cnp.PyArray_DATA(rows) if code == 0 else NULL
+    a.want_grad = want_grad
+    a.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
+    nthreads = for_work(N * C)
+    if typ == cnp.NPY_FLOAT32:
+        run_class_loss(<const float *>a.x, &a, code, nthreads, &res)
+    else:
+        run_class_loss(<const double *>a.x, &a, code, nthreads, &res)
+    if res.brow >= 0 or (code == 1 and res.den == 0):
+        return None
+    if code == 0:
+        loss = rows
+    else:
+        v = res.acc if code == 2 else res.acc / res.den
+        loss = np.float32(v) if typ == cnp.NPY_FLOAT32 else np.float64(v)
+    return (loss, grad) if want_grad else loss
 
 
 # ----------------------------------------------------------- probability targets ----

@@ -212,6 +212,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
     array([[-0.5,  0. ,  0. ],
            [ 0. ,  0. , -0.5]])
     """
+    fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction, 0.0, axis,
+                                   return_grad, True, _threads.for_work)
+    if fast is not None:
+        return fast
     return _class_loss(input, target, weight, ignore_index, reduction, 0.0, axis, return_grad,
                        True)
 
@@ -325,6 +329,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> print(loss.dtype, f"{loss:.4f}")              # log(10)
     float32 2.3026
     """
+    fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction,
+                                   label_smoothing, axis, return_grad, False, _threads.for_work)
+    if fast is not None:
+        return fast
     eps = check_label_smoothing(label_smoothing)
     t = _target_array(target, "integer class indices or float class probabilities")
     if t.dtype.kind != "f":

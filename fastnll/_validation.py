@@ -11,8 +11,6 @@ import numpy as np
 from ._dispatch import kernels
 
 REDUCTIONS = ("none", "mean", "sum")
-# the kernels' threshold for the few-classes regime (see use_columns in _kernels.pxi)
-_SMALL_CLASSES = kernels.SMALL_CLASSES
 
 
 def as_real_array(value, name):
@@ -158,8 +156,7 @@ class ClassView:
         self.outer, self.C, self.inner = outer, C, inner
         x3 = x.reshape(outer, C, inner)
         s0, s1, _ = x3.strides
-        self.swap = (inner == 1 and outer > 1 and C > 1
-                     and (C <= _SMALL_CLASSES or abs(s0) < abs(s1)))
+        self.swap = kernels.swap_classes(outer, C, inner, s0, s1)
         self.x3 = x3.transpose(2, 1, 0) if self.swap else x3
 
     def to3(self, arr):
