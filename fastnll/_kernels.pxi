@@ -40,7 +40,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastnll._lse cimport (
-    RowStats, COL_CHUNK, COL_BLOCK, row_lse, finish_logs, rescale, fexp, fnl_colfinish,
+    RowStats, COL_CHUNK, COL_BLOCK, row_lse, row_stats, finish_logs, rescale, fexp, fnl_colfinish,
     vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
     vpack, vunpack, vnll_rows,
 )
@@ -91,6 +91,17 @@ cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t C, Py_ssize_t s1,
                              Py_ssize_t s2) noexcept nogil:
     return inner > 1 and ((s2 if s2 >= 0 else -s2) < (s1 if s1 >= 0 else -s1)
                           or C <= SMALL_C)
+
+
+cdef inline void row_offsets(Py_ssize_t r, Py_ssize_t inner, Py_ssize_t *o,
+                             Py_ssize_t *k) noexcept nogil:
+    # row r of the (outer, inner) grid of rows as (o, k)
+    if inner == 1:   # no 64-bit division in the common case
+        o[0] = r
+        k[0] = 0
+    else:
+        o[0] = r // inner
+        k[0] = r - o[0] * inner
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -514,8 +525,11 @@ cdef struct ClassArgs:
 
 
 cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
-    # Cross-entropy over the rows of block blk of the row traversal.
-    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.s0, s1 = a.s1, s2 = a.s2, r, r1, o, k
+    # Cross-entropy over the rows of block blk of the row traversal, in three passes: the
+    # rows' statistics (and the targets' check), the logs of all their sums at once (one
+    # vectorised fnl_colfinish instead of a scalar log1p per row), then losses and gradient.
+    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.s0, s1 = a.s1, s2 = a.s2
+    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner), i, o, k
     cdef const floating *wp = <const floating *>a.w
     # without smoothing the other classes' weights take no part in the gradient (a nan weight
     # must not reach rows whose target has a finite one: 0 * nan is nan)
@@ -525,40 +539,51 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, wt
     cdef int64_t tv
     cdef RowStats st
+    cdef RowStats sts[ROW_BLOCK]
+    cdef double lo[ROW_BLOCK]
+    cdef double eq[ROW_BLOCK]
+    cdef double logs[ROW_BLOCK]
     cdef BlockSum b
     b.acc = 0
     b.den = 0
     b.brow = -1
     b.bval = 0
-    r1 = min((blk + 1) * ROW_BLOCK, a.outer * inner)
-    for r in range(blk * ROW_BLOCK, r1):
-        if inner == 1:   # no 64-bit division in the common case
-            o = r
-            k = 0
-        else:
-            o = r // inner
-            k = r - o * inner
+    for i in range(r1 - r0):
+        row_offsets(r0 + i, inner, &o, &k)
+        tv = a.t[o * a.ts0 + k * a.ts1]
+        lo[i] = 0       # rows without statistics: a sum of 1 (no nan from the shared log)
+        eq[i] = 1
+        if tv != a.ignore_index and (tv < 0 or tv >= C):
+            if b.brow < 0:
+                b.brow = r0 + i
+                b.bval = tv
+        elif tv != a.ignore_index or a.want_grad:
+            sts[i] = row_stats(x0 + o * s0 + k * s2, C, s1,
+                               0 if tv == a.ignore_index else a.mode, NULL, 0, wp, a.sw, 0, 0)
+            lo[i] = sts[i].lo
+            eq[i] = sts[i].eq
+    fnl_colfinish(lo, eq, logs, r1 - r0)
+    for i in range(r1 - r0):
+        row_offsets(r0 + i, inner, &o, &k)
         tv = a.t[o * a.ts0 + k * a.ts1]
         loss = 0
         if tv != a.ignore_index and (tv < 0 or tv >= C):
-            if b.brow < 0:
-                b.brow = r
-                b.bval = tv
             continue
+        if tv != a.ignore_index or a.want_grad:
+            st = sts[i]
+            st.logs = logs[i]
+            if not (isfinite(st.top) and isfinite(st.lo)):
+                st.logs = finish_logs(st.top, st.lo, st.eq)
+            if st.top == INFINITY:
+                st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
         if tv == a.ignore_index:
             if a.want_grad:
                 # 0 * softmax, as PyTorch's backward: nan where the row is
-                st = row_lse(x0 + o * s0 + k * s2, C, s1, 0, NULL, 0, NULL, 0, 0, 0)
-                if st.top == INFINITY:
-                    st.logs = NAN
                 vgrad(x0 + o * s0 + k * s2, C, s1, <floating>st.shift, <floating>st.logs, 0, 0,
                       NULL, 0, gp + o * a.g0 + k * a.g2, a.g1)
         else:
             wt = 1.0 if wp == NULL else wp[tv * a.sw]
             b.den = b.den + wt
-            st = row_lse(x0 + o * s0 + k * s2, C, s1, a.mode, NULL, 0, wp, a.sw, 0, 0)
-            if st.top == INFINITY:
-                st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
             loss = (1 - eps) * wt * (st.logs + (st.shift - x0[o * s0 + tv * s1 + k * s2]))
             if a.mode == 1:
                 loss = loss + eps / C * (W * (st.logs + (st.shift - st.ref)) - st.acc)

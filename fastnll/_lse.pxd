@@ -109,6 +109,8 @@ cdef struct RowStats:
     double ref      # reference subtracted in acc (the shift after the first chunk)
     double acc
     double tw
+    double lo       # the sum of exp(x - shift) over the non-maximal terms ...
+    double eq       # ... and over the maximal ones (their count when the maximum is finite)
 
 
 cdef inline double fexp(double v) noexcept nogil:
@@ -271,10 +273,11 @@ cdef inline void rescale(floating newtop, floating *top, floating *shift, double
     shift[0] = newshift
 
 
-cdef inline RowStats row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode,
-                             const floating *t, Py_ssize_t st, const floating *w,
-                             Py_ssize_t sw, floating a, floating b) noexcept nogil:
-    # One pass over a row of n elements with stride s.
+cdef inline RowStats row_stats(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode,
+                               const floating *t, Py_ssize_t st, const floating *w,
+                               Py_ssize_t sw, floating a, floating b) noexcept nogil:
+    # One pass over a row of n elements with stride s, up to the log of the sum (logs is
+    # left 0; row_lse takes it, and callers that finish several rows at once use lo, eq).
     # mode 0: log-sum-exp only.
     # mode 1: also acc = sum_j w_j (x_j - ref)                    (w NULL means 1)
     # mode 2: also acc = sum_j w_j t'_j (x_j - ref), tw = sum_j w_j t'_j, t' = a t + b
@@ -305,8 +308,19 @@ cdef inline RowStats row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int 
         c0 += cn
     out.top = top
     out.shift = shift
-    out.logs = finish_logs(top, lo, eq)
+    out.logs = 0
     out.ref = ref
     out.acc = acc
     out.tw = tw
+    out.lo = lo
+    out.eq = eq
+    return out
+
+
+cdef inline RowStats row_lse(const floating *x, Py_ssize_t n, Py_ssize_t s, int mode,
+                             const floating *t, Py_ssize_t st, const floating *w,
+                             Py_ssize_t sw, floating a, floating b) noexcept nogil:
+    # row_stats with its log: the row's log-sum-exp is shift + logs.
+    cdef RowStats out = row_stats(x, n, s, mode, t, st, w, sw, a, b)
+    out.logs = finish_logs(out.top, out.lo, out.eq)
     return out
