@@ -40,9 +40,9 @@ cimport numpy as cnp
 import numpy as np
 
 from fastnll._lse cimport (
-    RowStats, COL_CHUNK, COL_BLOCK, row_lse, row_stats, finish_logs, rescale, fexp, fnl_colfinish,
-    vsoftmax, vgrad, vgradprob, vcolmax, vcolsumexp, vcolsumdiff, vcolsoftmax, vcolgrad,
-    vpack, vunpack, vnll_rows,
+    RowStats, COL_CHUNK, COL_BLOCK, row_lse, row_stats, finish_logs, rescale, fexp,
+    fnl_colfinish, vsoftmax, vgrad, vgradprob, vcolmax_rows, vcolsumexp_rows, vcolsumdiff,
+    vcolsoftmax, vcolgrad, vpack, vunpack, vnll_rows,
 )
 
 cnp.import_array()
@@ -175,8 +175,7 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             xc, c1, ck = tb, B, 1
         else:
             xc, c1, ck = x + j0 * s1, s1, sk
-        for j in range(jn):
-            vcolmax(xc + j * c1, nk, ck, cm)
+        vcolmax_rows(xc, jn, c1, nk, ck, cm)
         if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
             for k in range(nk):
                 top[k] = cm[k]
@@ -186,8 +185,7 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             for k in range(nk):
                 if cm[k] > top[k]:
                     rescale(cm[k], &top[k], &shift[k], &lo[k], &eq[k])
-        for j in range(jn):
-            vcolsumexp(xc + j * c1, nk, ck, top, shift, clo, chi)
+        vcolsumexp_rows(xc, jn, c1, nk, ck, top, shift, clo, chi)     # chi starts at 0
         if mode == 1:
             for j in range(jn):
                 vcolsumdiff(xc + j * c1, nk, ck, 1 if w == NULL else w[(j0 + j) * sw], ref,

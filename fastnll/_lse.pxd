@@ -71,6 +71,10 @@ cdef extern from "_simd.h" nogil:
                                 const int64_t *tg, Py_ssize_t st, Py_ssize_t n, int64_t C,
                                 int64_t ignore, const double *w, Py_ssize_t sw, double *acc,
                                 double *den)
+    void fnl_colmax_rows_f32(const float *x, Py_ssize_t jn, Py_ssize_t c1, Py_ssize_t nk,
+                             float *m)
+    void fnl_colsumexp_rows_f32(const float *x, Py_ssize_t jn, Py_ssize_t c1, Py_ssize_t nk,
+                                const float *M, const float *shift, float *lo, float *hi)
     void fnl_colmax_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, float *m)
     void fnl_colmax_f64(const double *x, Py_ssize_t nk, Py_ssize_t sk, double *m)
     void fnl_colsumexp_f32(const float *x, Py_ssize_t nk, Py_ssize_t sk, const float *M,
@@ -223,6 +227,32 @@ cdef inline void vcolsumexp(const floating *x, Py_ssize_t nk, Py_ssize_t sk, con
         fnl_colsumexp_f32(x, nk, sk, M, shift, lo, hi)
     else:
         fnl_colsumexp_f64(x, nk, sk, M, shift, lo, hi)
+
+
+cdef inline void vcolmax_rows(const floating *x, Py_ssize_t jn, Py_ssize_t c1,
+                              Py_ssize_t nk, Py_ssize_t sk, floating *m) noexcept nogil:
+    # vcolmax over jn class rows, row j at x + j * c1 (float unit stride: one call that keeps
+    # the maxima in registers; the same results)
+    cdef Py_ssize_t j
+    if floating is float and sk == 1:
+        fnl_colmax_rows_f32(x, jn, c1, nk, m)
+    else:
+        for j in range(jn):
+            vcolmax(x + j * c1, nk, sk, m)
+
+
+cdef inline void vcolsumexp_rows(const floating *x, Py_ssize_t jn, Py_ssize_t c1,
+                                 Py_ssize_t nk, Py_ssize_t sk, const floating *M,
+                                 const floating *shift, floating *lo,
+                                 floating *hi) noexcept nogil:
+    # vcolsumexp over jn class rows, as vcolmax_rows (hi must hold whole numbers: see
+    # fnl_colsumexp_rows_f32)
+    cdef Py_ssize_t j
+    if floating is float and sk == 1:
+        fnl_colsumexp_rows_f32(x, jn, c1, nk, M, shift, lo, hi)
+    else:
+        for j in range(jn):
+            vcolsumexp(x + j * c1, nk, sk, M, shift, lo, hi)
 
 
 cdef inline void vcolsumdiff(const floating *x, Py_ssize_t nk, Py_ssize_t sk, floating wj,

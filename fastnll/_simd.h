@@ -469,6 +469,61 @@ FNL_INLINE void fnl_colsumexp_unit_f32(const float *x, ptrdiff_t nk, const float
     )
 }
 
+/* jn class rows of a column block at once (row j at x + j * c1, unit stride along the
+ * columns): fnl_colmax / fnl_colsumexp over each row in turn, with each vector of 16 columns'
+ * accumulators kept in registers across the rows instead of stored and reloaded per row.
+ * The same operations in the same order per column, so the same results (checked against
+ * the row-by-row loop on 300k random blocks with inf and nan). */
+#define FNL_HAVE_COLROWS 1
+FNL_INLINE void fnl_colmax_rows_f32(const float *x, ptrdiff_t jn, ptrdiff_t c1, ptrdiff_t nk,
+                                    float *m)
+{
+    FNL_FOR16(k, nk, live,
+        __m512 acc = fnl_load16(live, m + k);
+        for (ptrdiff_t j = 0; j < jn; j++) {
+            /* x > m ? x : m, as the scalar loop (nan in x is skipped) */
+            __m512 v = fnl_load16(live, x + j * c1 + k);
+            acc = _mm512_mask_mov_ps(acc, _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ), v);
+        }
+        _mm512_mask_storeu_ps(m + k, live, acc);
+    )
+}
+
+FNL_INLINE void fnl_colsumexp_rows_f32(const float *x, ptrdiff_t jn, ptrdiff_t c1,
+                                       ptrdiff_t nk, const float *M, const float *shift,
+                                       float *lo, float *hi)
+{
+    FNL_FOR16(k, nk, live,
+        __m512 vm = fnl_load16(live, M + k), vs = fnl_load16(live, shift + k);
+        __m512 l = fnl_load16(live, lo + k), h = fnl_load16(live, hi + k);
+        if (_mm512_mask_cmp_ps_mask(live, vm, vs, _CMP_EQ_OQ) == live) {
+            /* every column's maximum finite and its shift: as in fnl_sumexp_unit_f32, the
+             * maximal terms (each exactly 1) are counted in integer lanes and no argument
+             * exceeds 0.  hi holds whole numbers (fresh chunk sums), so hi + count is what
+             * adding 1.0 count times gives. */
+            __m512i count = _mm512_setzero_si512();
+            for (ptrdiff_t j = 0; j < jn; j++) {
+                __m512 v = fnl_load16(live, x + j * c1 + k);
+                __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs));
+                __mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
+                l = _mm512_mask_add_ps(l, (__mmask16)~top, l, e);
+                count = _mm512_mask_sub_epi32(count, top, count, _mm512_set1_epi32(-1));
+            }
+            h = _mm512_add_ps(h, _mm512_cvtepi32_ps(count));
+        } else {
+            for (ptrdiff_t j = 0; j < jn; j++) {
+                __m512 v = fnl_load16(live, x + j * c1 + k);
+                __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
+                __mmask16 top = _mm512_cmp_ps_mask(v, vm, _CMP_EQ_OQ);
+                l = _mm512_mask_add_ps(l, (__mmask16)~top, l, e);
+                h = _mm512_mask_add_ps(h, top, h, e);
+            }
+        }
+        _mm512_mask_storeu_ps(lo + k, live, l);
+        _mm512_mask_storeu_ps(hi + k, live, h);
+    )
+}
+
 FNL_INLINE void fnl_softmax_unit_f32(const float *x, ptrdiff_t n, float shift, float logs,
                                      float *out)
 {
@@ -820,6 +875,22 @@ FNL_INLINE ptrdiff_t fnl_nll_rows_##SUF(const T *x, ptrdiff_t s0, ptrdiff_t s1, 
 
 FNL_DEFINE(float, f32)
 FNL_DEFINE(double, f64)
+
+#ifndef FNL_HAVE_COLROWS
+/* without the AVX-512 versions: the class rows one after the other */
+FNL_INLINE void fnl_colmax_rows_f32(const float *x, ptrdiff_t jn, ptrdiff_t c1, ptrdiff_t nk,
+                                    float *m)
+{
+    for (ptrdiff_t j = 0; j < jn; j++) fnl_colmax_f32(x + j * c1, nk, 1, m);
+}
+
+FNL_INLINE void fnl_colsumexp_rows_f32(const float *x, ptrdiff_t jn, ptrdiff_t c1,
+                                       ptrdiff_t nk, const float *M, const float *shift,
+                                       float *lo, float *hi)
+{
+    for (ptrdiff_t j = 0; j < jn; j++) fnl_colsumexp_f32(x + j * c1, nk, 1, M, shift, lo, hi);
+}
+#endif
 FNL_DEFINE_NLL(float, f32)
 FNL_DEFINE_NLL(double, f64)
 
