@@ -10,8 +10,8 @@
 #     Outputs (per-row results as (outer, inner), gradients and softmax as (outer, C, inner))
 #     are buffers the wrapper allocated; targets are int64 (outer, inner).
 # (b) Two traversals.  Rows: when inner == 1 or the class stride is the smaller one, each row
-#     of C classes is reduced on its own (row_lse in _lse.pxd), rows spread over threads in
-#     fixed blocks.  Columns: when the inner axis has the smaller stride (PyTorch's
+#     of C classes is reduced on its own (row_lse / row_stats in _lse.pxd; the class losses
+#     finish a block's logs together), rows spread over threads in fixed blocks.  Columns: when the inner axis has the smaller stride (PyTorch's
 #     (N, C, d1, ...) layout, axis=0 of a C-ordered matrix), blocks of COL_BLOCK columns are
 #     reduced together so that the vector lanes run along the inner axis.  Few classes
 #     (C <= SMALL_CLASSES) also take the column traversal, over the transposed view the
@@ -36,6 +36,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.ref cimport PyObject
 cimport numpy as cnp
 import numpy as np
 
@@ -486,7 +487,10 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
             k = r - o * inner
         tv = t0[o * ts0 + k * ts1]
         loss = 0
-        if tv != ignore_index:
+        # checked in the first pass, checked again: the caller's array could change between
+        # the passes (another Python thread; the GIL is released), and must not send a write
+        # out of bounds
+        if tv != ignore_index and 0 <= tv < C:
             wt = 1.0 if wp == NULL else wp[tv * sw]
             loss = -wt * x0[o * s0 + tv * s1 + k * s2]
             if gp != NULL:
@@ -541,6 +545,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     cdef double lo[ROW_BLOCK]
     cdef double eq[ROW_BLOCK]
     cdef double logs[ROW_BLOCK]
+    cdef int64_t tvs[ROW_BLOCK]     # the targets as read once (the caller's array may change)
     cdef BlockSum b
     b.acc = 0
     b.den = 0
@@ -549,6 +554,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     for i in range(r1 - r0):
         row_offsets(r0 + i, inner, &o, &k)
         tv = a.t[o * a.ts0 + k * a.ts1]
+        tvs[i] = tv
         lo[i] = 0       # rows without statistics: a sum of 1 (no nan from the shared log)
         eq[i] = 1
         if tv != a.ignore_index and (tv < 0 or tv >= C):
@@ -563,7 +569,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     fnl_colfinish(lo, eq, logs, r1 - r0)
     for i in range(r1 - r0):
         row_offsets(r0 + i, inner, &o, &k)
-        tv = a.t[o * a.ts0 + k * a.ts1]
+        tv = tvs[i]
         loss = 0
         if tv != a.ignore_index and (tv < 0 or tv >= C):
             continue
@@ -849,13 +855,19 @@ def swap_classes(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0
     return is_swapped(outer, C, inner, s0, s1)
 
 
+_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
+_F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
+_I64 = cnp.PyArray_DescrFromType(cnp.NPY_INT64)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def class_loss_fast(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                     return_grad, bint is_nll, for_work):
     """nll_loss or cross_entropy for their common call, without the general path's
-    conversions and views: input a 2-D float32 or float64 ndarray (native byte order,
-    aligned) with the classes on axis 1, target an int64 ndarray of shape (N,), no weights,
+    conversions and views: input a 2-D ndarray of NumPy's float32 or float64 dtype (native
+    byte order, no metadata, aligned) with the classes on axis 1, target an ndarray of
+    np.int64 of shape (N,) (np.longlong, a distinct dtype, goes the general way), no weights,
     ignore_index a Python int, reduction one of the three names, label_smoothing a Python
     float in [0, 1] (or the int 0 or 1), return_grad a bool, N and C not 0.
 
@@ -866,6 +878,7 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     same kernels, in the same order, as the general path.  for_work(n) gives the thread
     count for n elements (_threads.for_work)."""
     cdef cnp.ndarray x, t, rows = None, grad = None
+    cdef PyObject *descr
     cdef int typ, code, nthreads, overflow = 0
     cdef Py_ssize_t N, C, isz, xs0, xs1, ts
     cdef long long ii
@@ -912,17 +925,18 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     t = target
     if cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_NDIM(t) != 1:
         return None
-    typ = cnp.PyArray_TYPE(x)
-    if typ == cnp.NPY_FLOAT32:
-        isz = 4
-    elif typ == cnp.NPY_FLOAT64:
-        isz = 8
+    # NumPy's own float32 / float64 / int64 dtypes (native byte order, no metadata, which
+    # the general path would carry over to the outputs)
+    descr = <PyObject *>cnp.PyArray_DESCR(x)
+    if descr == <PyObject *>_F32:
+        typ, isz = cnp.NPY_FLOAT32, 4
+    elif descr == <PyObject *>_F64:
+        typ, isz = cnp.NPY_FLOAT64, 8
     else:
         return None
-    if cnp.PyArray_TYPE(t) != cnp.NPY_INT64:
+    if <PyObject *>cnp.PyArray_DESCR(t) != <PyObject *>_I64:
         return None
-    if not (cnp.PyArray_ISNOTSWAPPED(x) and cnp.PyArray_ISALIGNED(x)
-            and cnp.PyArray_ISNOTSWAPPED(t) and cnp.PyArray_ISALIGNED(t)):
+    if not (cnp.PyArray_ISALIGNED(x) and cnp.PyArray_ISALIGNED(t)):
         return None
     N = cnp.PyArray_DIM(x, 0)
     C = cnp.PyArray_DIM(x, 1)

@@ -442,7 +442,8 @@ FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float 
             count += __builtin_popcount(top);
         )
         *lo = _mm512_reduce_add_ps(l);
-        *hi = (float)count;
+        *hi = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_lse
+                                 * passes chunks of ROW_CHUNK) */
         return;
     }
     FNL_FOR16(i, n, live,
@@ -500,7 +501,7 @@ FNL_INLINE void fnl_colsumexp_rows_f32(const float *x, ptrdiff_t jn, ptrdiff_t c
             /* every column's maximum finite and its shift: as in fnl_sumexp_unit_f32, the
              * maximal terms (each exactly 1) are counted in integer lanes and no argument
              * exceeds 0.  hi holds whole numbers (fresh chunk sums), so hi + count is what
-             * adding 1.0 count times gives. */
+             * adding 1.0 count times gives while it stays below 2^24 (jn <= COL_CHUNK). */
             __m512i count = _mm512_setzero_si512();
             for (ptrdiff_t j = 0; j < jn; j++) {
                 __m512 v = fnl_load16(live, x + j * c1 + k);

@@ -33,6 +33,7 @@ def _same(fast, general, what):
         return
     assert type(fast) is type(general), what
     assert fast.dtype == general.dtype and np.shape(fast) == np.shape(general), what
+    assert fast.dtype.metadata == general.dtype.metadata, what
     assert np.asarray(fast).tobytes() == np.asarray(general).tobytes(), \
         f"{what}: the shortcut and the general path differ bit-wise"
 
@@ -40,6 +41,12 @@ def _same(fast, general, what):
 def _problem(rng, N, C, dtype, ignore_index):
     x = (rng.standard_normal((N, C)) * 3).astype(dtype)
     x.flat[::17] = (rng.standard_normal(x.size) * 30).astype(dtype).flat[::17]
+    if N >= 8:      # rows with +inf, all -inf, nan, a -inf entry, and ties at the maximum
+        x[1, C // 2] = np.inf
+        x[2] = -np.inf
+        x[3, C - 1] = np.nan
+        x[4, 0] = -np.inf
+        x[5] = 7
     t = rng.integers(0, C, N)
     t[::5] = ignore_index
     return x, t
@@ -82,6 +89,44 @@ def test_shortcut_matches_the_general_path(name, dtype, layout):
 
 
 @pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [7, 300])
+def test_shortcut_with_broadcast_arrays_extreme_ignore_index_and_threads(name, dtype, C):
+    # zero strides in the input or the target, ignore_index at the ends of int64, and the
+    # same bits with 1 and 2 threads (300 x C elements: threads for C = 300)
+    rng = np.random.default_rng(7)
+    f = getattr(fastnll, name)
+    N = 300
+    x = (rng.standard_normal((N, C)) * 4).astype(dtype)
+    t = rng.integers(0, C, N)
+    inputs = {"plain": x, "rows broadcast": np.broadcast_to(x[3], (N, C)),
+              "classes broadcast": np.broadcast_to(x[:, :1], (N, C))}
+    targets = {"plain": t, "broadcast": np.broadcast_to(t[:1], (N,))}
+    for ignore_index in (-2 ** 63, 2 ** 63 - 1):
+        tt = t.copy()
+        tt[::4] = ignore_index
+        targets[f"ignore {ignore_index}"] = tt
+    for xname, xv in inputs.items():
+        for tname, tv in targets.items():
+            t_before = np.array(tv)
+            ignore_index = -100
+            if tname.startswith("ignore"):
+                ignore_index = int(tname.split()[1])
+            for kw in ({}, {"reduction": "none"}, {"return_grad": True},
+                       {"reduction": "sum", "return_grad": True}):
+                what = f"{name} {np.dtype(dtype)} C={C} {xname} / {tname} {kw}"
+                assert _shortcut(name, xv, tv, ignore_index=ignore_index, **kw) is not None
+                with fastnll.threads(1):
+                    one = f(xv, tv, ignore_index=ignore_index, **kw)
+                with fastnll.threads(2):
+                    two = f(xv, tv, ignore_index=ignore_index, **kw)
+                general = f(xv, tv, ignore_index=np.int64(ignore_index), **kw)
+                _same(one, general, what)
+                _same(two, general, what + ", 2 threads")
+            np.testing.assert_array_equal(tv, t_before)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
 def test_shortcut_agrees_with_a_float64_reference(name):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((40, 12)).astype(np.float32)
@@ -113,7 +158,7 @@ def _declined():
     x = rng.standard_normal((6, 4)).astype(np.float32)
     t = rng.integers(0, 4, 6)
     swapped = x.astype(x.dtype.newbyteorder())
-    return {
+    cases = {
         "weight": (x, t, dict(weight=np.ones(4, np.float32))),
         "float16 input": (x.astype(np.float16), t, {}),
         "int input": (np.ones((6, 4), np.int64), t, {}),
@@ -127,6 +172,8 @@ def _declined():
         "subclass": (x.view(np.matrix), t, {}),
         "byte-swapped input": (swapped, t, {}),
         "byte-swapped target": (x, t.astype(t.dtype.newbyteorder()), {}),
+        "dtype with metadata": (x.astype(np.dtype(np.float32, metadata={"unit": "nats"})), t,
+                                {}),
         "axis 0": (x, rng.integers(0, 6, 4), dict(axis=0)),
         "NumPy axis": (x, t, dict(axis=np.int64(1))),
         "NumPy reduction": (x, t, dict(reduction=np.str_("mean"))),
@@ -145,6 +192,9 @@ def _declined():
         "negative target": (x, np.array([0, 1, -1, 3, 0, 0]), {}),
         "all ignored, mean": (x, np.full(6, -100), {}),
     }
+    if np.dtype(np.longlong).num != np.dtype(np.int64).num:    # Linux: a distinct dtype
+        cases["longlong target"] = (x, t.astype(np.longlong), {})
+    return cases
 
 
 @pytest.mark.parametrize("case", sorted(_declined()))
