@@ -5,9 +5,10 @@
  *    level, for every one of the 2^32 floats (nan compared as nan); and so does its variant
  *    for arguments <= 0, fnl_exp16_nonpos_f32, for every float that is not > 0.
  * 2. The row sum of exp (fnl_sumexp_unit_f32, which counts the maximal terms when the maximum
- *    is finite) equals a plain masked-add loop over fnl_exp16_f32, and the register-blocked
- *    column helpers (fnl_colmax_rows_f32, fnl_colsumexp_rows_f32) equal the row-by-row
- *    fnl_colmax_f32 / fnl_colsumexp_f32, on random runs and blocks with inf, -inf and nan.
+ *    is finite) equals the plain masked-add loop over fnl_exp16_f32 (fnl_sumexp_all_f32,
+ *    which it uses otherwise), and the register-blocked column helpers (fnl_colmax_rows_f32,
+ *    fnl_colsumexp_rows_f32) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on
+ *    random runs and blocks with inf, -inf and nan.
  * Built by .ci/run with the flags of the installed package's x86-64-v4 kernels, and run only
  * on a CPU with AVX-512; a few seconds.
  */
@@ -37,23 +38,6 @@ static int same(const float *a, const float *b, ptrdiff_t n)
     return 1;
 }
 
-/* the reference row sum: every lane through fnl_exp16_f32, maximal terms added as floats */
-static void sumexp_reference(const float *x, ptrdiff_t n, float M, float shift, float *lo,
-                             float *hi)
-{
-    __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
-    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
-    FNL_FOR16(i, n, live,
-        __m512 v = fnl_load16(live, x + i);
-        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
-        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
-        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
-        h = _mm512_mask_add_ps(h, top, h, e);
-    )
-    *lo = _mm512_reduce_add_ps(l);
-    *hi = _mm512_reduce_add_ps(h);
-}
-
 static float random_value(int kind)
 {
     float u = (float)rand() / (float)RAND_MAX - 0.5f;
@@ -79,7 +63,7 @@ static long check_loops(void)
         float M = -INFINITY;
         for (ptrdiff_t i = 0; i < n; i++) M = x[i] > M ? x[i] : M;
         float shift = isfinite(M) ? M : 0, r[4];
-        sumexp_reference(x, n, M, shift, &r[0], &r[1]);
+        fnl_sumexp_all_f32(x, n, M, shift, &r[0], &r[1]);
         fnl_sumexp_unit_f32(x, n, M, shift, &r[2], &r[3]);
         if (!same(r, r + 2, 2)) {
             if (differ < 5) printf("row sum, n = %td: %a %a vs %a %a\n", n, r[0], r[1], r[2], r[3]);

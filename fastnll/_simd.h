@@ -424,28 +424,12 @@ FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
     return _mm512_maskz_loadu_ps(live, p);
 }
 
-FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float shift,
-                                    float *lo, float *hi)
+/* the row sum with every term through fnl_exp16_f32: any M and shift */
+FNL_INLINE void fnl_sumexp_all_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                   float *lo, float *hi)
 {
     __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
     __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
-    if (M == shift) {
-        /* A finite maximum that is also the shift (the usual case): each maximal term is
-         * exp(0) = 1, so they are counted (integer work, off the FP pipes), and no argument
-         * exceeds 0 (nan stays nan).  The same results as the loop below, 18% faster. */
-        int64_t count = 0;
-        FNL_FOR16(i, n, live,
-            __m512 v = fnl_load16(live, x + i);
-            __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs));
-            __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
-            l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
-            count += __builtin_popcount(top);
-        )
-        *lo = _mm512_reduce_add_ps(l);
-        *hi = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_lse
-                                 * passes chunks of ROW_CHUNK) */
-        return;
-    }
     FNL_FOR16(i, n, live,
         __m512 v = fnl_load16(live, x + i);
         __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
@@ -455,6 +439,31 @@ FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float 
     )
     *lo = _mm512_reduce_add_ps(l);
     *hi = _mm512_reduce_add_ps(h);
+}
+
+FNL_INLINE void fnl_sumexp_unit_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                    float *lo, float *hi)
+{
+    if (M != shift) {
+        fnl_sumexp_all_f32(x, n, M, shift, lo, hi);
+        return;
+    }
+    /* A finite maximum that is also the shift (the usual case): each maximal term is
+     * exp(0) = 1, so they are counted (integer work, off the FP pipes), and no argument
+     * exceeds 0 (nan stays nan).  The same results as fnl_sumexp_all_f32, 18% faster. */
+    __m512 l = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
+    int64_t count = 0;
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
+        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
+        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
+        count += __builtin_popcount(top);
+    )
+    *lo = _mm512_reduce_add_ps(l);
+    *hi = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_lse passes
+                             * chunks of ROW_CHUNK) */
 }
 
 FNL_INLINE void fnl_colsumexp_unit_f32(const float *x, ptrdiff_t nk, const float *M,
