@@ -11,11 +11,12 @@
 #     are buffers the wrapper allocated; targets are int64 (outer, inner).
 # (b) Two traversals.  Rows: when inner == 1 or the class stride is the smaller one, each row
 #     of C classes is reduced on its own (row_lse / row_stats in _lse.pxd; the class losses
-#     finish a block's logs together), rows spread over threads in fixed blocks.  Columns: when the inner axis has the smaller stride (PyTorch's
-#     (N, C, d1, ...) layout, axis=0 of a C-ordered matrix), blocks of COL_BLOCK columns are
-#     reduced together so that the vector lanes run along the inner axis.  Few classes
-#     (C <= SMALL_CLASSES) also take the column traversal, over the transposed view the
-#     wrapper passes, so a short row costs a few vector lanes instead of a whole row setup.
+#     finish a block's logs together), rows spread over threads in fixed blocks.  Columns:
+#     when the inner axis has the smaller stride (PyTorch's (N, C, d1, ...) layout, axis=0
+#     of a C-ordered matrix), blocks of COL_BLOCK columns are reduced together so that the
+#     vector lanes run along the inner axis.  Few classes (C <= SMALL_CLASSES) also take the
+#     column traversal, over the transposed view the wrapper passes, so a short row costs a
+#     few vector lanes instead of a whole row setup.
 # (c) Per-row results never depend on the thread count.  Sums over rows (mean, sum) are taken
 #     per fixed block in float64, then the block partials are added in block order: the same
 #     input gives bit-identical results with any number of threads.
@@ -41,8 +42,8 @@ cimport numpy as cnp
 import numpy as np
 
 from fastnll._lse cimport (
-    RowStats, COL_CHUNK, COL_BLOCK, row_lse, row_stats, finish_logs, rescale, fexp,
-    fnl_colfinish, vsoftmax, vgrad, vgradprob, vcolmax_rows, vcolsumexp_rows, vcolsumdiff,
+    RowStats, COL_CHUNK, COL_BLOCK, row_lse, row_stats, finish_logs, finish_logs_many,
+    rescale, fexp, vsoftmax, vgrad, vgradprob, vcolmax_rows, vcolsumexp_rows, vcolsumdiff,
     vcolsoftmax, vcolgrad, vpack, vunpack, vnll_rows,
 )
 
@@ -196,10 +197,8 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s1, Py_ssiz
             eq[k] += chi[k]
             acc[k] += cacc[k]
         j0 += jn
-    fnl_colfinish(lo, eq, dlogs, nk)
+    finish_logs_many(top, lo, eq, dlogs, nk)
     for k in range(nk):
-        if not (isfinite(top[k]) and isfinite(lo[k])):
-            dlogs[k] = finish_logs(top[k], lo[k], eq[k])
         flogs[k] = <floating>dlogs[k]
     return tb != NULL and C <= COL_CHUNK
 
@@ -479,12 +478,7 @@ cdef BlockSum nll_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssi
     if op == NULL and gp == NULL:
         return b
     for r in range(r0, r1):
-        if inner == 1:
-            o = r
-            k = 0
-        else:
-            o = r // inner
-            k = r - o * inner
+        row_offsets(r, inner, &o, &k)
         tv = t0[o * ts0 + k * ts1]
         loss = 0
         # checked in the first pass, checked again: the caller's array could change between
@@ -512,7 +506,7 @@ cdef struct ClassArgs:
     Py_ssize_t sw
     int64_t ignore_index
     double eps
-    bint is_nll, want_rows, want_grad
+    bint is_nll, want_grad
     void *out                  # per-row losses (reduction "none"), NULL when not asked
     Py_ssize_t os0, os1
     void *grad                 # the gradient, NULL when not asked
@@ -529,7 +523,8 @@ cdef struct ClassArgs:
 cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
     # Cross-entropy over the rows of block blk of the row traversal, in three passes: the
     # rows' statistics (and the targets' check), the logs of all their sums at once (one
-    # vectorised fnl_colfinish instead of a scalar log1p per row), then losses and gradient.
+    # vectorised pass, finish_logs_many, instead of a scalar log1p per row), then losses and
+    # gradient.
     cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.s0, s1 = a.s1, s2 = a.s2
     cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner), i, o, k
     cdef const floating *wp = <const floating *>a.w
@@ -542,6 +537,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     cdef int64_t tv
     cdef RowStats st
     cdef RowStats sts[ROW_BLOCK]
+    cdef floating top[ROW_BLOCK]
     cdef double lo[ROW_BLOCK]
     cdef double eq[ROW_BLOCK]
     cdef double logs[ROW_BLOCK]
@@ -555,7 +551,8 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
         row_offsets(r0 + i, inner, &o, &k)
         tv = a.t[o * a.ts0 + k * a.ts1]
         tvs[i] = tv
-        lo[i] = 0       # rows without statistics: a sum of 1 (no nan from the shared log)
+        top[i] = 0      # rows without statistics: a sum of 1 (no nan from the shared log)
+        lo[i] = 0
         eq[i] = 1
         if tv != a.ignore_index and (tv < 0 or tv >= C):
             if b.brow < 0:
@@ -564,9 +561,10 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
         elif tv != a.ignore_index or a.want_grad:
             sts[i] = row_stats(x0 + o * s0 + k * s2, C, s1,
                                0 if tv == a.ignore_index else a.mode, NULL, 0, wp, a.sw, 0, 0)
+            top[i] = <floating>sts[i].top
             lo[i] = sts[i].lo
             eq[i] = sts[i].eq
-    fnl_colfinish(lo, eq, logs, r1 - r0)
+    finish_logs_many(top, lo, eq, logs, r1 - r0)
     for i in range(r1 - r0):
         row_offsets(r0 + i, inner, &o, &k)
         tv = tvs[i]
@@ -576,8 +574,6 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
         if tv != a.ignore_index or a.want_grad:
             st = sts[i]
             st.logs = logs[i]
-            if not (isfinite(st.top) and isfinite(st.lo)):
-                st.logs = finish_logs(st.top, st.lo, st.eq)
             if st.top == INFINITY:
                 st.logs = NAN   # PyTorch: log_softmax of a row with +inf is nan
         if tv == a.ignore_index:
@@ -596,7 +592,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
                       <floating>(sigma * ((1 - eps) * wt + (eps * W / C if a.mode == 1 else 0.0))),
                       <floating>(sigma * eps / C), gwp, a.sw, gp + o * a.g0 + k * a.g2, a.g1)
                 gp[o * a.g0 + tv * a.g1 + k * a.g2] -= <floating>(sigma * (1 - eps) * wt)
-        if a.want_rows:
+        if op != NULL:
             op[o * a.os0 + k * a.os1] = <floating>loss
         b.acc = b.acc + loss
     return b
@@ -668,7 +664,7 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs a, Py_ssize_t it,
                 loss = loss + eps / C * (W * (dws[k] + (fws[k] - fws[2 * COL_BLOCK + k])) - dws[COL_BLOCK + k])
             A[k] = <floating>(sigma * ((1 - eps) * wt + (eps * W / C if a.mode == 1 else 0.0)))
             Bv[k] = <floating>(sigma * eps / C)
-        if a.want_rows:
+        if op != NULL:
             op[o * a.os0 + (k0 + k) * a.os1] = <floating>loss
         b.acc = b.acc + loss
     if a.want_grad and b.brow < 0:
@@ -696,8 +692,7 @@ cdef inline BlockSum class_block(const floating *x0, ClassArgs a, Py_ssize_t blk
         return nll_block(x0, a.s0, a.s1, a.s2, a.t, a.ts0, a.ts1, <const floating *>a.w, a.sw,
                          a.ignore_index, a.C, a.inner, blk * ROW_BLOCK,
                          min((blk + 1) * ROW_BLOCK, a.outer * a.inner),
-                         <floating *>a.out if a.want_rows else NULL, a.os0, a.os1,
-                         <floating *>a.grad if a.want_grad else NULL, a.g0, a.g1, a.g2,
+                         <floating *>a.out, a.os0, a.os1, <floating *>a.grad, a.g0, a.g1, a.g2,
                          a.sigma)
     if a.columns:
         return cols_block(x0, a, blk, tid)
@@ -723,7 +718,7 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, int reduction, int nth
     a.mode = 1 if (a.eps > 0 and not a.is_nll) else 0
     # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
     # then a plain sum of lse - x[target] (the general loop gives the same values)
-    a.plain = a.mode == 0 and wp == NULL and not a.want_grad and not a.want_rows
+    a.plain = a.mode == 0 and wp == NULL and not a.want_grad and a.out == NULL
     a.W = a.C
     a.sigma = 1.0
     a.ws = NULL
@@ -827,10 +822,9 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] t, const floating[
     a.ignore_index = ignore_index
     a.eps = eps
     a.is_nll = is_nll
-    a.want_rows = reduction == 0
     a.out = NULL
     a.os0 = a.os1 = 0
-    if a.want_rows and out.shape[0] > 0 and out.shape[1] > 0:
+    if reduction == 0 and out.shape[0] > 0 and out.shape[1] > 0:
         a.out = &out[0, 0]
         a.os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
         a.os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
@@ -955,7 +949,8 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     if code == 0:
         rows = cnp.PyArray_EMPTY(1, dims, typ, 0)
     if want_grad:
-        grad = cnp.PyArray_ZEROS(2, dims, typ, 0) if is_nll else cnp.PyArray_EMPTY(2, dims, typ, 0)
+        grad = (cnp.PyArray_ZEROS(2, dims, typ, 0) if is_nll
+                else cnp.PyArray_EMPTY(2, dims, typ, 0))
     # the views ClassView would make of (N, C) arrays and their (N,) companions
     a.C = C
     if is_swapped(N, C, 1, xs0, xs1):
@@ -971,7 +966,6 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     a.ignore_index = ii
     a.eps = eps
     a.is_nll = is_nll
-    a.want_rows = code == 0
     a.out = cnp.PyArray_DATA(rows) if code == 0 else NULL
     a.want_grad = want_grad
     a.grad = cnp.PyArray_DATA(grad) if want_grad else NULL

@@ -291,6 +291,17 @@ cdef inline double finish_logs(double top, double lo, double eq) noexcept nogil:
     return log(lo + eq)
 
 
+cdef inline void finish_logs_many(const floating *top, const double *lo, const double *eq,
+                                  double *logs, Py_ssize_t n) noexcept nogil:
+    # finish_logs of n sums at once: the vectorised one-log form (fnl_colfinish) where the
+    # maximum and the sum are finite, finish_logs for the others
+    cdef Py_ssize_t k
+    fnl_colfinish(lo, eq, logs, n)
+    for k in range(n):
+        if not (isfinite(top[k]) and isfinite(lo[k])):
+            logs[k] = finish_logs(top[k], lo[k], eq[k])
+
+
 cdef inline void rescale(floating newtop, floating *top, floating *shift, double *lo,
                          double *eq) noexcept nogil:
     # A new running maximum: fold the old sums into `lo` at the new shift.
