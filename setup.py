@@ -1,13 +1,16 @@
 """Build fastnll's Cython kernels.
 
-The kernels (fastnll/_kernels.pxi) are compiled once per x86-64 instruction-set level into
-separate extension modules (_kern_x86_64, _kern_x86_64_v3, _kern_x86_64_v4); fastnll picks the
-best one the CPU supports at import.  Other architectures get one generic module.  OpenMP is
+The kernels (the fastnll/*.pxi files that fastnll/_kern_*.pyx include) are compiled once per
+x86-64 instruction-set level into separate extension modules (_kern_x86_64, _kern_x86_64_v3,
+_kern_x86_64_v4); fastnll picks the best one the CPU supports at import.  Other architectures
+get one generic module.  Before Cython runs, the Tempita templates fastnll/*.tp are rendered
+next to themselves (fastnll/_loops.pxd.tp -> fastnll/_loops.pxd: generated, not in git).  OpenMP is
 used when the compiler accepts it (set FASTNLL_NO_OPENMP=1 to build without); the kernels run
 serially otherwise.  -march=native is never used: the build must run on any CPU of its level.
 FASTNLL_SANITIZE=address (or any -fsanitize= list, e.g. address,undefined) builds instrumented
 kernels for the memory-safety run in .ci/asan; never for a release.
 """
+import glob
 import os
 import platform
 import pprint
@@ -18,6 +21,7 @@ import tempfile
 
 import numpy
 
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -39,6 +43,23 @@ LEVELS = {
 # -fno-trapping-math lets gcc vectorise the branch-free exp; it does not change results.
 # -fopenmp-simd honours `#pragma omp simd` even without OpenMP.  No -ffast-math, ever.
 COMMON_UNIX = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
+
+
+def render_templates(folder="fastnll"):
+    """Render each Tempita template folder/NAME.tp into folder/NAME, rewriting NAME only when
+    its text changes (so that an unchanged template does not force a rebuild)."""
+    for template in sorted(glob.glob(os.path.join(folder, "*.tp"))):
+        target = template[:-len(".tp")]
+        with open(template) as f:
+            text = Tempita.Template(f.read(), name=template).substitute()
+        text = (f"# Generated from {os.path.basename(template)} by setup.py: do not edit.\n"
+                + text)
+        if os.path.exists(target):
+            with open(target) as f:
+                if f.read() == text:
+                    continue
+        with open(target, "w") as f:
+            f.write(text)
 
 
 def _compiles(compiler, flags, link_flags=(), code="int main(void){return 0;}\n"):
@@ -150,6 +171,7 @@ extensions += [
     for lv in levels
 ]
 
+render_templates()
 setup(
     ext_modules=cythonize(
         extensions,

@@ -1,14 +1,14 @@
 /*
- * CI check of the AVX-512 exp loops in fastnll/_simd.h (x86-64-v4), which claim the bits of
- * the portable code:
+ * CI check of the AVX-512 exp loops in fastnll/_avx512_loops.h (x86-64-v4), which claim the
+ * bits of the portable code (fastnll/_scalar_math.h, fastnll/_generic_loops_T.h):
  * 1. fnl_exp16_f32 gives the same bits as the portable fnl_exp_f32 compiled for the same
  *    level, for every one of the 2^32 floats (nan compared as nan); and so does its variant
  *    for arguments <= 0, fnl_exp16_nonpos_f32, for every float that is not > 0.
- * 2. The row sum of exp (fnl_sumexp_unit_f32, which counts the maximal terms when the maximum
- *    is finite) equals the plain masked-add loop over fnl_exp16_f32 (fnl_sumexp_all_f32,
- *    which it uses otherwise), and the register-blocked column helpers (fnl_colmax_rows_f32,
- *    fnl_colsumexp_rows_f32) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on
- *    random runs and blocks with inf, -inf and nan.
+ * 2. The row sum of exp (fnl_sumexp_unit_avx512_f32, which counts the maximal terms when the
+ *    maximum is finite) equals the plain masked-add loop over fnl_exp16_f32
+ *    (fnl_sumexp_all_avx512_f32, which it uses otherwise), and the register-blocked column
+ *    helpers (fnl_colmax_rows_avx512_f32, fnl_colsumexp_rows_avx512_f32) equal the row-by-row
+ *    fnl_colmax_f32 / fnl_colsumexp_f32, on random runs and blocks with inf, -inf and nan.
  * Built by .ci/run with the flags of the installed package's x86-64-v4 kernels, and run only
  * on a CPU with AVX-512; a few seconds.
  */
@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../fastnll/_simd.h"
+#include "../fastnll/_loops.h"
 
-#ifndef FNL_HAVE_EXP16
+#ifndef FNL_HAVE_AVX512
 #error "compile with the x86-64-v4 flags: fnl_exp16_f32 is not defined"
 #endif
 
@@ -63,8 +63,8 @@ static long check_loops(void)
         float M = -INFINITY;
         for (ptrdiff_t i = 0; i < n; i++) M = x[i] > M ? x[i] : M;
         float shift = isfinite(M) ? M : 0, r[4];
-        fnl_sumexp_all_f32(x, n, M, shift, &r[0], &r[1]);
-        fnl_sumexp_unit_f32(x, n, M, shift, &r[2], &r[3]);
+        fnl_sumexp_all_avx512_f32(x, n, M, shift, &r[0], &r[1]);
+        fnl_sumexp_unit_avx512_f32(x, n, M, shift, &r[2], &r[3]);
         if (!same(r, r + 2, 2)) {
             if (differ < 5) printf("row sum, n = %td: %a %a vs %a %a\n", n, r[0], r[1], r[2], r[3]);
             differ++;
@@ -78,10 +78,10 @@ static long check_loops(void)
             lo1[k] = lo2[k] = hi1[k] = hi2[k] = 0;
         }
         for (ptrdiff_t j = 0; j < jn; j++) fnl_colmax_f32(x + 64 * j, nk, 1, m1);
-        fnl_colmax_rows_f32(x, jn, 64, nk, m2);
+        fnl_colmax_rows_avx512_f32(x, jn, 64, nk, m2);
         for (ptrdiff_t k = 0; k < nk; k++) sh[k] = isfinite(m1[k]) ? m1[k] : 0;
         for (ptrdiff_t j = 0; j < jn; j++) fnl_colsumexp_f32(x + 64 * j, nk, 1, m1, sh, lo1, hi1);
-        fnl_colsumexp_rows_f32(x, jn, 64, nk, m1, sh, lo2, hi2);
+        fnl_colsumexp_rows_avx512_f32(x, jn, 64, nk, m1, sh, lo2, hi2);
         if (!same(m1, m2, nk) || !same(lo1, lo2, nk) || !same(hi1, hi2, nk)) {
             if (differ < 5) printf("column block %td x %td differs\n", jn, nk);
             differ++;

@@ -17,8 +17,8 @@ except ImportError as exc:  # pragma: no cover
     raise
 
 from ._softmax import logsumexp, softmax, log_softmax
-from ._losses import nll_loss, cross_entropy
-from ._likelihood import (
+from ._class_losses import nll_loss, cross_entropy
+from ._elementwise import (
     binary_cross_entropy_with_logits, gaussian_nll_loss, poisson_nll_loss, kl_div,
 )
 from ._entropy import entropy

@@ -2,10 +2,11 @@
 import numpy as np
 
 from . import _threads
-from ._dispatch import kernels
-from ._validation import (
-    ClassView, as_real_array, compute_dtype, kernel_ready, normalize_axis, real_number,
+from ._checks import (
+    as_real_array, broadcast_pk_qk, check_base, check_probabilities, normalize_axis,
 )
+from ._dispatch import kernels
+from ._layout import ClassView, compute_dtype, kernel_ready, scalar_or_array
 
 
 def entropy(pk, qk=None, base=None, axis=0):
@@ -80,41 +81,29 @@ def entropy(pk, qk=None, base=None, axis=0):
     """
     p = as_real_array(pk, "pk")
     q = None if qk is None else as_real_array(qk, "qk")
-    if base is not None:
-        if not real_number(base, "base") > 0:
-            raise ValueError(f"base must be a positive number or None, got {base!r}")
+    check_base(base)
     dtype = compute_dtype(p) if q is None else compute_dtype(p, q)
     if axis is None:      # SciPy flattens each array first, then broadcasts
         p = p.reshape(-1)
         q = None if q is None else q.reshape(-1)
         axis = 0
     if q is not None:
-        try:
-            p, q = np.broadcast_arrays(p, q)
-        except ValueError:
-            raise ValueError(
-                f"pk with shape {p.shape} and qk with shape {q.shape} cannot be broadcast "
-                "together"
-            ) from None
+        p, q = broadcast_pk_qk(p, q)
     ax = normalize_axis(axis, p.ndim)
     if p.ndim == 0:
         p = p.reshape(1)
         q = None if q is None else q.reshape(1)
     p = kernel_ready(p, dtype)
     view = ClassView(p, ax)
-    q3 = view.to3(kernel_ready(q, dtype)) if q is not None else view.x3
-    for name, arr in (("pk", view.x3), ("qk", q3 if q is not None else None)):
-        if arr is None:
-            continue
-        found, value = kernels.first_negative(arr)
-        if found:
-            raise ValueError(f"{name} must hold non-negative probabilities, got {value!r}")
+    q3 = view.to3(kernel_ready(q, dtype)) if q is not None else None
+    check_probabilities("pk", *kernels.first_negative(view.x3))
+    if q3 is not None:
+        check_probabilities("qk", *kernels.first_negative(q3))
     out = np.empty(view.outer * view.inner, dtype=dtype)
     scale = 1.0
     if base is not None:
         with np.errstate(divide="ignore"):
             scale = float(np.float64(1.0) / np.log(np.float64(base)))   # base 1: inf, as SciPy
-    kernels.entropy(view.x3, q3, q is not None, scale, view.to2(out),
-                    _threads.for_work(p.size))
-    out = out.reshape(p.shape[:ax] + p.shape[ax + 1:])
-    return out[()] if out.ndim == 0 else out
+    kernels.entropy(p=view.x3, q=q3, scale=scale, out=view.to2(out),
+                    nthreads=_threads.for_work(p.size))
+    return scalar_or_array(out.reshape(p.shape[:ax] + p.shape[ax + 1:]))

@@ -1,38 +1,12 @@
 """logsumexp, softmax and log_softmax with scipy.special's semantics."""
-import math
-
 import numpy as np
 
 from . import _threads
+from ._checks import as_real_array, broadcast_b, normalize_axes
 from ._dispatch import kernels
-from ._validation import (
-    ClassView, as_real_array, compute_dtype, kernel_ready, normalize_axes,
+from ._layout import (
+    ClassView, compute_dtype, group_axes, kernel_ready, merge_axes, mergeable, scalar_or_array,
 )
-
-
-def _group_axes(a, axes):
-    """Bring the reduced axes together: returns (array, first_axis, count, perm).
-
-    Consecutive axes need no change (perm is None); others are moved to the end by the
-    transpose perm (the reshape that follows then copies once)."""
-    if axes == tuple(range(axes[0], axes[0] + len(axes))):
-        return a, axes[0], len(axes), None
-    perm = [i for i in range(a.ndim) if i not in axes] + list(axes)
-    return a.transpose(perm), a.ndim - len(axes), len(axes), perm
-
-
-def _merged(a, first, count):
-    """Reshape so that axes [first, first+count) become one axis (a view when possible)."""
-    shape = a.shape
-    return a.reshape(shape[:first] + (math.prod(shape[first:first + count]),)
-                     + shape[first + count:])
-
-
-def _mergeable(a, first, count):
-    """Whether axes [first, first+count) of a merge into one axis without a copy."""
-    dims = [(n, s) for n, s in zip(a.shape[first:first + count], a.strides[first:first + count])
-            if n != 1]
-    return all(s_out == n_in * s_in for (_, s_out), (n_in, s_in) in zip(dims, dims[1:]))
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
@@ -125,14 +99,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if b is not None:
         b = as_real_array(b, "b")
         dtype = compute_dtype(a, b)
-        try:
-            shape = np.broadcast_shapes(a.shape, b.shape)
-        except ValueError:
-            raise ValueError(
-                f"b with shape {b.shape} cannot be broadcast against a with shape {a.shape}"
-            ) from None
-        a = np.broadcast_to(a, shape)
-        b = np.broadcast_to(b, shape)
+        a, b = broadcast_b(a, b)
     else:
         dtype = compute_dtype(a)
     axes = normalize_axes(axis, a.ndim)
@@ -147,37 +114,36 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         axes = (a.ndim - 1,)
 
     a = kernel_ready(a, dtype)
-    grouped, first, count, _ = _group_axes(a, axes)
-    if not _mergeable(grouped, first, count) and a.size:
+    grouped, first, count, _ = group_axes(a, axes)
+    if not mergeable(grouped, first, count) and a.size:
         # The reduced axes do not merge into one (a broadcast or strided view): reduce the
         # one with the smallest stride first, then the partial results weighted by their
         # signs, instead of copying the input.
         inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
         part, sign = logsumexp(a, axis=inner, b=b, keepdims=True, return_sign=True)
         return logsumexp(part, axis=axes, b=sign, keepdims=keepdims, return_sign=return_sign)
-    view = ClassView(_merged(grouped, first, count), first)
+    view = ClassView(merge_axes(grouped, first, count), first)
     out = np.empty(view.outer * view.inner, dtype=dtype)
     nthreads = _threads.for_work(a.size)
     if b is None:
-        kernels.logsumexp(view.x3, view.to2(out), nthreads)
+        kernels.logsumexp(x=view.x3, out=view.to2(out), nthreads=nthreads)
         sgn = None
         if return_sign:
             sgn = np.where(out == -np.inf, 0.0, 1.0).astype(dtype)
             sgn[np.isnan(out)] = np.nan
     else:
-        gb = _group_axes(kernel_ready(b, dtype), axes)[0]
-        b3 = view.to3(_merged(gb, first, count))
+        gb = group_axes(kernel_ready(b, dtype), axes)[0]
+        b3 = view.to3(merge_axes(gb, first, count))
         sgn = np.empty_like(out)
-        kernels.logsumexp_b(view.x3, b3, view.to2(out), view.to2(sgn), nthreads)
+        kernels.logsumexp_b(x=view.x3, b=b3, out=view.to2(out), sign=view.to2(sgn),
+                            nthreads=nthreads)
         if not return_sign:
             out[sgn < 0] = np.nan
 
     shape = out_shape_keep if keepdims else out_shape
-    out = out.reshape(shape)
-    out = out[()] if out.ndim == 0 else out
+    out = scalar_or_array(out.reshape(shape))
     if return_sign:
-        sgn = sgn.reshape(shape)
-        return out, (sgn[()] if sgn.ndim == 0 else sgn)
+        return out, scalar_or_array(sgn.reshape(shape))
     return out
 
 
@@ -191,16 +157,16 @@ def _softmax_impl(x, axis, take_log):
     if not axes:   # axis=(): each element is its own slice
         x = x[..., np.newaxis]
         axes = (x.ndim - 1,)
-    grouped, first, count, perm = _group_axes(kernel_ready(x, dtype), axes)
-    merged = _merged(grouped, first, count)
+    grouped, first, count, perm = group_axes(kernel_ready(x, dtype), axes)
+    merged = merge_axes(grouped, first, count)
     view = ClassView(merged, first)
     out = np.empty(merged.shape, dtype=dtype)
-    kernels.softmax(view.x3, view.to3(out), take_log, _threads.for_work(x.size))
+    kernels.softmax(x=view.x3, out=view.to3(out), take_log=take_log,
+                    nthreads=_threads.for_work(x.size))
     out = out.reshape(grouped.shape)
     if perm is not None:
         out = out.transpose(np.argsort(perm))
-    out = out.reshape(shape)
-    return out[()] if out.ndim == 0 else out     # a scalar for a scalar, as SciPy
+    return scalar_or_array(out.reshape(shape))     # a scalar for a scalar, as SciPy
 
 
 def softmax(x, axis=None):

@@ -8,28 +8,14 @@ than it saves.
 """
 import contextlib
 import contextvars
-import operator
 
-import numpy as np
-
+from ._checks import check_thread_count
 from ._dispatch import kernels
 
 MIN_PARALLEL_ELEMENTS = 1 << 15
 MAX_THREADS = 1 << 12
 _setting = None                                          # set_num_threads, process-wide
 _local = contextvars.ContextVar("fastnll_threads", default=None)   # threads(n) blocks
-
-
-def _check(n):
-    if isinstance(n, (bool, np.bool_)):
-        raise TypeError(f"the number of threads must be an integer, got {n!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"the number of threads must be an integer, got {n!r}") from None
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"the number of threads must be in [1, {MAX_THREADS}], got {n}")
-    return n
 
 
 def get_num_threads():
@@ -108,7 +94,7 @@ def set_num_threads(n):
     >>> fastnll.set_num_threads(None)     # back to OpenMP's default
     """
     global _setting
-    _setting = None if n is None else _check(n)
+    _setting = None if n is None else check_thread_count(n, MAX_THREADS)
 
 
 def threads(n):
@@ -154,7 +140,7 @@ def threads(n):
     >>> np.array_equal(serial, fastnll.logsumexp(x, axis=1))       # bit-identical
     True
     """
-    return _block(_check(n))       # checked now, not only on entering the block
+    return _block(check_thread_count(n, MAX_THREADS))   # checked now, not on entering
 
 
 @contextlib.contextmanager

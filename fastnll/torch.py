@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover  (the tests run with PyTorch inst
 
 import numpy as np
 
-from . import _likelihood, _losses
+from . import _class_losses, _elementwise
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits"]
 
@@ -251,8 +251,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         axis = _class_axis(input)
 
         def loss_fn(x, t, w, _, return_grad):
-            return _losses.cross_entropy(x, t, w, ignore_index, reduction, label_smoothing,
-                                         axis, return_grad)
+            return _class_losses.cross_entropy(x, t, w, ignore_index, reduction,
+                                               label_smoothing, axis, return_grad)
         try:
             return _run(loss_fn, input, target, weight, None,
                         axis if (reduction == "none" and input.dim() >= 2) else None)
@@ -314,7 +314,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         axis = _class_axis(input)
 
         def loss_fn(x, t, w, _, return_grad):
-            return _losses.nll_loss(x, t, w, ignore_index, reduction, axis, return_grad)
+            return _class_losses.nll_loss(x, t, w, ignore_index, reduction, axis, return_grad)
         try:
             return _run(loss_fn, input, target, weight, None,
                         axis if (reduction == "none" and input.dim() >= 2) else None)
@@ -377,8 +377,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (target, weight, pos_weight))):
         def loss_fn(x, y, w, pw, return_grad):
-            return _likelihood.binary_cross_entropy_with_logits(x, y, w, reduction, pw,
-                                                                return_grad)
+            return _elementwise.binary_cross_entropy_with_logits(x, y, w, reduction, pw,
+                                                                 return_grad)
         try:
             return _run(loss_fn, input, target, weight, pos_weight, None)
         except _Unsupported:

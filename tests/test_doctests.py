@@ -22,8 +22,8 @@ import pytest
 
 import fastnll
 
-MODULES = ["fastnll._softmax", "fastnll._losses", "fastnll._likelihood", "fastnll._entropy",
-           "fastnll._threads", "fastnll._config", "fastnll.torch"]
+MODULES = ["fastnll._softmax", "fastnll._class_losses", "fastnll._elementwise",
+           "fastnll._entropy", "fastnll._threads", "fastnll._config", "fastnll.torch"]
 OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 PUBLIC = [name for name in fastnll.__all__ if callable(getattr(fastnll, name))]

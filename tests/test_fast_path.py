@@ -1,5 +1,5 @@
 """The common nll_loss / cross_entropy call takes a compiled shortcut (class_loss_fast in
-_kernels.pxi) past the general path's conversions.  It must give the general path's results
+_call_shortcut.pxi) past the general path's conversions.  It must give the general path's results
 bit for bit (values, dtypes, shapes, types), take exactly the calls it can, and leave every
 other call, errors included, to the general path.
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 import fastnll
 import fastnll.torch as fnt
-from fastnll import _likelihood, _losses
+from fastnll import _class_losses, _elementwise
 
 F = torch.nn.functional
 
@@ -248,8 +248,8 @@ def test_zero_copy(monkeypatch):
     """fastnll receives views of the tensors' memory, and its results become the tensors
     returned, without copies."""
     seen = {}
-    real_ce = _losses.cross_entropy
-    real_bce = _likelihood.binary_cross_entropy_with_logits
+    real_ce = _class_losses.cross_entropy
+    real_bce = _elementwise.binary_cross_entropy_with_logits
 
     def spy(real, key):
         def wrapped(x, t, *args):
@@ -257,8 +257,8 @@ def test_zero_copy(monkeypatch):
             seen[key] = (x, t, out)
             return out
         return wrapped
-    monkeypatch.setattr(_losses, "cross_entropy", spy(real_ce, "ce"))
-    monkeypatch.setattr(_likelihood, "binary_cross_entropy_with_logits", spy(real_bce, "bce"))
+    monkeypatch.setattr(_class_losses, "cross_entropy", spy(real_ce, "ce"))
+    monkeypatch.setattr(_elementwise, "binary_cross_entropy_with_logits", spy(real_bce, "bce"))
 
     x = noncontiguous(logits((6, 5), torch.float32), "transposed").requires_grad_(True)
     t = class_target((6, 5))
@@ -282,13 +282,13 @@ def test_zero_copy(monkeypatch):
 def test_scalar_backward_hands_its_buffer_to_autograd(monkeypatch):
     """After loss.backward() the leaf's .grad is fastnll's gradient array itself."""
     seen = {}
-    real = _losses.cross_entropy
+    real = _class_losses.cross_entropy
 
     def spy(*args):
         out = real(*args)
         seen["grad"] = out[1]
         return out
-    monkeypatch.setattr(_losses, "cross_entropy", spy)
+    monkeypatch.setattr(_class_losses, "cross_entropy", spy)
     x = logits((6, 5), torch.float32).requires_grad_(True)
     fnt.cross_entropy(x, class_target((6, 5))).backward()
     assert np.shares_memory(x.grad.numpy(), seen["grad"])

@@ -1,128 +1,80 @@
 """nll_loss and cross_entropy with torch.nn.functional's semantics, on NumPy arrays."""
-import operator
-
 import numpy as np
 
 from . import _threads
-from ._dispatch import kernels
-from ._validation import (
-    ClassView, as_real_array, check_label_smoothing, check_nonnegative, check_reduction,
-    check_shape, compute_dtype, empty_out, finish_reduction, kernel_ready, normalize_axis,
+from ._checks import (
+    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing, check_reduction,
+    check_shape, class_axis, class_targets, class_weight, out_of_bounds, target_array,
 )
+from ._dispatch import kernels
+from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
+
+# the kernels' code of each reduction name (class_loss's `reduction`)
+_REDUCTION_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
 
 
-def _class_axis(ndim, axis):
-    if ndim == 0:
-        raise ValueError("input must have at least one dimension (the class axis), got a scalar")
-    if axis is None:
-        return 0 if ndim == 1 else 1
-    return normalize_axis(axis, ndim)
+def _prepare(input, reduction, ignore_index, axis):
+    """What both kinds of target check first, in this order: (input as an array,
+    reduction, ignore_index, compute dtype, class axis, number of classes)."""
+    x = as_real_array(input, "input")
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    dtype = compute_dtype(x)
+    ax = class_axis(x.ndim, axis)
+    return x, reduction, ignore_index, dtype, ax, x.shape[ax]
 
 
-def _weight(weight, C, dtype):
-    if weight is None:
-        return empty_out(dtype, 1), False
-    w = as_real_array(weight, "weight")
-    check_shape("weight", w.shape, (C,), "the input has C classes; expected shape")
-    w = kernel_ready(w, dtype)
-    check_nonnegative("weight", w)      # nan passes, as in PyTorch and the elementwise losses
-    return w, True
-
-
-_I64 = np.dtype(np.int64)
-
-
-def _out_of_bounds(value, C, ignore_index):
-    valid = f"0..{C - 1} or " if C else ""
-    return IndexError(f"target {value} is out of bounds for {C} classes "
-                      f"(valid targets are {valid}ignore_index={ignore_index})")
-
-
-def _target_array(target, what):
-    """np.asarray(target), with errors that name the target: a ragged nested list is a
-    TypeError, and a list of Python ints that do not all fit in int64 (which NumPy stores as
-    float64 or object) comes back as an object array, for _class_targets to report the value
-    (rather than being taken for probabilities)."""
-    try:
-        t = np.asarray(target)
-    except (ValueError, TypeError) as exc:
-        raise TypeError(f"target must be an array of {what}: {exc}") from None
-    if t.dtype.kind == "f" and t.size and not isinstance(target, np.ndarray):
-        obj = np.asarray(target, dtype=object)
-        if obj.shape == t.shape and all(type(v) is int for v in obj.flat):
-            return obj
-    return t
-
-
-def _class_targets(target, x_shape, axis, C, ignore_index):
-    t = _target_array(target, "integer class indices")
-    if t.dtype != _I64:
-        if t.dtype.kind not in "iu":
-            if t.dtype.kind == "O":      # Python ints beyond 64 bits
-                for v in t.flat:
-                    if type(v) is int and not -(2 ** 63) <= v < 2 ** 63:
-                        raise _out_of_bounds(v, C, ignore_index)
-            raise TypeError(
-                f"target must hold integer class indices, got dtype {t.dtype!s}"
-            )
-        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-            raise _out_of_bounds(int(t.max()), C, ignore_index)
-    t = kernel_ready(t, _I64)          # also aligns e.g. a field of a structured array
-    if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
-        check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
-                    f"input has shape {tuple(x_shape)} with classes on axis {axis}; "
-                    "expected")
-    return t
-
-
-_I64_MIN, _I64_END = -(2 ** 63), 2 ** 63
-
-
-def _ignore_index(ignore_index):
-    if type(ignore_index) is int and _I64_MIN <= ignore_index < _I64_END:
-        return ignore_index
-    if isinstance(ignore_index, (bool, np.bool_)):
-        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
-    try:
-        value = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
-    if not _I64_MIN <= value < _I64_END:
-        raise ValueError(f"ignore_index must fit in 64 bits, got {value}")
-    return value
-
-
-_REDUCTION_CODE = {"none": 0, "mean": 1, "sum": 2}
+def _outputs(shape, ax, dtype, reduction, return_grad, zero_grad):
+    """The arrays the kernels write: per-row losses ("none") and the gradient (return_grad;
+    zero-filled for NLL, whose kernel writes only the target entries), None where not asked."""
+    rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype) if reduction == "none" else None
+    grad = None
+    if return_grad:
+        grad = np.zeros(shape, dtype=dtype) if zero_grad else np.empty(shape, dtype=dtype)
+    return rows, grad
 
 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 return_grad, is_nll):
-    x = as_real_array(input, "input")
-    reduction = check_reduction(reduction)
-    code = _REDUCTION_CODE[reduction]
-    ignore_index = _ignore_index(ignore_index)
-    dtype = compute_dtype(x)
-    ax = _class_axis(x.ndim, axis)
-    C = x.shape[ax]
-    w, has_w = _weight(weight, C, dtype)
-    t = _class_targets(target, x.shape, ax, C, ignore_index)
+    """nll_loss and cross_entropy with class-index targets, on the general path."""
+    x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
+    w = class_weight(weight, C, dtype)
+    t = class_targets(target, x.shape, ax, C, ignore_index)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
-    shape = x.shape
-    rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype) if code == 0 else None
-    grad = None
-    if return_grad:
-        grad = np.zeros(shape, dtype=dtype) if is_nll else np.empty(shape, dtype=dtype)
-    bad, badv, total, denom = kernels.class_loss(
-        view.x3, view.to2(t), w, has_w, ignore_index, label_smoothing, is_nll, code,
-        view.to2(rows) if code == 0 else empty_out(dtype, 2),
-        view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
-        _threads.for_work(x.size),
+    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, zero_grad=is_nll)
+    bad, bad_value, total, weight_sum = kernels.class_loss(
+        x=view.x3, targets=view.to2(t), weight=w, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, is_nll=is_nll, reduction=_REDUCTION_CODES[reduction],
+        rows=None if rows is None else view.to2(rows),
+        grad=None if grad is None else view.to3(grad), nthreads=_threads.for_work(x.size),
     )
     if bad >= 0:
-        raise _out_of_bounds(badv, C, ignore_index)
-    loss = finish_reduction(reduction, total, denom, rows, dtype)
-    return (loss, grad) if return_grad else loss
+        raise out_of_bounds(bad_value, C, ignore_index)
+    return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype), grad,
+                     return_grad)
+
+
+def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad):
+    """cross_entropy with class-probability targets t (an array of floats)."""
+    # ignore_index is unused with probabilities, but checked all the same
+    x, reduction, _, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
+    check_shape("target", t.shape, x.shape,
+                "probability targets must have the input's shape")
+    w = class_weight(weight, C, dtype)
+    x = kernel_ready(x, dtype)
+    view = ClassView(x, ax)
+    nrows = view.outer * view.inner
+    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, zero_grad=False)
+    total = kernels.prob_loss(
+        x=view.x3, targets=view.to3(kernel_ready(t, dtype)), weight=w, label_smoothing=eps,
+        sigma=1.0 / nrows if (reduction == "mean" and nrows) else 1.0,
+        rows=None if rows is None else view.to2(rows),
+        grad=None if grad is None else view.to3(grad), nthreads=_threads.for_work(x.size),
+    )
+    # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
+    loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
+    return with_grad(loss, grad, return_grad)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", axis=None,
@@ -334,33 +286,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if fast is not None:
         return fast
     eps = check_label_smoothing(label_smoothing)
-    t = _target_array(target, "integer class indices or float class probabilities")
+    t = target_array(target, "integer class indices or float class probabilities")
     if t.dtype.kind != "f":
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
                            False)
-    x = as_real_array(input, "input")
-    reduction = check_reduction(reduction)
-    _ignore_index(ignore_index)        # unused with probabilities, but checked all the same
-    code = _REDUCTION_CODE[reduction]
-    dtype = compute_dtype(x)
-    ax = _class_axis(x.ndim, axis)
-    C = x.shape[ax]
-    check_shape("target", t.shape, x.shape,
-                "probability targets must have the input's shape")
-    w, has_w = _weight(weight, C, dtype)
-    x = kernel_ready(x, dtype)
-    view = ClassView(x, ax)
-    t3 = view.to3(kernel_ready(t, dtype))
-    nrows = view.outer * view.inner
-    sigma = 1.0 / nrows if (code == 1 and nrows) else 1.0
-    rows = np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=dtype) if code == 0 else None
-    grad = np.empty(x.shape, dtype=dtype) if return_grad else None
-    total = kernels.prob_loss(
-        view.x3, t3, w, has_w, eps, sigma,
-        view.to2(rows) if code == 0 else empty_out(dtype, 2), code == 0,
-        view.to3(grad) if return_grad else empty_out(dtype, 3), return_grad,
-        _threads.for_work(x.size),
-    )
-    # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
-    loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
-    return (loss, grad) if return_grad else loss
+    return _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad)

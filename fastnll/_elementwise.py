@@ -3,43 +3,41 @@ with logits, Gaussian NLL, Poisson NLL, KL divergence."""
 import numpy as np
 
 from . import _threads
-from ._dispatch import kernels
-from ._validation import (
-    as_real_array, check_broadcast, check_nonnegative, check_reduction, check_shape,
-    compute_dtype, empty_out, finish_reduction, joint_3d, kernel_ready, real_number,
+from ._checks import (
+    as_real_array, check_broadcast, check_gaussian_var_shape, check_nonnegative,
+    check_reduction, check_shape, real_number,
 )
+from ._dispatch import kernels
+from ._layout import compute_dtype, finish_reduction, joint_3d, kernel_ready, with_grad
 
-_BCE, _GAUSS, _POISSON, _KL = 0, 1, 2, 3
-_FULL, _LOG_INPUT, _LOG_TARGET, _HAS_A, _HAS_B = 1, 2, 4, 8, 16
+_KIND = kernels.Elementwise
 
 
-def _run(kind, x, y, a, b, p0, flags, reduction, return_grad, divisor, dtype):
+def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_target=False,
+         reduction="mean", return_grad=False, divisor=None, dtype=None):
     """Allocate outputs, run the elementwise kernel, finish the reduction.
 
-    x is the input (its shape is the result's); y, a, b are already broadcast to it (an
-    absent a or b is any stand-in of that shape, and its flag _HAS_A / _HAS_B is clear).
-    Returns (loss, grad_x, grad_a)."""
+    x is the input (its shape is the result's); y, and a and b where given, are already
+    broadcast to it.  Returns (loss, grad_x, grad_a); grad_a only for the Gaussian's var."""
     shape = x.shape
     n = x.size
     if divisor is None:
         divisor = n
     sigma = 1.0 / divisor if (reduction in ("mean", "batchmean") and divisor) else 1.0
-    want_rows = reduction == "none"
-    rows = np.empty(shape, dtype=dtype) if want_rows else None
+    rows = np.empty(shape, dtype=dtype) if reduction == "none" else None
     gx = np.empty(shape, dtype=dtype) if return_grad else None
-    ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _GAUSS) else None
-    outs = [o for o in (rows, gx, ga) if o is not None]
-    empty3 = empty_out(dtype, 3)
+    ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _KIND.GAUSSIAN) else None
+    operands = [x, y, a, b, rows, gx, ga]
+    present = [i for i, arr in enumerate(operands) if arr is not None]
     nthreads = _threads.for_work(n)
     total = 0.0
-    for views in joint_3d(shape, [x, y, a, b] + outs):   # usually one group
-        x3, y3, a3, b3 = views[:4]
-        rest = iter(views[4:])
-        r3 = next(rest) if want_rows else empty3
-        g3 = next(rest) if return_grad else empty3
-        ga3 = next(rest) if ga is not None else empty3
-        total += kernels.pointwise_loss(kind, x3, y3, a3, b3, p0, flags, sigma, r3, want_rows,
-                                        g3, ga3, return_grad, nthreads)
+    for group in joint_3d(shape, [operands[i] for i in present]):   # usually one group
+        views = dict(zip(present, group))
+        x3, y3, a3, b3, rows3, gx3, ga3 = (views.get(i) for i in range(len(operands)))
+        total += kernels.elementwise_loss(
+            kind=kind, x=x3, y=y3, a=a3, b=b3, eps=eps, full=full, log_input=log_input,
+            log_target=log_target, sigma=sigma, rows=rows3, grad=gx3, grad_a=ga3,
+            nthreads=nthreads)
     return finish_reduction(reduction, total, divisor, rows, dtype), gx, ga
 
 
@@ -141,42 +139,33 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     x, y, dtype = _operands(input, target)
     check_shape("target", y.shape, x.shape, "it must match the input's shape")
     y = kernel_ready(y, dtype)
-    extra, flags = [], 0
-    for name, val, flag in (("weight", weight, _HAS_A), ("pos_weight", pos_weight, _HAS_B)):
+    extra = []
+    for name, val in (("weight", weight), ("pos_weight", pos_weight)):
         if val is None:
-            extra.append(x)           # a stand-in of the right shape: never read
+            extra.append(None)
             continue
-        flags |= flag
         arr = kernel_ready(as_real_array(val, name), dtype)
         check_nonnegative(name, arr)
         extra.append(check_broadcast(name, arr, x.shape))
-    loss, gx, _ = _run(_BCE, x, y, extra[0], extra[1], 0.0, flags, reduction, return_grad,
-                       None, dtype)
-    return (loss, gx) if return_grad else loss
+    loss, gx, _ = _run(_KIND.BCE, x, y, a=extra[0], b=extra[1], reduction=reduction,
+                       return_grad=return_grad, dtype=dtype)
+    return with_grad(loss, gx, return_grad)
 
 
 def _gaussian_var(var, x_shape, dtype):
-    """PyTorch's rules for var's shape: the input's shape; the input's shape less its last
-    axis; or the input's shape with exactly one axis of size 1.  Returns (broadcast var,
-    callable that reduces a full-size gradient to var's own shape)."""
+    """var broadcast to the input's shape, and a callable that reduces a full-size gradient
+    to var's own shape (see check_gaussian_var_shape for the shapes PyTorch allows)."""
     v = as_real_array(var, "var")
     orig_shape = v.shape
     v = kernel_ready(v, dtype)
     check_nonnegative("var", v)
     if v.ndim == 0:
         return np.broadcast_to(v, x_shape), lambda g: dtype.type(g.sum(dtype=np.float64))
+    check_gaussian_var_shape(v.shape, x_shape)
     if v.shape == tuple(x_shape):
         return v, lambda g: g
     if v.shape == tuple(x_shape[:-1]):
         v = v[..., None]
-    elif not (v.ndim == len(x_shape)
-              and sum(1 for a, b in zip(x_shape, v.shape) if a != b) == 1
-              and all(b == 1 for a, b in zip(x_shape, v.shape) if a != b)):
-        raise ValueError(
-            f"var has shape {orig_shape}, which does not fit input shape {tuple(x_shape)}: "
-            "expected the input's shape, the input's shape without its last axis, or the "
-            "input's shape with one axis of size 1"
-        )
     axes = tuple(i for i, (a, b) in enumerate(zip(x_shape, v.shape)) if a != b)
 
     def reduce(g):
@@ -267,9 +256,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     v, reduce_var = _gaussian_var(var, x.shape, dtype)
-    loss, gx, gv = _run(_GAUSS, x, y, v, x, real_number(eps, "eps"),
-                        (_FULL if full else 0) | _HAS_A, reduction,
-                        return_grad, None, dtype)
+    loss, gx, gv = _run(_KIND.GAUSSIAN, x, y, a=v, eps=real_number(eps, "eps"), full=full,
+                        reduction=reduction, return_grad=return_grad, dtype=dtype)
     return (loss, (gx, reduce_var(gv))) if return_grad else loss
 
 
@@ -350,11 +338,10 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
-    flags = (_FULL if full else 0) | (_LOG_INPUT if log_input else 0)
-    loss, gx, _ = _run(_POISSON, x, y, x, x, real_number(eps, "eps"), flags, reduction,
-                       return_grad,
-                       None, dtype)
-    return (loss, gx) if return_grad else loss
+    loss, gx, _ = _run(_KIND.POISSON, x, y, eps=real_number(eps, "eps"), full=full,
+                       log_input=log_input, reduction=reduction, return_grad=return_grad,
+                       dtype=dtype)
+    return with_grad(loss, gx, return_grad)
 
 
 def kl_div(input, target, reduction="mean", log_target=False, return_grad=False):
@@ -426,6 +413,6 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False)
     divisor = None
     if reduction == "batchmean":
         divisor = x.shape[0] if x.ndim else 1
-    loss, gx, _ = _run(_KL, x, y, x, x, 0.0, _LOG_TARGET if log_target else 0,
-                       reduction, return_grad, divisor, dtype)
-    return (loss, gx) if return_grad else loss
+    loss, gx, _ = _run(_KIND.KL, x, y, log_target=log_target, reduction=reduction,
+                       return_grad=return_grad, divisor=divisor, dtype=dtype)
+    return with_grad(loss, gx, return_grad)

@@ -1,0 +1,309 @@
+/*
+ * fastnll/_avx512_loops.h -- the float32 loops that evaluate exp, written with AVX-512
+ * intrinsics, for the x86-64-v4 build (gcc or clang; the header defines nothing elsewhere).
+ *
+ * fnl_exp16_f32 is fnl_exp_f32 (_scalar_math.h) step for step, with the FMAs gcc forms from
+ * it at this level, but scaling by 2^n with vscalefps (which rounds a subnormal result once,
+ * as the two factors do) instead of exponent-bit arithmetic: gcc does not find that
+ * instruction in the scalar code.  It gives the same bits as fnl_exp_f32 built for
+ * x86-64-v4 for all 2^32 floats, checked exhaustively in CI by .ci/check_exp16.c (rounding
+ * x/ln2 with vrndscaleps after an unfused multiply instead differed for 19 of them, by an ulp).
+ *
+ * The loops take unit-stride runs and are called by the type-generic loops of
+ * _generic_loops_T.h, for float, in place of their own bodies (FNL_USE_AVX512):
+ *   fnl_sumexp_unit_avx512_f32      a row's sum of exp, split at the maximum
+ *   fnl_colsumexp_unit_avx512_f32   one class row of a column block into per-column sums
+ *   fnl_colmax_rows_avx512_f32, fnl_colsumexp_rows_avx512_f32
+ *                                   a chunk of class rows of a column block at once
+ *   fnl_softmax_unit_avx512_f32, fnl_grad_unit_avx512_f32, fnl_colsoftmax_unit_avx512_f32,
+ *   fnl_colgrad_unit_avx512_f32     the writers of softmax and of the gradient
+ * The column sums add element by element, so they are bit-identical to the generic loop's;
+ * the row sum adds in 16 lanes and then across them, like the vectorised generic loop; the
+ * gradient writers round scale_p e - scale_w once (fused multiply-subtract).
+ */
+#ifndef FASTNLL_AVX512_LOOPS_H
+#define FASTNLL_AVX512_LOOPS_H
+
+#include "_portable.h"
+
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FNL_HAVE_AVX512 1
+
+/* ------------------------------------------------------------------- vector exp ---- */
+
+/* exp of xc already clamped to [-110, 89] (or nan) */
+FNL_INLINE __m512 fnl_exp16_clamped_f32(__m512 xc)
+{
+    /* n as in fnl_exp_f32, where gcc fuses xc * log2(e) + 1.5 * 2^23 into one FMA */
+    __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic),
+                             magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+FNL_INLINE __m512 fnl_exp16_f32(__m512 x)
+{
+    /* max and min return their second operand when either is nan: x goes second */
+    __m512 xc = _mm512_max_ps(_mm512_set1_ps(-110.0f), x);
+    return fnl_exp16_clamped_f32(_mm512_min_ps(_mm512_set1_ps(89.0f), xc));
+}
+
+/* fnl_exp16_f32 for x <= 0 (or nan), where the upper clamp cannot change anything: the same
+ * bits, one instruction fewer */
+FNL_INLINE __m512 fnl_exp16_nonpos_f32(__m512 x)
+{
+    return fnl_exp16_clamped_f32(_mm512_max_ps(_mm512_set1_ps(-110.0f), x));
+}
+
+/* ---------------------------------------------------------------- loop helpers ---- */
+
+/* lanes [0, m) of 16: the mask of a last, partial vector */
+FNL_INLINE __mmask16 fnl_first16(ptrdiff_t m)
+{
+    return (__mmask16)((1u << m) - 1u);
+}
+
+/* FNL_FOR16(i, n, live, body) runs body once per 16 elements of [0, n), with `live` the mask
+ * of the lanes inside [0, n): a constant all-lanes mask in the main loop (where the masked
+ * loads and stores compile to plain ones) and the mask of the last, partial vector after it
+ * (masking every vector instead made a row's sum of exp measurably slower). */
+#define FNL_FOR16(i, n, live, ...)                                                          \
+    {                                                                                       \
+        ptrdiff_t i = 0;                                                                    \
+        for (; i + 16 <= (n); i += 16) {                                                    \
+            const __mmask16 live = (__mmask16)0xFFFF;                                       \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+        if (i < (n)) {                                                                      \
+            const __mmask16 live = fnl_first16((n) - i);                                    \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+    }
+
+FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
+{
+    return _mm512_maskz_loadu_ps(live, p);
+}
+
+/* ------------------------------------------------------------------- row sums ---- */
+
+/* the row sum with every term through fnl_exp16_f32: any M and shift */
+FNL_INLINE void fnl_sumexp_all_avx512_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                          float *rest, float *at_max)
+{
+    __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, vs));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
+        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
+        h = _mm512_mask_add_ps(h, top, h, e);
+    )
+    *rest = _mm512_reduce_add_ps(l);
+    *at_max = _mm512_reduce_add_ps(h);
+}
+
+FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                           float *rest, float *at_max)
+{
+    if (M != shift) {
+        fnl_sumexp_all_avx512_f32(x, n, M, shift, rest, at_max);
+        return;
+    }
+    /* A finite maximum that is also the shift (the usual case): each maximal term is
+     * exp(0) = 1, so they are counted (integer work, off the FP pipes), and no argument
+     * exceeds 0 (nan stays nan).  The same results as fnl_sumexp_all_avx512_f32. */
+    __m512 l = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
+    int64_t count = 0;
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
+        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
+        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
+        count += __builtin_popcount(top);
+    )
+    *rest = _mm512_reduce_add_ps(l);
+    *at_max = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_stats
+                                 * passes chunks of ROW_CHUNK) */
+}
+
+/* ---------------------------------------------------------------- column sums ---- */
+
+FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, const float *M,
+                                              const float *shift, float *rest, float *at_max)
+{
+    FNL_FOR16(k, ncols, live,
+        __m512 v = fnl_load16(live, x + k);
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, fnl_load16(live, shift + k)));
+        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, fnl_load16(live, M + k), _CMP_EQ_OQ);
+        __m512 l = fnl_load16(live, rest + k), h = fnl_load16(live, at_max + k);
+        _mm512_mask_storeu_ps(rest + k, live, _mm512_mask_add_ps(l, (__mmask16)~top, l, e));
+        _mm512_mask_storeu_ps(at_max + k, live, _mm512_mask_add_ps(h, top, h, e));
+    )
+}
+
+/* nclass class rows of a column block at once (row j at x + j * class_stride, unit stride
+ * along the ncols columns): the column maximum and sum of each row in turn, with the
+ * accumulators of up to 64 columns (four vectors, a group) kept in registers across the rows
+ * instead of stored and reloaded per row, and the rows still read one after the other
+ * (reading column-vector by column-vector made the strided, unpacked case slower).  The same
+ * operations in the same order per column, so the same results as the generic loops
+ * (.ci/check_exp16.c). */
+#define FNL_COLQ 4      /* vectors of 16 columns per group */
+
+/* the live lanes of the q-th vector of a group of n columns, and how many vectors are live */
+#define FNL_COLQ_MASKS(live, nq, n)                                                         \
+    __mmask16 live[FNL_COLQ];                                                               \
+    int nq = (int)(((n) + 15) / 16);                                                        \
+    for (int q = 0; q < FNL_COLQ; q++) {                                                    \
+        ptrdiff_t rest_ = (n) - 16 * q;                                                     \
+        live[q] = rest_ >= 16 ? (__mmask16)0xFFFF : rest_ > 0 ? fnl_first16(rest_) : 0;     \
+    }
+
+FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
+                                           ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
+        FNL_COLQ_MASKS(live, nq, ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ)
+        __m512 acc[FNL_COLQ];
+        for (int q = 0; q < FNL_COLQ; q++) acc[q] = fnl_load16(live[q], m + k0 + 16 * q);
+        for (ptrdiff_t j = 0; j < nclass; j++) {
+            if (class_stride > 256) {
+                /* rows far apart (a class axis with a large stride, e.g. axis 0 of a
+                 * C-ordered matrix): the hardware prefetchers do not follow 256-byte pieces
+                 * of rows in different pages, so ask for the same piece of the row one chunk
+                 * ahead (the next call's).  On integers: the address may lie past the array,
+                 * which a prefetch may name but a pointer may not. */
+                uintptr_t ahead = (uintptr_t)(x + k0)
+                                  + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
+                for (int q = 0; q < FNL_COLQ; q++)
+                    if (q < nq) FNL_PREFETCH((const void *)(ahead + 64 * q));
+            }
+            for (int q = 0; q < FNL_COLQ; q++) {
+                if (q < nq) {   /* x > m ? x : m, as the scalar loop (nan in x is skipped) */
+                    __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);
+                    acc[q] = _mm512_mask_mov_ps(acc[q], _mm512_cmp_ps_mask(v, acc[q],
+                                                                           _CMP_GT_OQ), v);
+                }
+            }
+        }
+        for (int q = 0; q < FNL_COLQ; q++)
+            _mm512_mask_storeu_ps(m + k0 + 16 * q, live[q], acc[q]);
+    }
+}
+
+FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
+                                              ptrdiff_t class_stride, ptrdiff_t ncols,
+                                              const float *M, const float *shift, float *rest,
+                                              float *at_max)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
+        ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
+        FNL_COLQ_MASKS(live, nq, n)
+        __m512 vm[FNL_COLQ], vs[FNL_COLQ], l[FNL_COLQ];
+        __m512i count[FNL_COLQ];
+        int usual = 1;
+        for (int q = 0; q < FNL_COLQ; q++) {
+            vm[q] = fnl_load16(live[q], M + k0 + 16 * q);
+            vs[q] = fnl_load16(live[q], shift + k0 + 16 * q);
+            usual &= _mm512_mask_cmp_ps_mask(live[q], vm[q], vs[q], _CMP_EQ_OQ) == live[q];
+        }
+        if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
+            for (ptrdiff_t j = 0; j < nclass; j++)
+                fnl_colsumexp_unit_avx512_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
+                                              rest + k0, at_max + k0);
+            continue;
+        }
+        /* every column's maximum finite and its shift: as in fnl_sumexp_unit_avx512_f32, the
+         * maximal terms (each exactly 1) are counted in integer lanes and no argument exceeds
+         * 0.  at_max holds whole numbers (fresh chunk sums), so at_max + count is what adding
+         * 1.0 count times gives while it stays below 2^24 (nclass <= COL_CHUNK). */
+        for (int q = 0; q < FNL_COLQ; q++) {
+            l[q] = fnl_load16(live[q], rest + k0 + 16 * q);
+            count[q] = _mm512_setzero_si512();
+        }
+        for (ptrdiff_t j = 0; j < nclass; j++) {
+            for (int q = 0; q < FNL_COLQ; q++) {
+                if (q < nq) {
+                    __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);
+                    __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs[q]));
+                    __mmask16 top = _mm512_mask_cmp_ps_mask(live[q], v, vm[q], _CMP_EQ_OQ);
+                    l[q] = _mm512_mask_add_ps(l[q], live[q] & (__mmask16)~top, l[q], e);
+                    count[q] = _mm512_mask_sub_epi32(count[q], top, count[q],
+                                                     _mm512_set1_epi32(-1));
+                }
+            }
+        }
+        for (int q = 0; q < FNL_COLQ; q++) {
+            __m512 h = fnl_load16(live[q], at_max + k0 + 16 * q);
+            _mm512_mask_storeu_ps(rest + k0 + 16 * q, live[q], l[q]);
+            _mm512_mask_storeu_ps(at_max + k0 + 16 * q, live[q],
+                                  _mm512_add_ps(h, _mm512_cvtepi32_ps(count[q])));
+        }
+    }
+}
+
+/* -------------------------------------------------------------------- writers ---- */
+
+FNL_INLINE void fnl_softmax_unit_avx512_f32(const float *x, ptrdiff_t n, float shift,
+                                            float log_sum, float *out)
+{
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
+    FNL_FOR16(i, n, live,
+        _mm512_mask_storeu_ps(out + i, live, fnl_exp16_f32(
+            _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)));
+    )
+}
+
+FNL_INLINE void fnl_grad_unit_avx512_f32(const float *x, ptrdiff_t n, float shift,
+                                         float log_sum, float scale_p, float scale_w, float *g)
+{
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
+    __m512 va = _mm512_set1_ps(scale_p), vb = _mm512_set1_ps(scale_w);
+    FNL_FOR16(i, n, live,
+        _mm512_mask_storeu_ps(g + i, live, _mm512_fmsub_ps(va, fnl_exp16_f32(
+            _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl)), vb));
+    )
+}
+
+FNL_INLINE void fnl_colsoftmax_unit_avx512_f32(const float *x, ptrdiff_t ncols,
+                                               const float *shift, const float *log_sum,
+                                               float *out)
+{
+    FNL_FOR16(k, ncols, live,
+        _mm512_mask_storeu_ps(out + k, live, fnl_exp16_f32(_mm512_sub_ps(
+            _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
+            fnl_load16(live, log_sum + k))));
+    )
+}
+
+FNL_INLINE void fnl_colgrad_unit_avx512_f32(const float *x, ptrdiff_t ncols,
+                                            const float *shift, const float *log_sum,
+                                            const float *scale_p, const float *scale_w,
+                                            float w_j, float *g)
+{
+    __m512 vw = _mm512_set1_ps(w_j);
+    FNL_FOR16(k, ncols, live,
+        __m512 e = fnl_exp16_f32(_mm512_sub_ps(
+            _mm512_sub_ps(fnl_load16(live, x + k), fnl_load16(live, shift + k)),
+            fnl_load16(live, log_sum + k)));
+        _mm512_mask_storeu_ps(g + k, live, _mm512_fmsub_ps(fnl_load16(live, scale_p + k), e,
+            _mm512_mul_ps(fnl_load16(live, scale_w + k), vw)));
+    )
+}
+
+#endif /* __AVX512F__ */
+#endif /* FASTNLL_AVX512_LOOPS_H */

@@ -1,0 +1,577 @@
+# The class-target losses' kernels: nll_loss and cross_entropy with class-index targets
+# (class_loss), and cross_entropy with class-probability targets (prob_loss), forward and
+# fused backward, over the class-axis view of _class_axis.pxi.
+#
+# Design
+# (a) class_loss runs in fixed blocks (ROW_BLOCK rows, or one column block), each a function
+#     over one ClassArgs struct of raw pointers and strides (class_args fills it, on this
+#     file's entry path and on the compiled shortcut's, _call_shortcut.pxi): nll_block (a
+#     gather), rows_block and cols_block (cross-entropy in the two traversals).  With one
+#     thread, or one block, the blocks run without an OpenMP region, in the same order, so
+#     the sums are the same.
+# (b) Targets are checked on the fly, each block keeping its first invalid one; only the
+#     gradient of the mean needs its scale first and takes a serial pre-pass over the targets.
+# (c) The loss forward allocates nothing of the input's size.  The fused forward+backward
+#     reads a row twice (once for its log-sum-exp, once to write the gradient) and writes it
+#     once.
+# (d) Per class-target row, with p = softmax(x), w the class weights (1 without weights), W
+#     their sum, t the target, eps the label smoothing and sigma the reduction scale:
+#       loss = (1-eps) w_t (lse - x_t) + eps/C (W lse - sum_j w_j x_j)   (PyTorch's formula)
+#       grad = sigma [ ((1-eps) w_t + eps W / C) p - eps/C w - (1-eps) w_t e_t ]
+#     For probability targets t (smoothed to t' = (1-eps) t + eps/C):
+#       loss = sum_j w_j t'_j (lse - x_j),  grad = sigma [ (sum_j w_j t'_j) p - w t' ].
+#     Sums of x are taken relative to a reference inside the row (the first chunk's shift), so
+#     float32 rows with large offsets do not lose the answer to cancellation.
+# (e) Where gcc forms fused multiply-adds, and which operand of a nan sum it keeps, depends on
+#     the shape of the surrounding code (at x86-64-v3 and v4): moving a loop into a helper or
+#     reading strides from a struct inside prange can change the last bit of a loss.  Check a
+#     refactor of these kernels with .ci/corpus.py (bit for bit against the previous build).
+from fastnll._lse cimport RowStats, row_stats, row_lse
+from fastnll._loops cimport fnl_grad, fnl_gradprob, fnl_colgrad, fnl_unpack, fnl_nll_rows
+
+
+cdef struct TargetCheck:
+    Py_ssize_t bad        # flat index of the first invalid target, -1 if none
+    int64_t bad_value
+    double weight_sum     # sum of w[t] over the kept targets (their count without weights)
+
+
+cdef TargetCheck check_targets(const int64_t *targets, Py_ssize_t outer, Py_ssize_t inner,
+                               Py_ssize_t s_t0, Py_ssize_t s_t1, Py_ssize_t C,
+                               int64_t ignore_index, const floating *w,
+                               Py_ssize_t s_w) noexcept nogil:
+    # One serial pass over the (outer, inner) targets: the first one outside [0, C) that is
+    # not ignore_index, and the weight total of the kept ones (w NULL: no weights), summed in
+    # a fixed order.
+    cdef Py_ssize_t i, j
+    cdef int64_t t
+    cdef TargetCheck r
+    r.bad = -1
+    r.bad_value = 0
+    r.weight_sum = 0
+    for i in range(outer):
+        for j in range(inner):
+            t = targets[i * s_t0 + j * s_t1]
+            if t == ignore_index:
+                continue
+            if t < 0 or t >= C:
+                r.bad = i * inner + j
+                r.bad_value = t
+                return r
+            r.weight_sum += 1.0 if w == NULL else w[t * s_w]
+    return r
+
+
+cdef struct BlockSum:
+    double loss_sum       # sum of the block's losses
+    double weight_sum     # sum of its kept targets' weights
+    int64_t bad_row       # its first invalid target's row (-1: none) ...
+    int64_t bad_value     # ... and value
+
+
+cdef struct ClassArgs:
+    # One class_loss call as raw pointers and element strides, for the block functions below.
+    # The floating arrays are void pointers (a struct cannot be fused); each block function
+    # casts them to the type of its x0.  Filled by class_args.
+    Py_ssize_t outer, C, inner
+    View3 x                    # logits (cross-entropy) or log-probabilities (NLL)
+    View2 targets              # int64 class indices
+    const void *w              # class weights (stride s_w), NULL without
+    Py_ssize_t s_w
+    int64_t ignore_index
+    double eps                 # label smoothing
+    bint is_nll
+    View2 rows                 # per-row losses (reduction NONE); data NULL when not asked
+    View3 grad                 # the gradient; data NULL when not asked (or empty)
+    bint want_grad
+    # set by run_class_loss
+    RowSums sums               # SUMS_WX with label smoothing (the rows also sum w (x - ref))
+    bint plain                 # no weights, smoothing, gradient or per-row output
+    bint columns               # the column traversal
+    Py_ssize_t blocks_per_outer   # column blocks per outer index
+    double W                   # the summed class weights
+    double sigma               # the gradient's scale
+    void *ws                   # the column traversal's per-thread workspace
+
+
+cdef inline ClassArgs class_args(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, View3 x,
+                                 View2 targets, const void *w, Py_ssize_t s_w,
+                                 int64_t ignore_index, double eps, bint is_nll, View2 rows,
+                                 View3 grad, bint want_grad) noexcept nogil:
+    # the arguments of one call; run_class_loss sets the rest
+    cdef ClassArgs a
+    a.outer, a.C, a.inner = outer, C, inner
+    a.x = x
+    a.targets = targets
+    a.w = w
+    a.s_w = s_w
+    a.ignore_index = ignore_index
+    a.eps = eps
+    a.is_nll = is_nll
+    a.rows = rows
+    a.grad = grad
+    a.want_grad = want_grad
+    return a
+
+
+cdef struct RowRun:
+    # rows [r, r + n) of the (outer, inner) grid that are one stride apart: the rest of row r's
+    # outer index (or of the block when inner == 1: then rows are outer indices), from (o, k)
+    Py_ssize_t o
+    Py_ssize_t k
+    Py_ssize_t n
+
+
+cdef inline RowRun row_run(Py_ssize_t r, Py_ssize_t r1, Py_ssize_t inner) noexcept nogil:
+    # the run that starts at row r and ends by row r1
+    cdef RowRun run
+    if inner == 1:
+        run.o = r
+        run.k = 0
+        run.n = r1 - r
+    else:
+        run.o = r // inner
+        run.k = r - run.o * inner
+        run.n = min(inner - run.k, r1 - r)
+    return run
+
+
+cdef void nll_outputs(const floating *x0, ClassArgs a, Py_ssize_t r0,
+                      Py_ssize_t r1) noexcept nogil:
+    # The per-row losses and the gradient of NLL rows [r0, r1), whose targets nll_block has
+    # checked: a second pass over them, whose entries are still in cache.  The gradient must
+    # arrive zero-filled (only the target entries are written).
+    cdef Py_ssize_t r, C = a.C, inner = a.inner
+    cdef const int64_t *targets = <const int64_t *>a.targets.data
+    cdef const floating *w = <const floating *>a.w
+    cdef floating *g = <floating *>a.grad.data
+    cdef floating *rows = <floating *>a.rows.data
+    cdef int64_t t
+    cdef double w_t, loss
+    cdef RowIndex ri
+    for r in range(r0, r1):
+        ri = row_index(r, inner)
+        t = targets[ri.o * a.targets.s0 + ri.k * a.targets.s1]
+        loss = 0
+        # checked in the first pass, checked again: the caller's array could change between
+        # the passes (another Python thread; the GIL is released), and must not send a write
+        # out of bounds
+        if t != a.ignore_index and 0 <= t < C:
+            w_t = 1.0 if w == NULL else w[t * a.s_w]
+            loss = -w_t * x0[ri.o * a.x.s0 + t * a.x.s1 + ri.k * a.x.s2]
+            if g != NULL:
+                g[ri.o * a.grad.s0 + t * a.grad.s1 + ri.k * a.grad.s2] = <floating>(-a.sigma * w_t)
+        if rows != NULL:
+            rows[ri.o * a.rows.s0 + ri.k * a.rows.s1] = <floating>loss
+
+
+cdef BlockSum nll_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
+    # NLL over the rows of block blk: a gather.  The sums (and the first invalid target) come
+    # from fnl_nll_rows, in runs of rows with one stride (row_run); so the loss is the same
+    # number whether or not per-row losses or the gradient are asked for.  Those are written
+    # afterwards by nll_outputs.
+    cdef Py_ssize_t inner = a.inner, s0 = a.x.s0, s2 = a.x.s2
+    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner)
+    cdef Py_ssize_t r, bad
+    cdef const int64_t *targets = <const int64_t *>a.targets.data
+    cdef Py_ssize_t s_t0 = a.targets.s0, s_t1 = a.targets.s1
+    cdef RowRun run
+    cdef BlockSum b
+    b.loss_sum = 0
+    b.weight_sum = 0
+    b.bad_row = -1
+    b.bad_value = 0
+    r = r0
+    while r < r1:
+        run = row_run(r, r1, inner)
+        bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, a.x.s1,
+                           targets + run.o * s_t0 + run.k * s_t1, s_t0 if inner == 1 else s_t1,
+                           run.n, a.C, a.ignore_index, <const floating *>a.w, a.s_w,
+                           &b.loss_sum, &b.weight_sum)
+        if bad >= 0:
+            b.bad_row = r + bad
+            b.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1
+                           else targets[(run.o + bad) * s_t0])
+            return b
+        r += run.n
+    if a.rows.data != NULL or a.grad.data != NULL:
+        nll_outputs(x0, a, r0, r1)
+    return b
+
+
+cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
+    # Cross-entropy over the rows of block blk of the row traversal, in three passes: the
+    # rows' statistics (and the targets' check), the logs of all their sums at once (one
+    # vectorised pass, finish_logs_many, instead of a scalar log1p per row), then losses and
+    # gradient.
+    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
+    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner), i
+    cdef const int64_t *targets = <const int64_t *>a.targets.data
+    cdef const floating *w = <const floating *>a.w
+    # without smoothing the other classes' weights take no part in the gradient (a nan weight
+    # must not reach rows whose target has a finite one: 0 * nan is nan)
+    cdef const floating *grad_w = w if a.sums == SUMS_WX else NULL
+    cdef floating *g = <floating *>a.grad.data
+    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
+    cdef floating *rows = <floating *>a.rows.data
+    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, w_t
+    cdef int64_t t
+    cdef RowIndex ri
+    cdef RowStats stats
+    cdef RowStats block_stats[ROW_BLOCK]
+    cdef floating maxima[ROW_BLOCK]
+    cdef double rests[ROW_BLOCK]
+    cdef double at_maxes[ROW_BLOCK]
+    cdef double log_sums[ROW_BLOCK]
+    cdef int64_t targets_read[ROW_BLOCK]    # as read once (the caller's array may change)
+    cdef BlockSum b
+    b.loss_sum = 0
+    b.weight_sum = 0
+    b.bad_row = -1
+    b.bad_value = 0
+    for i in range(r1 - r0):
+        ri = row_index(r0 + i, inner)
+        t = targets[ri.o * a.targets.s0 + ri.k * a.targets.s1]
+        targets_read[i] = t
+        maxima[i] = 0   # rows without statistics: a sum of 1 (no nan from the shared log)
+        rests[i] = 0
+        at_maxes[i] = 1
+        if t != a.ignore_index and (t < 0 or t >= C):
+            if b.bad_row < 0:
+                b.bad_row = r0 + i
+                b.bad_value = t
+        elif t != a.ignore_index or a.want_grad:
+            block_stats[i] = row_stats(x0 + ri.o * s0 + ri.k * s2, C, s1,
+                                       SUMS_LSE if t == a.ignore_index else a.sums, NULL, 0,
+                                       w, a.s_w, 0, 0)
+            maxima[i] = <floating>block_stats[i].maximum
+            rests[i] = block_stats[i].rest
+            at_maxes[i] = block_stats[i].at_max
+    finish_logs_many(maxima, rests, at_maxes, log_sums, r1 - r0)
+    for i in range(r1 - r0):
+        ri = row_index(r0 + i, inner)
+        t = targets_read[i]
+        loss = 0
+        if t != a.ignore_index and (t < 0 or t >= C):
+            continue
+        if t != a.ignore_index or a.want_grad:
+            stats = block_stats[i]
+            stats.log_sum = log_sums[i]
+            if stats.maximum == INFINITY:
+                stats.log_sum = NAN   # PyTorch: log_softmax of a row with +inf is nan
+        if t == a.ignore_index:
+            if a.want_grad:
+                # 0 * softmax, as PyTorch's backward: nan where the row is
+                fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                         <floating>stats.log_sum, 0, 0, NULL, 0, g + ri.o * g0 + ri.k * g2, g1)
+        else:
+            w_t = 1.0 if w == NULL else w[t * a.s_w]
+            b.weight_sum = b.weight_sum + w_t
+            loss = (1 - eps) * w_t * (stats.log_sum
+                                      + (stats.shift - x0[ri.o * s0 + t * s1 + ri.k * s2]))
+            if a.sums == SUMS_WX:
+                loss = loss + eps / C * (W * (stats.log_sum + (stats.shift - stats.ref))
+                                         - stats.x_sum)
+            if a.want_grad:
+                fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                         <floating>stats.log_sum,
+                         <floating>(sigma * ((1 - eps) * w_t
+                                             + (eps * W / C if a.sums == SUMS_WX else 0.0))),
+                         <floating>(sigma * eps / C), grad_w, a.s_w, g + ri.o * g0 + ri.k * g2,
+                         g1)
+                g[ri.o * g0 + t * g1 + ri.k * g2] -= <floating>(sigma * (1 - eps) * w_t)
+        if rows != NULL:
+            rows[ri.o * a.rows.s0 + ri.k * a.rows.s1] = <floating>loss
+        b.loss_sum = b.loss_sum + loss
+    return b
+
+
+cdef BlockSum cols_block(const floating *x0, ClassArgs a, Py_ssize_t it,
+                         int tid) noexcept nogil:
+    # Cross-entropy over column block it of the column traversal, by thread tid (which picks
+    # its workspace).
+    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
+    cdef Py_ssize_t k, j
+    cdef ColRange cr = col_range(it, a.blocks_per_outer, inner)
+    cdef Py_ssize_t o = cr.o, k0 = cr.k0, ncols = cr.ncols
+    cdef floating *packed = <floating *>pack_buffer(a.ws, s2, tid)
+    cdef floating *shift = <floating *>col_slot(a.ws, tid, SLOT_SHIFT)
+    cdef floating *log_sum = <floating *>col_slot(a.ws, tid, SLOT_LOG_SUM)
+    cdef floating *ref = <floating *>col_slot(a.ws, tid, SLOT_REF)
+    cdef floating *maximum = <floating *>col_slot(a.ws, tid, SLOT_MAX)
+    cdef floating *scale_p = <floating *>col_slot(a.ws, tid, SLOT_SCALE_P)
+    cdef floating *scale_w = <floating *>col_slot(a.ws, tid, SLOT_SCALE_W)
+    cdef double *log_sum_d = <double *>col_slot(a.ws, tid, SLOT_LOG_SUM_D)
+    cdef double *x_sum = <double *>col_slot(a.ws, tid, SLOT_X_SUM_D)
+    cdef const floating *w = <const floating *>a.w
+    cdef const floating *grad_w = w if a.sums == SUMS_WX else NULL
+    cdef floating *g = <floating *>a.grad.data
+    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
+    cdef floating *rows = <floating *>a.rows.data
+    # this block's targets, at stride s_t
+    cdef const int64_t *targets = (<const int64_t *>a.targets.data + o * a.targets.s0
+                                   + k0 * a.targets.s1)
+    cdef Py_ssize_t s_t = a.targets.s1
+    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, w_t
+    cdef int64_t t
+    cdef bint packed_whole
+    cdef BlockSum b
+    packed_whole = col_lse(x0 + o * s0 + k0 * s2, C, s1, ncols, s2, a.sums, w, a.s_w, a.ws, tid,
+                           packed, k0 + ncols < inner)
+    for k in range(ncols):
+        if maximum[k] == INFINITY:
+            log_sum[k] = NAN
+            log_sum_d[k] = NAN
+    b.loss_sum = 0
+    b.weight_sum = 0
+    b.bad_row = -1
+    b.bad_value = 0
+    if a.plain:       # the common case, with the branches that cannot fire removed
+        for k in range(ncols):
+            t = targets[k * s_t]
+            if t == a.ignore_index:
+                continue
+            if t < 0 or t >= C:
+                if b.bad_row < 0:
+                    b.bad_row = o * inner + k0 + k
+                    b.bad_value = t
+                continue
+            b.weight_sum = b.weight_sum + 1
+            b.loss_sum = b.loss_sum + (log_sum_d[k]
+                                       + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
+        return b
+    for k in range(ncols):
+        t = targets[k * s_t]
+        loss = 0
+        scale_p[k] = 0
+        scale_w[k] = 0
+        if t != a.ignore_index and (t < 0 or t >= C):
+            if b.bad_row < 0:
+                b.bad_row = o * inner + k0 + k
+                b.bad_value = t
+        elif t != a.ignore_index:
+            w_t = 1.0 if w == NULL else w[t * a.s_w]
+            b.weight_sum = b.weight_sum + w_t
+            loss = (1 - eps) * w_t * (log_sum_d[k]
+                                      + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
+            if a.sums == SUMS_WX:
+                loss = loss + eps / C * (W * (log_sum_d[k] + (shift[k] - ref[k])) - x_sum[k])
+            scale_p[k] = <floating>(sigma * ((1 - eps) * w_t
+                                             + (eps * W / C if a.sums == SUMS_WX else 0.0)))
+            scale_w[k] = <floating>(sigma * eps / C)
+        if rows != NULL:
+            rows[o * a.rows.s0 + (k0 + k) * a.rows.s1] = <floating>loss
+        b.loss_sum = b.loss_sum + loss
+    if a.want_grad and b.bad_row < 0:
+        if packed_whole:
+            for j in range(C):      # the gradient in place in the packed block
+                fnl_colgrad(packed + j * COL_BLOCK, ncols, 1, shift, log_sum, scale_p, scale_w,
+                            1 if grad_w == NULL else grad_w[j * a.s_w], packed + j * COL_BLOCK, 1)
+            fnl_unpack(packed, COL_BLOCK, C, ncols, g + o * g0 + k0 * g2, g1, g2)
+        else:
+            for j in range(C):
+                fnl_colgrad(x0 + o * s0 + j * s1 + k0 * s2, ncols, s2, shift, log_sum, scale_p,
+                            scale_w, 1 if grad_w == NULL else grad_w[j * a.s_w],
+                            g + o * g0 + j * g1 + k0 * g2, g2)
+        for k in range(ncols):
+            t = targets[k * s_t]
+            if t != a.ignore_index and t >= 0 and t < C:
+                w_t = 1.0 if w == NULL else w[t * a.s_w]
+                g[o * g0 + t * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * w_t)
+    return b
+
+
+cdef inline BlockSum class_block(const floating *x0, ClassArgs a, Py_ssize_t blk,
+                                 int tid) noexcept nogil:
+    if a.is_nll:
+        return nll_block(x0, a, blk)
+    if a.columns:
+        return cols_block(x0, a, blk, tid)
+    return rows_block(x0, a, blk)
+
+
+cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, int nthreads,
+                        BlockSum *res) except -1:
+    # The whole class_loss computation on ClassArgs from class_args (x0 is a.x.data, typed).
+    # Sets *res: bad_row >= 0 is the flat index of the first invalid target (with its value
+    # in bad_value; the outputs are then meaningless), else loss_sum is the float64 sum of the
+    # per-row losses in block order and weight_sum the summed weights of the kept targets.
+    cdef Py_ssize_t nrows = a.outer * a.inner, nblocks, blk, j
+    cdef const floating *w = <const floating *>a.w
+    cdef double *partials
+    cdef int64_t *bads
+    cdef TargetCheck check
+    cdef BlockSum bs
+    res.loss_sum = 0
+    res.weight_sum = 0
+    res.bad_row = -1
+    res.bad_value = 0
+    a.sums = SUMS_WX if (a.eps > 0 and not a.is_nll) else SUMS_LSE
+    # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
+    # then a plain sum of lse - x[target] (the general loop gives the same values)
+    a.plain = a.sums == SUMS_LSE and w == NULL and not a.want_grad and a.rows.data == NULL
+    a.W = a.C
+    a.sigma = 1.0
+    a.ws = NULL
+    if (a.want_grad and reduction == MEAN) or nrows == 0:
+        # only the gradient of the mean needs its scale first: a serial pre-pass
+        with nogil:
+            check = check_targets(<const int64_t *>a.targets.data, a.outer, a.inner,
+                                  a.targets.s0, a.targets.s1, a.C, a.ignore_index, w, a.s_w)
+        if check.bad >= 0:
+            res.bad_row = check.bad
+            res.bad_value = check.bad_value
+            return 0
+        if nrows == 0:
+            res.weight_sum = check.weight_sum
+            return 0
+        # With no weight kept, PyTorch's gradient is 0 / 0 = nan on kept rows; ignored rows
+        # get 0 * softmax.
+        a.sigma = 1.0 / check.weight_sum if check.weight_sum != 0 else INFINITY
+    if w != NULL:
+        a.W = 0
+        for j in range(a.C):
+            a.W += w[j * a.s_w]
+    a.columns = use_columns(a.inner, a.C, a.x.s1, a.x.s2) and not a.is_nll
+    if a.columns:
+        a.blocks_per_outer = ceil_div(a.inner, COL_BLOCK)
+        nblocks = a.outer * a.blocks_per_outer
+        a.ws = col_workspace(nthreads if nblocks > 1 else 1)
+    else:
+        nblocks = ceil_div(nrows, ROW_BLOCK)
+    if nthreads <= 1 or nblocks <= 1:
+        # no parallel region (even a team of one has a measurable start-up cost); the same
+        # blocks, summed in the same order, so the same result
+        with nogil:
+            for blk in range(nblocks):
+                bs = class_block(x0, a[0], blk, 0)
+                if bs.bad_row >= 0:
+                    res.bad_row = bs.bad_row
+                    res.bad_value = bs.bad_value
+                    break
+                res.loss_sum += bs.loss_sum
+                res.weight_sum += bs.weight_sum
+        free(a.ws)
+        return 0
+    # per block: (sum of losses, sum of kept weights) and (first invalid row, its target)
+    partials = <double *>malloc(2 * nblocks * sizeof(double))
+    bads = <int64_t *>malloc(2 * nblocks * sizeof(int64_t))
+    if partials == NULL or bads == NULL:
+        free(partials)
+        free(bads)
+        free(a.ws)
+        raise MemoryError()
+    with nogil:
+        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+            bs = class_block(x0, a[0], blk, threadid())
+            partials[2 * blk] = bs.loss_sum
+            partials[2 * blk + 1] = bs.weight_sum
+            bads[2 * blk] = bs.bad_row
+            bads[2 * blk + 1] = bs.bad_value
+    free(a.ws)
+    for blk in range(nblocks):
+        if bads[2 * blk] >= 0:
+            res.bad_row = bads[2 * blk]
+            res.bad_value = bads[2 * blk + 1]
+            break
+        res.loss_sum += partials[2 * blk]
+        res.weight_sum += partials[2 * blk + 1]
+    free(partials)
+    free(bads)
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def class_loss(const floating[:, :, :] x, const int64_t[:, :] targets,
+               const floating[:] weight, int64_t ignore_index, double label_smoothing,
+               bint is_nll, Reduction reduction, floating[:, :] rows,
+               floating[:, :, :] grad, int nthreads):
+    """Cross-entropy (or NLL when is_nll) with class-index targets, in one call.
+
+    weight: class weights or None.  reduction: a Reduction; with NONE the per-row losses go
+    into rows (else None).  grad (or None): d(loss)/dx, of the mean for MEAN and of the sum
+    otherwise; for NLL it must arrive zero-filled.  Returns (bad, bad_value, total,
+    weight_sum): bad >= 0 is the flat index of the first invalid target (the outputs are then
+    meaningless); total is the float64 sum of the per-row losses in a fixed order; weight_sum
+    the summed weights of the kept targets."""
+    cdef ClassArgs a
+    cdef BlockSum res
+    cdef const void *w = NULL
+    cdef Py_ssize_t s_w = 0
+    if weight is not None:
+        s_w = weight.strides[0] // <Py_ssize_t>sizeof(floating)
+        if weight.shape[0] > 0:
+            w = &weight[0]
+    a = class_args(x.shape[0], x.shape[1], x.shape[2], view3(x), target_view(targets), w, s_w,
+                   ignore_index, label_smoothing, is_nll,
+                   view2(rows) if rows is not None and reduction == NONE else View2(NULL, 0, 0),
+                   view3(grad) if grad is not None else View3(NULL, 0, 0, 0), grad is not None)
+    run_class_loss(<const floating *>a.x.data, &a, reduction, nthreads, &res)
+    if res.bad_row >= 0:
+        return res.bad_row, res.bad_value, 0.0, 0.0
+    return -1, 0, res.loss_sum, res.weight_sum
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def prob_loss(const floating[:, :, :] x, const floating[:, :, :] targets,
+              const floating[:] weight, double label_smoothing, double sigma,
+              floating[:, :] rows, floating[:, :, :] grad, int nthreads):
+    """Cross-entropy against class probabilities `targets` (the same 3-D view as x).
+
+    weight: class weights or None; rows (or None): per-row losses; grad (or None):
+    sigma * d(loss)/dx.  Returns the float64 sum of the per-row losses in a fixed order."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef View3 xv = view3(x), tv = view3(targets)
+    cdef View3 gv = view3(grad) if grad is not None else View3(NULL, 0, 0, 0)
+    cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2, ts0 = tv.s0, ts1 = tv.s1, ts2 = tv.s2
+    cdef Py_ssize_t g0 = gv.s0, g1 = gv.s1, g2 = gv.s2
+    cdef bint want_rows = rows is not None, want_grad = grad is not None
+    cdef Py_ssize_t s_w = (weight.strides[0] // <Py_ssize_t>sizeof(floating)
+                           if weight is not None else 0)
+    cdef const floating *x0 = <const floating *>xv.data
+    cdef const floating *probs = <const floating *>tv.data
+    cdef floating *g = <floating *>gv.data
+    cdef const floating *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
+    cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1
+    cdef double *partials
+    cdef double total, acc, loss
+    # the smoothed targets t' = keep t + spread
+    cdef floating keep = <floating>(1 - label_smoothing)
+    cdef floating spread = <floating>(label_smoothing / C) if C > 0 else 0
+    cdef RowIndex ri
+    cdef RowStats stats
+    if nrows == 0:
+        return 0.0
+    nblocks = ceil_div(nrows, ROW_BLOCK)
+    partials = <double *>malloc(nblocks * sizeof(double))
+    if partials == NULL:
+        raise MemoryError()
+    with nogil:
+        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+            acc = 0
+            r1 = (blk + 1) * ROW_BLOCK
+            if r1 > nrows:
+                r1 = nrows
+            for r in range(blk * ROW_BLOCK, r1):
+                ri = row_index(r, inner)
+                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_WTX,
+                                probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w, keep, spread)
+                if stats.maximum == INFINITY:
+                    stats.log_sum = NAN
+                # sum_j w t' (lse - x_j) = wt_sum (log_sum + shift - ref) - sum_j w t' (x_j - ref)
+                loss = (stats.wt_sum * (stats.log_sum + (stats.shift - stats.ref)) - stats.x_sum
+                        if C > 0 else 0.0)
+                if want_grad:
+                    fnl_gradprob(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                                 <floating>stats.log_sum, <floating>(sigma * stats.wt_sum),
+                                 <floating>sigma, probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w,
+                                 keep, spread, g + ri.o * g0 + ri.k * g2, g1)
+                if want_rows:
+                    rows[ri.o, ri.k] = <floating>loss
+                acc = acc + loss
+            partials[blk] = acc
+    total = sum_partials(partials, nblocks)
+    free(partials)
+    return total

@@ -1,0 +1,266 @@
+# The elementwise likelihoods' kernel: binary cross-entropy with logits, Gaussian NLL,
+# Poisson NLL, KL divergence.
+#
+# Design
+# (a) Operands arrive as 3-D views of one common shape (the wrapper broadcasts them, with zero
+#     strides where an operand is broadcast, and merges dimensions jointly: joint_3d in
+#     _layout.py), so the kernel has one loop: the flattened n0*n1*n2 elements cut into fixed
+#     blocks of EW_BLOCK elements, blocks spread over threads, each block walked as runs along
+#     the last axis.
+# (b) Per-element maths lives in small `cdef inline` functions (loss and derivatives in double,
+#     closs_*), selected by the `kind` (an Elementwise code); the loss formulas are PyTorch's
+#     numerically stable ones.  When every operand has unit stride along the last axis, a
+#     run is cut into chunks of EW_CHUNK and each kind gets its own branch-free loop.
+# (c) Sums are taken per block in float64 and the block partials added in block order, so
+#     mean and sum do not depend on the thread count.
+from libc.math cimport M_PI
+from fastnll._loops cimport fnl_exp_f64, fnl_log_f64, fnl_log1p_pos_f64, fnl_sum_f64
+
+cdef enum:
+    EW_BLOCK = 4096     # elements per block (the unit of threads and of the fixed-order sum)
+    EW_CHUNK = 256      # elements per chunk of the unit-stride path
+
+cdef enum ElementwiseFlag:
+    # elementwise_loss's options as bits, for the nogil loops
+    FLAG_FULL = 1           # Gaussian, Poisson: add the constant terms
+    FLAG_LOG_INPUT = 2      # Poisson: the input holds log-rates
+    FLAG_LOG_TARGET = 4     # KL: the target holds log-probabilities
+
+# What one element gives: its loss and the derivatives with respect to x and to a (var).
+# Returned by value, never through pointers: inside prange only assigned variables are private.
+cdef struct ElementLoss:
+    double loss
+    double dx
+    double da
+
+
+cdef inline ElementLoss closs_bce(double x, double y, double w, double pw) noexcept nogil:
+    # (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y; softplus(-x) = log1p(e^-|x|) + max(-x, 0)
+    cdef double lw = 1 + (pw - 1) * y
+    cdef double e = fnl_exp_f64(-fabs(x))
+    cdef double sp = fnl_log1p_pos_f64(e) + (-x if x < 0 else 0.0)
+    cdef double sig_neg = (e / (1 + e)) if x >= 0 else (1 / (1 + e))   # sigmoid(-x)
+    cdef ElementLoss r
+    r.loss = w * ((1 - y) * x + lw * sp)
+    r.dx = w * ((1 - y) - lw * sig_neg)
+    r.da = 0
+    return r
+
+
+cdef inline ElementLoss closs_gauss(double x, double y, double var, double eps,
+                                    bint full) noexcept nogil:
+    # var is clamped to eps, and the derivative taken at the clamped value (PyTorch clamps a
+    # copy of var under no_grad, so the gradient flows through the clamp unchanged).
+    cdef double v = eps if var < eps else var   # nan stays nan, as in PyTorch
+    cdef double d = x - y
+    cdef ElementLoss r
+    r.loss = 0.5 * (fnl_log_f64(v) + d * d / v)
+    if full:
+        r.loss += 0.5 * fnl_log_f64(2 * M_PI)
+    r.dx = d / v
+    r.da = 0.5 * (1 / v - d * d / (v * v))
+    return r
+
+
+cdef inline ElementLoss closs_poisson(double x, double y, double eps, int flags) noexcept nogil:
+    cdef double e
+    cdef ElementLoss r
+    r.da = 0
+    if flags & FLAG_LOG_INPUT:
+        e = fnl_exp_f64(x)
+        r.loss = e - y * x
+        r.dx = e - y
+    else:
+        r.loss = x - y * fnl_log_f64(x + eps)
+        r.dx = 1 - y / (x + eps)
+    if (flags & FLAG_FULL) and y > 1:
+        # Stirling's approximation of log(y!)
+        r.loss += y * fnl_log_f64(y) - y + 0.5 * fnl_log_f64(2 * M_PI * y)
+    return r
+
+
+cdef inline ElementLoss closs_kl(double x, double y, int flags) noexcept nogil:
+    cdef double e
+    cdef ElementLoss r
+    r.da = 0
+    if flags & FLAG_LOG_TARGET:
+        e = fnl_exp_f64(y)
+        r.loss = e * (y - x)
+        r.dx = -e
+    else:
+        # xlogy(y, y) - y x: a zero target contributes nothing
+        r.loss = (0.0 if y == 0 else y * fnl_log_f64(y)) - y * x
+        r.dx = -y
+    return r
+
+
+cdef double unit_run(Elementwise kind, int flags, double eps, double sigma, Py_ssize_t n,
+                     const floating *x, const floating *y, const floating *a,
+                     const floating *b, const floating *ones, floating *rows, floating *g,
+                     floating *g_a, double *buf) noexcept nogil:
+    # n elements, every operand with unit stride (a, b NULL when absent; rows, g, g_a NULL
+    # when not asked), in chunks of EW_CHUNK: one branch-free loop per kind fills buf (losses,
+    # then d/dx, then d/da), the vector sum and the output copies follow.  Returns the sum of
+    # the losses.
+    cdef Py_ssize_t c0 = 0, cn, j
+    cdef double acc = 0, e
+    cdef bint full = flags & FLAG_FULL
+    cdef const floating *xc
+    cdef const floating *yc
+    cdef const floating *ac
+    cdef const floating *bc
+    cdef ElementLoss r
+    while c0 < n:
+        cn = n - c0
+        if cn > EW_CHUNK:
+            cn = EW_CHUNK
+        xc = x + c0
+        yc = y + c0
+        ac = ones if a == NULL else a + c0
+        bc = ones if b == NULL else b + c0
+        if kind == BCE:
+            for j in range(cn):
+                r = closs_bce(xc[j], yc[j], ac[j], bc[j])
+                buf[j] = r.loss
+                buf[EW_CHUNK + j] = r.dx
+        elif kind == GAUSSIAN:
+            for j in range(cn):
+                r = closs_gauss(xc[j], yc[j], ac[j], eps, full)
+                buf[j] = r.loss
+                buf[EW_CHUNK + j] = r.dx
+                buf[2 * EW_CHUNK + j] = r.da
+        elif kind == POISSON and flags & FLAG_LOG_INPUT and not full:
+            for j in range(cn):          # the common case, as a straight loop
+                e = fnl_exp_f64(xc[j])
+                buf[j] = e - yc[j] * <double>xc[j]
+                buf[EW_CHUNK + j] = e - yc[j]
+        elif kind == POISSON:
+            for j in range(cn):
+                r = closs_poisson(xc[j], yc[j], eps, flags)
+                buf[j] = r.loss
+                buf[EW_CHUNK + j] = r.dx
+        elif not flags & FLAG_LOG_TARGET:
+            for j in range(cn):          # xlogy(y, y) - y x, as a straight loop
+                e = yc[j]
+                buf[j] = (0.0 if e == 0 else e * fnl_log_f64(e)) - e * <double>xc[j]
+                buf[EW_CHUNK + j] = -e
+        else:
+            for j in range(cn):
+                r = closs_kl(xc[j], yc[j], flags)
+                buf[j] = r.loss
+                buf[EW_CHUNK + j] = r.dx
+        acc += fnl_sum_f64(buf, cn)
+        if rows != NULL:
+            for j in range(cn):
+                rows[c0 + j] = <floating>buf[j]
+        if g != NULL:
+            for j in range(cn):
+                g[c0 + j] = <floating>(sigma * buf[EW_CHUNK + j])
+        if g_a != NULL:
+            for j in range(cn):
+                g_a[c0 + j] = <floating>(sigma * buf[2 * EW_CHUNK + j])
+        c0 += cn
+    return acc
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def elementwise_loss(Elementwise kind, const floating[:, :, :] x, const floating[:, :, :] y,
+                     const floating[:, :, :] a, const floating[:, :, :] b, double eps,
+                     bint full, bint log_input, bint log_target, double sigma,
+                     floating[:, :, :] rows, floating[:, :, :] grad,
+                     floating[:, :, :] grad_a, int nthreads):
+    """Elementwise loss of one kind over a common 3-D shape.
+
+    a (BCE's weight, the Gaussian's var) and b (BCE's pos_weight) may be None.  Writes
+    per-element losses into rows, sigma-scaled derivatives with respect to x into grad, and
+    (Gaussian) with respect to a into grad_a, each when not None; returns the float64 sum of
+    the losses in a fixed order."""
+    cdef Py_ssize_t n0 = x.shape[0], n1 = x.shape[1], n2 = x.shape[2]
+    cdef Py_ssize_t total_n = n0 * n1 * n2
+    cdef Py_ssize_t nblocks = ceil_div(total_n, EW_BLOCK), blk, f, f1, r, i0, i1, i2, run, j
+    cdef double acc, total
+    cdef ElementLoss res
+    cdef double *partials
+    cdef int flags = ((FLAG_FULL if full else 0) | (FLAG_LOG_INPUT if log_input else 0)
+                      | (FLAG_LOG_TARGET if log_target else 0))
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint has_a = a is not None, has_b = b is not None
+    cdef bint want_rows = rows is not None, want_grad = grad is not None
+    cdef bint want_grad_a = grad_a is not None
+    # the unit-stride path: every operand read or written is contiguous along the last axis
+    cdef bint unit = (x.strides[2] == isz and y.strides[2] == isz
+                      and (not has_a or a.strides[2] == isz)
+                      and (not has_b or b.strides[2] == isz)
+                      and (not want_rows or rows.strides[2] == isz)
+                      and (not want_grad or grad.strides[2] == isz)
+                      and (not want_grad_a or grad_a.strides[2] == isz))
+    cdef floating *ones = NULL
+    cdef double *bufs = NULL
+    cdef double *buf
+    if total_n == 0:
+        return 0.0
+    partials = <double *>malloc(nblocks * sizeof(double))
+    if unit:
+        ones = <floating *>malloc(EW_CHUNK * sizeof(floating))
+        bufs = <double *>malloc((nthreads if nthreads > 0 else 1) * 3 * EW_CHUNK * sizeof(double))
+    if partials == NULL or (unit and (ones == NULL or bufs == NULL)):
+        free(partials)
+        free(ones)
+        free(bufs)
+        raise MemoryError()
+    if unit:
+        for j in range(EW_CHUNK):
+            ones[j] = 1
+    with nogil:
+        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+            acc = 0
+            buf = NULL
+            if unit:
+                buf = bufs + threadid() * 3 * EW_CHUNK
+            f = blk * EW_BLOCK
+            f1 = f + EW_BLOCK
+            if f1 > total_n:
+                f1 = total_n
+            while f < f1:
+                r = f // n2
+                i2 = f - r * n2
+                i0 = r // n1
+                i1 = r - i0 * n1
+                run = n2 - i2
+                if run > f1 - f:
+                    run = f1 - f
+                if unit:
+                    acc = acc + unit_run(
+                        kind, flags, eps, sigma, run, &x[i0, i1, i2], &y[i0, i1, i2],
+                        &a[i0, i1, i2] if has_a else NULL, &b[i0, i1, i2] if has_b else NULL,
+                        ones, &rows[i0, i1, i2] if want_rows else NULL,
+                        &grad[i0, i1, i2] if want_grad else NULL,
+                        &grad_a[i0, i1, i2] if want_grad_a else NULL, buf)
+                    f = f + run
+                    continue
+                for j in range(i2, i2 + run):
+                    if kind == BCE:
+                        res = closs_bce(x[i0, i1, j], y[i0, i1, j],
+                                        a[i0, i1, j] if has_a else 1.0,
+                                        b[i0, i1, j] if has_b else 1.0)
+                    elif kind == GAUSSIAN:
+                        res = closs_gauss(x[i0, i1, j], y[i0, i1, j], a[i0, i1, j], eps, full)
+                    elif kind == POISSON:
+                        res = closs_poisson(x[i0, i1, j], y[i0, i1, j], eps, flags)
+                    else:
+                        res = closs_kl(x[i0, i1, j], y[i0, i1, j], flags)
+                    if want_rows:
+                        rows[i0, i1, j] = <floating>res.loss
+                    if want_grad:
+                        grad[i0, i1, j] = <floating>(sigma * res.dx)
+                    if want_grad_a:
+                        grad_a[i0, i1, j] = <floating>(sigma * res.da)
+                    acc = acc + res.loss
+                f = f + run
+            partials[blk] = acc
+    total = sum_partials(partials, nblocks)
+    free(partials)
+    free(ones)
+    free(bufs)
+    return total

@@ -1,0 +1,73 @@
+# entropy's kernels: Shannon entropy and relative entropy of distributions along the class
+# axis (scipy.stats.entropy), over the class-axis view of _class_axis.pxi, and the check for
+# negative probabilities that its wrapper runs first.
+from fastnll._loops cimport fnl_log_f64
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def first_negative(const floating[:, :, :] p):
+    """(True, value) for the first negative entry of p in index order, else (False, 0)."""
+    cdef Py_ssize_t i, c, k
+    cdef bint found = False
+    cdef double v = 0
+    with nogil:
+        for i in range(p.shape[0]):
+            for c in range(p.shape[1]):
+                for k in range(p.shape[2]):
+                    if p[i, c, k] < 0:
+                        found = True
+                        v = p[i, c, k]
+                        break
+                if found:
+                    break
+            if found:
+                break
+    return found, v
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def entropy(const floating[:, :, :] p, const floating[:, :, :] q, double scale,
+            floating[:, :] out, int nthreads):
+    """out[o, k] = scale * H(p[o, :, k]), or scale * D(p || q) when q is not None, both
+    normalised along the middle axis first (SciPy's scipy.stats.entropy)."""
+    cdef Py_ssize_t outer = p.shape[0], C = p.shape[1], inner = p.shape[2]
+    cdef Py_ssize_t r, o, k, c
+    cdef bint has_q = q is not None
+    cdef RowIndex ri
+    cdef double sp, sq, s, pv, qv
+    if outer == 0 or inner == 0:
+        return
+    with nogil:
+        for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+            ri = row_index(r, inner)
+            o = ri.o
+            k = ri.k
+            sp = 0
+            sq = 0
+            for c in range(C):
+                sp = sp + p[o, c, k]
+                if has_q:
+                    sq = sq + q[o, c, k]
+            s = 0
+            for c in range(C):
+                pv = p[o, c, k] / sp
+                if has_q:
+                    qv = q[o, c, k] / sq
+                    # rel_entr: p log(p/q) for p > 0, q > 0; 0 for p == 0, q >= 0; inf else
+                    if pv > 0 and qv > 0:
+                        s = s + pv * fnl_log_f64(pv / qv)
+                    elif pv == 0 and qv >= 0:
+                        pass
+                    elif pv != pv or qv != qv:
+                        s = s + pv + qv
+                    else:
+                        s = s + INFINITY
+                else:
+                    # entr: -p log p for p > 0, 0 at 0
+                    if pv > 0:
+                        s = s - pv * fnl_log_f64(pv)
+                    elif pv != 0:
+                        s = s + pv   # nan propagates (negatives were refused)
+            out[o, k] = <floating>(s * scale)

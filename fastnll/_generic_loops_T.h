@@ -1,0 +1,396 @@
+/*
+ * fastnll/_generic_loops_T.h -- the inner loops of the kernels, written once for an element
+ * type T.  No include guard: _loops.h includes this file twice, with T float and then T
+ * double, and FNL_FN(fnl_max) names fnl_max_f32 or fnl_max_f64.  The Cython side calls
+ * them through the fused wrappers of _loops.pxd (fnl_max(x, ...) on `floating` data).
+ *
+ * Why C: Cython cannot emit `#pragma omp simd reduction(...)`, and gcc will not vectorise a
+ * float sum or max under strict IEEE rules without it.  So every reduction over a run of
+ * elements and every elementwise writer lives here, as small inline functions.
+ *
+ * Row helpers work on n elements x[0], x[s], x[2s], ...; stride 1 takes the vector loop,
+ * anything else a plain loop (a branch per call, never per element).  Column helpers work on
+ * one class row of a (C, inner) block: ncols elements along the inner axis with stride
+ * s_col, combined with per-column accumulators (contiguous arrays of length ncols owned by
+ * the caller).  The other strides are named after what they step through (s_w weights, s_t
+ * targets, s_out, s_g gradient).  Vocabulary, as in _lse.pxd:
+ *   M        the maximum of the run (nan ignored), or larger
+ *   shift    what is subtracted before exp: M when M is finite, else 0
+ *   rest     the sum of exp(x - shift) over the terms below the maximum
+ *   at_max   the same over the terms equal to M: exactly their count when M is finite.
+ *            Keeping them apart lets the caller take log(at_max + rest) with log1p
+ *            precision, as SciPy does.
+ *   log_sum  log(at_max + rest); the log-sum-exp is shift + log_sum
+ *   keep, spread   label smoothing of probability targets: t' = keep * t + spread
+ *
+ * At x86-64-v4 the float unit-stride loops that evaluate exp hand their work to the AVX-512
+ * versions in _avx512_loops.h (FNL_USE_AVX512 is 1 only in the float copy of that build).
+ */
+
+/* ------------------------------------------------------- unit-stride exp loops ---- */
+
+/* *rest, *at_max = the row's sums of exp(x - shift), split at M */
+FNL_INLINE void FNL_FN(fnl_sumexp_unit)(const T *x, ptrdiff_t n, T M, T shift, T *rest,
+                                        T *at_max)
+{
+#if FNL_USE_AVX512
+    fnl_sumexp_unit_avx512_f32(x, n, M, shift, rest, at_max);
+#else
+    T l = 0, h = 0;
+    FNL_SIMD_SUM2(l, h)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T e = FNL_FN(fnl_exp)(x[i] - shift);
+        int top = x[i] == M;
+        l += top ? (T)0 : e;
+        h += top ? e : (T)0;
+    }
+    *rest = l;
+    *at_max = h;
+#endif
+}
+
+/* rest[k], at_max[k] += the same split sums, for one class row of ncols columns */
+FNL_INLINE void FNL_FN(fnl_colsumexp_unit)(const T *x, ptrdiff_t ncols, const T *M,
+                                           const T *shift, T *rest, T *at_max)
+{
+#if FNL_USE_AVX512
+    fnl_colsumexp_unit_avx512_f32(x, ncols, M, shift, rest, at_max);
+#else
+    FNL_SIMD
+    for (ptrdiff_t k = 0; k < ncols; k++) {
+        T e = FNL_FN(fnl_exp)(x[k] - shift[k]);
+        int top = x[k] == M[k];
+        rest[k] += top ? (T)0 : e;
+        at_max[k] += top ? e : (T)0;
+    }
+#endif
+}
+
+/* out = exp((x - shift) - log_sum) */
+FNL_INLINE void FNL_FN(fnl_softmax_unit)(const T *x, ptrdiff_t n, T shift, T log_sum, T *out)
+{
+#if FNL_USE_AVX512
+    fnl_softmax_unit_avx512_f32(x, n, shift, log_sum, out);
+#else
+    FNL_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = FNL_FN(fnl_exp)((x[i] - shift) - log_sum);
+#endif
+}
+
+/* g = scale_p exp((x - shift) - log_sum) - scale_w */
+FNL_INLINE void FNL_FN(fnl_grad_unit)(const T *x, ptrdiff_t n, T shift, T log_sum, T scale_p,
+                                      T scale_w, T *g)
+{
+#if FNL_USE_AVX512
+    fnl_grad_unit_avx512_f32(x, n, shift, log_sum, scale_p, scale_w, g);
+#else
+    FNL_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        g[i] = scale_p * FNL_FN(fnl_exp)((x[i] - shift) - log_sum) - scale_w;
+#endif
+}
+
+/* out[k] = exp((x[k] - shift[k]) - log_sum[k]) */
+FNL_INLINE void FNL_FN(fnl_colsoftmax_unit)(const T *x, ptrdiff_t ncols, const T *shift,
+                                            const T *log_sum, T *out)
+{
+#if FNL_USE_AVX512
+    fnl_colsoftmax_unit_avx512_f32(x, ncols, shift, log_sum, out);
+#else
+    FNL_SIMD
+    for (ptrdiff_t k = 0; k < ncols; k++)
+        out[k] = FNL_FN(fnl_exp)((x[k] - shift[k]) - log_sum[k]);
+#endif
+}
+
+/* g[k] = scale_p[k] exp((x[k] - shift[k]) - log_sum[k]) - scale_w[k] w_j */
+FNL_INLINE void FNL_FN(fnl_colgrad_unit)(const T *x, ptrdiff_t ncols, const T *shift,
+                                         const T *log_sum, const T *scale_p,
+                                         const T *scale_w, T w_j, T *g)
+{
+#if FNL_USE_AVX512
+    fnl_colgrad_unit_avx512_f32(x, ncols, shift, log_sum, scale_p, scale_w, w_j, g);
+#else
+    FNL_SIMD
+    for (ptrdiff_t k = 0; k < ncols; k++)
+        g[k] = scale_p[k] * FNL_FN(fnl_exp)((x[k] - shift[k]) - log_sum[k]) - scale_w[k] * w_j;
+#endif
+}
+
+/* ------------------------------------------------------------------ row helpers ---- */
+
+/* the maximum of the run, ignoring nan (x > m ? x : m) */
+FNL_INLINE T FNL_FN(fnl_max)(const T *x, ptrdiff_t n, ptrdiff_t s)
+{
+    T m = -INFINITY;
+    if (s == 1) {
+        FNL_SIMD_MAX(m)
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i * s] > m ? x[i * s] : m;
+    }
+    return m;
+}
+
+/* the sum of exp(x - shift) over the terms below M; the terms equal to M go to *at_max */
+FNL_INLINE T FNL_FN(fnl_sumexp)(const T *x, ptrdiff_t n, ptrdiff_t s, T M, T shift, T *at_max)
+{
+    T sum_rest = 0, sum_at_max = 0;
+    if (s == 1) {
+        FNL_FN(fnl_sumexp_unit)(x, n, M, shift, &sum_rest, &sum_at_max);
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            T e = FNL_FN(fnl_exp)(x[i * s] - shift);
+            int top = x[i * s] == M;
+            sum_rest += top ? (T)0 : e;
+            sum_at_max += top ? e : (T)0;
+        }
+    }
+    *at_max = sum_at_max;
+    return sum_rest;
+}
+
+/* sum of w * (x - ref)   (w NULL: w = 1) */
+FNL_INLINE T FNL_FN(fnl_sumdiff)(const T *x, ptrdiff_t n, ptrdiff_t s, const T *w,
+                                 ptrdiff_t s_w, T ref)
+{
+    T acc = 0;
+    if (w == NULL) {
+        if (s == 1) {
+            FNL_SIMD_SUM(acc)
+            for (ptrdiff_t i = 0; i < n; i++) acc += x[i] - ref;
+        } else {
+            for (ptrdiff_t i = 0; i < n; i++) acc += x[i * s] - ref;
+        }
+    } else if (s == 1 && s_w == 1) {
+        FNL_SIMD_SUM(acc)
+        for (ptrdiff_t i = 0; i < n; i++) acc += w[i] * (x[i] - ref);
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) acc += w[i * s_w] * (x[i * s] - ref);
+    }
+    return acc;
+}
+
+/* sum of w t' (x - ref) with t' = keep t + spread (smoothed probability targets);
+ * *wt_sum = sum of w t'   (w NULL: w = 1) */
+FNL_INLINE T FNL_FN(fnl_tsum)(const T *x, ptrdiff_t n, ptrdiff_t s, const T *t, ptrdiff_t s_t,
+                              const T *w, ptrdiff_t s_w, T keep, T spread, T ref, T *wt_sum)
+{
+    T acc = 0, tot = 0;
+    if (s == 1 && s_t == 1 && (w == NULL || s_w == 1)) {
+        if (w == NULL) {
+            FNL_SIMD_SUM2(acc, tot)
+            for (ptrdiff_t i = 0; i < n; i++) {
+                T tt = keep * t[i] + spread;
+                acc += tt * (x[i] - ref);
+                tot += tt;
+            }
+        } else {
+            FNL_SIMD_SUM2(acc, tot)
+            for (ptrdiff_t i = 0; i < n; i++) {
+                T tt = w[i] * (keep * t[i] + spread);
+                acc += tt * (x[i] - ref);
+                tot += tt;
+            }
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            T tt = (w == NULL ? (T)1 : w[i * s_w]) * (keep * t[i * s_t] + spread);
+            acc += tt * (x[i * s] - ref);
+            tot += tt;
+        }
+    }
+    *wt_sum = tot;
+    return acc;
+}
+
+/* out = exp((x - shift) - log_sum), or without the exp when take_log (log_softmax) */
+FNL_INLINE void FNL_FN(fnl_softmax)(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T log_sum,
+                                    T *out, ptrdiff_t s_out, int take_log)
+{
+    if (take_log) {
+        if (s == 1 && s_out == 1) {
+            FNL_SIMD
+            for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - shift) - log_sum;
+        } else {
+            for (ptrdiff_t i = 0; i < n; i++) out[i * s_out] = (x[i * s] - shift) - log_sum;
+        }
+    } else if (s == 1 && s_out == 1) {
+        FNL_FN(fnl_softmax_unit)(x, n, shift, log_sum, out);
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i * s_out] = FNL_FN(fnl_exp)((x[i * s] - shift) - log_sum);
+    }
+}
+
+/* g = scale_p exp((x - shift) - log_sum) - scale_w w   (w NULL: w = 1) */
+FNL_INLINE void FNL_FN(fnl_grad)(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T log_sum,
+                                 T scale_p, T scale_w, const T *w, ptrdiff_t s_w, T *g,
+                                 ptrdiff_t s_g)
+{
+    if (s == 1 && s_g == 1 && w == NULL) {
+        FNL_FN(fnl_grad_unit)(x, n, shift, log_sum, scale_p, scale_w, g);
+    } else if (s == 1 && s_g == 1 && s_w == 1) {
+        FNL_SIMD
+        for (ptrdiff_t i = 0; i < n; i++)
+            g[i] = scale_p * FNL_FN(fnl_exp)((x[i] - shift) - log_sum) - scale_w * w[i];
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            g[i * s_g] = scale_p * FNL_FN(fnl_exp)((x[i * s] - shift) - log_sum)
+                         - scale_w * (w == NULL ? (T)1 : w[i * s_w]);
+    }
+}
+
+/* g = scale_p exp((x - shift) - log_sum) - scale_t w (keep t + spread)   (w NULL: w = 1) */
+FNL_INLINE void FNL_FN(fnl_gradprob)(const T *x, ptrdiff_t n, ptrdiff_t s, T shift, T log_sum,
+                                     T scale_p, T scale_t, const T *t, ptrdiff_t s_t,
+                                     const T *w, ptrdiff_t s_w, T keep, T spread, T *g,
+                                     ptrdiff_t s_g)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T tt = (w == NULL ? (T)1 : w[i * s_w]) * (keep * t[i * s_t] + spread);
+        g[i * s_g] = scale_p * FNL_FN(fnl_exp)((x[i * s] - shift) - log_sum) - scale_t * tt;
+    }
+}
+
+/* --------------------------------------------------------------- column helpers ---- */
+
+/* m[k] = max(m[k], x[k]), ignoring nan */
+FNL_INLINE void FNL_FN(fnl_colmax)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col, T *m)
+{
+    if (s_col == 1) {
+        FNL_SIMD
+        for (ptrdiff_t k = 0; k < ncols; k++) m[k] = x[k] > m[k] ? x[k] : m[k];
+    } else {
+        for (ptrdiff_t k = 0; k < ncols; k++)
+            m[k] = x[k * s_col] > m[k] ? x[k * s_col] : m[k];
+    }
+}
+
+/* rest[k], at_max[k] += the split sums of exp(x[k] - shift[k]) */
+FNL_INLINE void FNL_FN(fnl_colsumexp)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col,
+                                      const T *M, const T *shift, T *rest, T *at_max)
+{
+    if (s_col == 1) {
+        FNL_FN(fnl_colsumexp_unit)(x, ncols, M, shift, rest, at_max);
+    } else {
+        for (ptrdiff_t k = 0; k < ncols; k++) {
+            T e = FNL_FN(fnl_exp)(x[k * s_col] - shift[k]);
+            int top = x[k * s_col] == M[k];
+            rest[k] += top ? (T)0 : e;
+            at_max[k] += top ? e : (T)0;
+        }
+    }
+}
+
+/* fnl_colmax over nclass class rows, row j at x + j * s_class */
+FNL_INLINE void FNL_FN(fnl_colmax_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t s_class,
+                                        ptrdiff_t ncols, ptrdiff_t s_col, T *m)
+{
+#if FNL_USE_AVX512
+    if (s_col == 1) {   /* the maxima kept in registers across the rows: the same results */
+        fnl_colmax_rows_avx512_f32(x, nclass, s_class, ncols, m);
+        return;
+    }
+#endif
+    for (ptrdiff_t j = 0; j < nclass; j++) FNL_FN(fnl_colmax)(x + j * s_class, ncols, s_col, m);
+}
+
+/* fnl_colsumexp over nclass class rows, row j at x + j * s_class (at_max must hold whole
+ * numbers: see fnl_colsumexp_rows_avx512_f32) */
+FNL_INLINE void FNL_FN(fnl_colsumexp_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t s_class,
+                                           ptrdiff_t ncols, ptrdiff_t s_col, const T *M,
+                                           const T *shift, T *rest, T *at_max)
+{
+#if FNL_USE_AVX512
+    if (s_col == 1) {
+        fnl_colsumexp_rows_avx512_f32(x, nclass, s_class, ncols, M, shift, rest, at_max);
+        return;
+    }
+#endif
+    for (ptrdiff_t j = 0; j < nclass; j++)
+        FNL_FN(fnl_colsumexp)(x + j * s_class, ncols, s_col, M, shift, rest, at_max);
+}
+
+/* acc[k] += w_j (x[k] - ref[k]) */
+FNL_INLINE void FNL_FN(fnl_colsumdiff)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col, T w_j,
+                                       const T *ref, T *acc)
+{
+    if (s_col == 1) {
+        FNL_SIMD
+        for (ptrdiff_t k = 0; k < ncols; k++) acc[k] += w_j * (x[k] - ref[k]);
+    } else {
+        for (ptrdiff_t k = 0; k < ncols; k++) acc[k] += w_j * (x[k * s_col] - ref[k]);
+    }
+}
+
+/* out[k] = exp((x[k] - shift[k]) - log_sum[k]), or without the exp when take_log */
+FNL_INLINE void FNL_FN(fnl_colsoftmax)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col,
+                                       const T *shift, const T *log_sum, T *out,
+                                       ptrdiff_t s_out, int take_log)
+{
+    if (s_col == 1 && s_out == 1) {
+        if (take_log) {
+            FNL_SIMD
+            for (ptrdiff_t k = 0; k < ncols; k++) out[k] = (x[k] - shift[k]) - log_sum[k];
+        } else {
+            FNL_FN(fnl_colsoftmax_unit)(x, ncols, shift, log_sum, out);
+        }
+    } else {
+        for (ptrdiff_t k = 0; k < ncols; k++) {
+            T v = (x[k * s_col] - shift[k]) - log_sum[k];
+            out[k * s_out] = take_log ? v : FNL_FN(fnl_exp)(v);
+        }
+    }
+}
+
+/* g[k] = scale_p[k] exp((x[k] - shift[k]) - log_sum[k]) - scale_w[k] w_j */
+FNL_INLINE void FNL_FN(fnl_colgrad)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col,
+                                    const T *shift, const T *log_sum, const T *scale_p,
+                                    const T *scale_w, T w_j, T *g, ptrdiff_t s_g)
+{
+    if (s_col == 1 && s_g == 1) {
+        FNL_FN(fnl_colgrad_unit)(x, ncols, shift, log_sum, scale_p, scale_w, w_j, g);
+    } else {
+        for (ptrdiff_t k = 0; k < ncols; k++)
+            g[k * s_g] = scale_p[k] * FNL_FN(fnl_exp)((x[k * s_col] - shift[k]) - log_sum[k])
+                         - scale_w[k] * w_j;
+    }
+}
+
+/* ------------------------------------------------------------------- NLL gather ---- */
+
+/* Row r (r < n) has target t = targets[r * s_t] and log-probabilities x[r * s_row + j * s_class].
+ * Rows with t == ignore_index add nothing; the others add -w[t] x[r * s_row + t s_class] to
+ * *loss_sum and w[t] to *weight_sum (w NULL: weight 1).  Returns the first row whose target is
+ * outside [0, C) and not ignore_index (the sums are then incomplete), or -1.  Four partial
+ * sums in a fixed order (so the result does not depend on threads) keep the additions off
+ * the critical path: the loop is bound by how many of its scattered loads are in flight, not
+ * by one chain of dependent adds. */
+FNL_INLINE ptrdiff_t FNL_FN(fnl_nll_rows)(const T *x, ptrdiff_t s_row, ptrdiff_t s_class,
+                                          const int64_t *targets, ptrdiff_t s_t, ptrdiff_t n,
+                                          int64_t C, int64_t ignore_index, const T *w,
+                                          ptrdiff_t s_w, double *loss_sum, double *weight_sum)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    ptrdiff_t r = 0;
+/* row r + j into the partial sums a<j>, d<j>; an invalid target ends the call */
+#define FNL_NLL_STEP(j)                                                                     \
+    {                                                                                       \
+        int64_t t = targets[(r + j) * s_t];                                                 \
+        if (t != ignore_index) {                                                            \
+            if ((uint64_t)t >= (uint64_t)C) return r + j;                                   \
+            double wt = w ? (double)w[t * s_w] : 1.0;                                       \
+            a##j -= wt * (double)x[(r + j) * s_row + t * s_class];                          \
+            d##j += wt;                                                                     \
+        }                                                                                   \
+    }
+    for (; r + 4 <= n; r += 4) {
+        FNL_NLL_STEP(0) FNL_NLL_STEP(1) FNL_NLL_STEP(2) FNL_NLL_STEP(3)
+    }
+    for (; r < n; r++) FNL_NLL_STEP(0)
+#undef FNL_NLL_STEP
+    *loss_sum += (a0 + a1) + (a2 + a3);
+    *weight_sum += (d0 + d1) + (d2 + d3);
+    return -1;
+}

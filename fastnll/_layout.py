@@ -1,0 +1,163 @@
+"""How arrays go into the kernels and how results come back.
+
+Dtypes (compute_dtype, kernel_ready), the class-axis view (ClassView, group_axes), the joint
+3-D views of the elementwise losses (joint_3d), and the results: the reduction of a loss
+(finish_reduction), 0-d unwrapping (scalar_or_array) and the (loss, grad) pair
+(with_grad).  Nothing here checks arguments (that is _checks.py).
+"""
+import math
+
+import numpy as np
+
+from ._dispatch import kernels
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+# ------------------------------------------------------------------- dtypes ----
+
+def compute_dtype(*arrays):
+    """float32 for float32 (and float16) inputs, float64 for everything else, after NumPy's
+    promotion of the given arrays."""
+    if len(arrays) == 1 and arrays[0].dtype in (_F32, _F64):
+        return arrays[0].dtype
+    dt = np.result_type(*[a.dtype for a in arrays])
+    if dt.kind == "f" and dt.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def kernel_ready(arr, dtype):
+    """arr as dtype with element-multiple strides (a view when possible, else one copy)."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
+    arr = arr.astype(dtype, copy=False)
+    if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
+        arr = np.array(arr, dtype=dtype, order="C")
+    return arr
+
+
+# --------------------------------------------------------------- class axis ----
+
+class ClassView:
+    """The (outer, C, inner) view of arrays around one class axis, or around a group of
+    reduced axes moved together (group_axes).
+
+    `x3`/`to3` give 3-D views (outer, C, inner); `to2` gives the 2-D (outer, inner) view of an
+    array shaped like the input without the class axis.  When the class axis is the
+    contiguous-most one in a layout where each "row" is strided (for example axis=1 of a
+    transposed matrix), outer and inner are swapped in every view, so the kernels run
+    vector lanes along the contiguous axis.  Views need no copy except where the strides
+    cannot be merged (NumPy's reshape decides), and then only once, for the input.  With few
+    classes the views are swapped too: the kernels then reduce blocks of rows with their
+    vector lanes across rows.  The rule is the kernels' (is_swapped in _class_axis.pxi).
+    """
+
+    def __init__(self, x, axis):
+        shape = x.shape
+        C = shape[axis]
+        outer = math.prod(shape[:axis])
+        inner = math.prod(shape[axis + 1:])
+        self.outer, self.C, self.inner = outer, C, inner
+        x3 = x.reshape(outer, C, inner)
+        s0, s1, _ = x3.strides
+        self.swap = kernels.swap_classes(outer, C, inner, s0, s1)
+        self.x3 = x3.transpose(2, 1, 0) if self.swap else x3
+
+    def to3(self, arr):
+        v = arr.reshape(self.outer, self.C, self.inner)
+        return v.transpose(2, 1, 0) if self.swap else v
+
+    def to2(self, arr):
+        if self.swap:       # inner == 1: the (1, outer) view
+            return arr.reshape(1, self.outer)
+        return arr.reshape(self.outer, self.inner)
+
+
+def group_axes(a, axes):
+    """Bring the reduced axes together: returns (array, first_axis, count, perm).
+
+    Consecutive axes need no change (perm is None); others are moved to the end by the
+    transpose perm (the reshape that follows then copies once)."""
+    if axes == tuple(range(axes[0], axes[0] + len(axes))):
+        return a, axes[0], len(axes), None
+    perm = [i for i in range(a.ndim) if i not in axes] + list(axes)
+    return a.transpose(perm), a.ndim - len(axes), len(axes), perm
+
+
+def merge_axes(a, first, count):
+    """Reshape so that axes [first, first+count) become one axis (a view when possible)."""
+    shape = a.shape
+    return a.reshape(shape[:first] + (math.prod(shape[first:first + count]),)
+                     + shape[first + count:])
+
+
+def mergeable(a, first, count):
+    """Whether axes [first, first+count) of a merge into one axis without a copy."""
+    dims = [(n, s) for n, s in zip(a.shape[first:first + count], a.strides[first:first + count])
+            if n != 1]
+    return all(s_out == n_in * s_in for (_, s_out), (n_in, s_in) in zip(dims, dims[1:]))
+
+
+# ---------------------------------------------------------- elementwise views ----
+
+def joint_3d(shape, arrays):
+    """Groups of 3-D views (n0, n1, n2) of arrays that all have `shape` (broadcast views
+    allowed), merging adjacent dimensions wherever every array's strides allow it, so that an
+    elementwise kernel walks each group with one loop nest.  When the strides leave more than
+    three dimensions, the first axis is split off and each of its slices handled the same way:
+    the result is a list of groups (usually one), all views, never copies."""
+    dims = []
+    for i, n in enumerate(shape):
+        if n == 1:
+            continue
+        strides = [a.strides[i] for a in arrays]
+        if dims and all(ps == s * n for ps, s in zip(dims[-1][1], strides)):
+            dims[-1] = (dims[-1][0] * n, strides)
+        else:
+            dims.append((n, strides))
+    if len(dims) > 3:
+        first = next(i for i, n in enumerate(shape) if n != 1)
+        groups = []
+        for j in range(shape[first]):
+            index = (slice(None),) * first + (j,)
+            groups += joint_3d(shape[first + 1:], [a[index] for a in arrays])
+        return groups
+    dims = [(1, [0] * len(arrays))] * (3 - len(dims)) + dims
+    new_shape = tuple(n for n, _ in dims)
+    return [[_view(a, new_shape, tuple(st[k] for _, st in dims))
+             for k, a in enumerate(arrays)]]
+
+
+def _view(a, shape, strides):
+    # The merged dimensions have consistent strides in every array, so a reshape is a view;
+    # copy=False makes NumPy refuse rather than copy (a copied output would lose its writes).
+    try:
+        return a.reshape(shape, copy=False)
+    except TypeError:    # NumPy < 2.1 has no copy= in reshape
+        return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides,
+                                               writeable=a.flags.writeable)
+
+
+# ------------------------------------------------------------------ results ----
+
+def scalar_or_array(arr):
+    """A 0-d result as a NumPy scalar (as SciPy and NumPy return them), else the array."""
+    return arr[()] if arr.ndim == 0 else arr
+
+
+def finish_reduction(reduction, total, denom, rows, dtype):
+    """What a loss returns: the per-element losses ("none"), their float64 sum ("sum"), or
+    the sum divided by denom ("mean", "batchmean"; nan for 0 / 0), as a scalar of dtype."""
+    if reduction == "none":
+        return scalar_or_array(rows)
+    if reduction == "sum":
+        return dtype.type(total)
+    if denom == 0:
+        return dtype.type(np.nan)
+    return dtype.type(total / denom)
+
+
+def with_grad(loss, grad, return_grad):
+    """What a loss with `return_grad` returns: (loss, grad), or the loss alone."""
+    return (loss, grad) if return_grad else loss

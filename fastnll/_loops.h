@@ -1,0 +1,60 @@
+/*
+ * fastnll/_loops.h -- the one C header the Cython kernels include (through _loops.pxd): the
+ * inner loops of fastnll, for float (names ending _f32) and double (_f64).
+ *
+ *   _portable.h           compiler switches (omp simd pragmas, inlining, prefetch)
+ *   _scalar_math.h        the one exp and log, branch-free so that they vectorise
+ *   _transpose_tiles.h    register transposes of square tiles (x86-64-v3 and v4)
+ *   _avx512_loops.h       the float loops that evaluate exp, with AVX-512 intrinsics (v4)
+ *   _generic_loops_T.h    every row, column and gather loop, written once for a type T
+ *   _pack_T.h             packing strided column blocks into unit-stride class rows
+ *
+ * The two _T.h files are templates: each is included here once per element type, with
+ * T the type, FNL_FN(name) appending its suffix, and FNL_USE_AVX512 set where the float
+ * loops hand over to _avx512_loops.h.  A compiler error or a debugger line points into them.
+ */
+#ifndef FASTNLL_LOOPS_H
+#define FASTNLL_LOOPS_H
+
+#include "_portable.h"
+#include "_scalar_math.h"
+#include "_transpose_tiles.h"
+#include "_avx512_loops.h"
+
+#if defined(T) || defined(FNL_FN) || defined(FNL_USE_AVX512) || defined(FNL_T_TILE)
+#error "_loops.h: a template parameter name is already taken"
+#endif
+#define FNL_CAT_(a, b) a##b
+#define FNL_CAT(a, b) FNL_CAT_(a, b)
+
+#define T float
+#define FNL_FN(name) FNL_CAT(name, _f32)
+#ifdef FNL_HAVE_AVX512
+#define FNL_USE_AVX512 1
+#else
+#define FNL_USE_AVX512 0
+#endif
+#ifdef FNL_HAVE_TILE
+#define FNL_T_TILE FNL_TILE_F32
+#endif
+#include "_generic_loops_T.h"
+#include "_pack_T.h"
+#undef T
+#undef FNL_FN
+#undef FNL_USE_AVX512
+#undef FNL_T_TILE
+
+#define T double
+#define FNL_FN(name) FNL_CAT(name, _f64)
+#define FNL_USE_AVX512 0
+#ifdef FNL_HAVE_TILE
+#define FNL_T_TILE FNL_TILE_F64
+#endif
+#include "_generic_loops_T.h"
+#include "_pack_T.h"
+#undef T
+#undef FNL_FN
+#undef FNL_USE_AVX512
+#undef FNL_T_TILE
+
+#endif /* FASTNLL_LOOPS_H */

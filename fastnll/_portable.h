@@ -1,0 +1,36 @@
+/*
+ * fastnll/_portable.h -- the compiler switches every C header of fastnll uses.
+ *
+ * gcc and clang get `#pragma omp simd` on the loops that must vectorise (honoured with
+ * -fopenmp-simd even without OpenMP), forced inlining and prefetches; other compilers (MSVC)
+ * get plain loops that compute the same values.
+ */
+#ifndef FASTNLL_PORTABLE_H
+#define FASTNLL_PORTABLE_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FNL_PRAGMA(x) _Pragma(#x)
+#define FNL_SIMD FNL_PRAGMA(omp simd)
+#define FNL_SIMD_SUM(v) FNL_PRAGMA(omp simd reduction(+ : v))
+#define FNL_SIMD_SUM2(v, w) FNL_PRAGMA(omp simd reduction(+ : v, w))
+#define FNL_SIMD_MAX(v) FNL_PRAGMA(omp simd reduction(max : v))
+#define FNL_INLINE static inline __attribute__((always_inline))
+#define FNL_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FNL_SIMD
+#define FNL_SIMD_SUM(v)
+#define FNL_SIMD_SUM2(v, w)
+#define FNL_SIMD_MAX(v)
+#define FNL_INLINE static inline
+#define FNL_PREFETCH(p) ((void)(p))
+#endif
+
+/* the bits of a float or a double, for exponent arithmetic */
+typedef union { float f; int32_t i; } fnl_bits32;
+typedef union { double f; int64_t i; } fnl_bits64;
+
+#endif /* FASTNLL_PORTABLE_H */

@@ -1,0 +1,157 @@
+/*
+ * fastnll/_scalar_math.h -- the one exp and log of the project, written so that gcc
+ * vectorises them without -ffast-math (which would break inf/nan semantics).
+ *
+ * exp: fnl_exp_f32 / fnl_exp_f64, branch-free.  Range reduction x = n ln2 + r with a
+ *   two-constant (Cody-Waite) ln2, a Taylor polynomial on |r| <= ln2/2 (degree 7 for float,
+ *   13 for double: truncation below a quarter of an ulp), and 2^n built from exponent bits as
+ *   two factors so that subnormal results round once and correctly.  exp(-inf) = 0,
+ *   exp(+inf) = inf and exp(nan) = nan come out of the same arithmetic.  The AVX-512 loops
+ *   (_avx512_loops.h) use a vector form of fnl_exp_f32 with the same bits.
+ * log: fnl_log_f64 for any double, fnl_log_ge1_f64 for the finite x >= 1 that finishing a
+ *   log-sum-exp needs, fnl_log1p_pos_f64 for u >= 0, fnl_log_sums for a block of sums at once.
+ */
+#ifndef FASTNLL_SCALAR_MATH_H
+#define FASTNLL_SCALAR_MATH_H
+
+#include "_portable.h"
+
+FNL_INLINE float fnl_exp_f32(float x)
+{
+    /* Clamp keeps 2^n representable; nan fails both comparisons and passes through. */
+    float xc = x < -110.0f ? -110.0f : x;
+    xc = xc > 89.0f ? 89.0f : xc;
+    /* Adding 1.5 * 2^23 rounds x/ln2 to the nearest integer n, which then sits in the
+     * low mantissa bits of t. */
+    fnl_bits32 t;
+    t.f = xc * 1.44269504088896341f + 12582912.0f;
+    float n = t.f - 12582912.0f;
+    int32_t ni = t.i - 0x4B400000;
+    float r = xc - n * 0.693359375f;          /* ln2 split: high part exact in float */
+    r = r - n * -2.12194440e-4f;               /* low part */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t n1 = ni >> 1;
+    int32_t n2 = ni - n1;
+    fnl_bits32 s1, s2;
+    s1.i = (n1 + 127) << 23;
+    s2.i = (n2 + 127) << 23;
+    return (p * s1.f) * s2.f;
+}
+
+FNL_INLINE double fnl_exp_f64(double x)
+{
+    double xc = x < -750.0 ? -750.0 : x;
+    xc = xc > 710.0 ? 710.0 : xc;
+    fnl_bits64 t;
+    t.f = xc * 1.4426950408889634074 + 6755399441055744.0;   /* 1.5 * 2^52 */
+    double n = t.f - 6755399441055744.0;
+    int64_t ni = t.i - INT64_C(0x4338000000000000);
+    double r = xc - n * 6.93147180369123816490e-01;          /* ln2 high part */
+    r = r - n * 1.90821492927058770002e-10;                  /* ln2 low part */
+    double p = 1.0 / 6227020800.0;                           /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t n1 = ni >> 1;
+    int64_t n2 = ni - n1;
+    fnl_bits64 s1, s2;
+    s1.i = (n1 + 1023) << 52;
+    s2.i = (n2 + 1023) << 52;
+    return (p * s1.f) * s2.f;
+}
+
+/* log for finite normal x > 0 (finishing a log-sum-exp needs x >= 1): x = m 2^e with m in
+ * [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.1716, summed
+ * to s^21 (truncation below 1e-17), e ln2 split in two constants.  Branch-free. */
+FNL_INLINE double fnl_log_ge1_f64(double x)
+{
+    fnl_bits64 b;
+    b.f = x;
+    int64_t e = ((b.i >> 52) & 0x7ff) - 1023;
+    b.i = (b.i & INT64_C(0x000fffffffffffff)) | INT64_C(0x3ff0000000000000);
+    double m = b.f;                                 /* [1, 2) */
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    double ed = (double)(e + big);
+    double f = m - 1.0;
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double p = 1.0 / 21;
+    p = p * z + 1.0 / 19;
+    p = p * z + 1.0 / 17;
+    p = p * z + 1.0 / 15;
+    p = p * z + 1.0 / 13;
+    p = p * z + 1.0 / 11;
+    p = p * z + 1.0 / 9;
+    p = p * z + 1.0 / 7;
+    p = p * z + 1.0 / 5;
+    p = p * z + 1.0 / 3;
+    double logm = 2.0 * s + 2.0 * s * (z * p);
+    return ed * 6.93147180369123816490e-01 + (logm + ed * 1.90821492927058770002e-10);
+}
+
+/* log for any double, branch-free: subnormals are scaled by 2^54 first; 0 gives -inf,
+ * negatives nan, +inf inf, nan nan (the same as libm's log, within 2 ulp). */
+FNL_INLINE double fnl_log_f64(double x)
+{
+    int tiny = x < 2.2250738585072014e-308;             /* below the smallest normal */
+    double xs = tiny ? x * 18014398509481984.0 : x;     /* 2^54 */
+    xs = (xs > 0.0 && xs < INFINITY) ? xs : 1.0;        /* keep the bit tricks on a number */
+    double r = fnl_log_ge1_f64(xs) - (tiny ? 54 * 6.93147180559945309417e-01 : 0.0);
+    r = x == 0.0 ? -INFINITY : r;
+    r = x == INFINITY ? INFINITY : r;
+    r = (x < 0.0 || x != x) ? NAN : r;
+    return r;
+}
+
+/* log1p(u) for u >= 0 (u = 0 exact), as log(1 + u) corrected for the rounding of 1 + u */
+FNL_INLINE double fnl_log1p_pos_f64(double u)
+{
+    double v = 1.0 + u;
+    return v == INFINITY ? INFINITY : fnl_log_ge1_f64(v) + (u - (v - 1.0)) / v;
+}
+
+/* log_sum[k] = log(at_max[k] + rest[k]) for n sums at once, with one log each: the sum v is
+ * rounded, and its rounding error d (TwoSum, exact whatever the order of the two terms) is
+ * added back to first order, log(v + d) = log(v) + d / v.  A small rest next to at_max = 1
+ * (a confident row) therefore keeps its digits, as with log1p.  Valid where at_max >= 1 and
+ * rest >= 0 are finite (the caller redoes the other sums: finish_logs_many in _lse.pxd). */
+FNL_INLINE void fnl_log_sums(const double *rest, const double *at_max, double *log_sum,
+                             ptrdiff_t n)
+{
+    FNL_SIMD
+    for (ptrdiff_t k = 0; k < n; k++) {
+        double v = at_max[k] + rest[k];
+        double z = v - at_max[k];
+        double d = (at_max[k] - (v - z)) + (rest[k] - z);
+        log_sum[k] = v == INFINITY ? INFINITY : fnl_log_ge1_f64(v) + d / v;
+    }
+}
+
+/* sum of n doubles (vectorised; the order is fixed for a given n) */
+FNL_INLINE double fnl_sum_f64(const double *v, ptrdiff_t n)
+{
+    double acc = 0;
+    FNL_SIMD_SUM(acc)
+    for (ptrdiff_t i = 0; i < n; i++) acc += v[i];
+    return acc;
+}
+
+#endif /* FASTNLL_SCALAR_MATH_H */

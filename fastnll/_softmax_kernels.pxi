@@ -1,0 +1,173 @@
+# The softmax family's kernels: logsumexp (plain and SciPy's weighted form), softmax and
+# log_softmax, over the class-axis view of _class_axis.pxi.
+from fastnll._lse cimport RowStats, row_lse
+from fastnll._loops cimport fnl_exp_f64, fnl_softmax, fnl_colsoftmax, fnl_unpack
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
+    """out[o, k] = log sum_c exp(x[o, c, k])."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *x0 = first_element(x)
+    cdef Py_ssize_t r, k, it, blocks_per_outer
+    cdef int tid
+    cdef RowIndex ri
+    cdef RowStats stats
+    cdef ColRange cr
+    cdef floating *shift
+    cdef double *log_sum_d
+    cdef void *ws = NULL
+    if outer == 0 or inner == 0:
+        return
+    if C == 0:
+        out[:, :] = -INFINITY
+        return
+    if not use_columns(inner, C, s1, s2):
+        with nogil:
+            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                ri = row_index(r, inner)
+                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
+                                0, 0)
+                out[ri.o, ri.k] = <floating>(stats.shift + stats.log_sum)
+        return
+    blocks_per_outer = ceil_div(inner, COL_BLOCK)
+    ws = col_workspace(nthreads)
+    with nogil:
+        for it in prange(outer * blocks_per_outer, schedule='static', num_threads=nthreads):
+            tid = threadid()
+            cr = col_range(it, blocks_per_outer, inner)
+            col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE, NULL, 0, ws,
+                    tid, <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner)
+            shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+            log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
+            for k in range(cr.ncols):
+                out[cr.o, cr.k0 + k] = <floating>(shift[k] + log_sum_d[k])
+    free(ws)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:, :] out,
+                floating[:, :] sign, int nthreads):
+    """SciPy's weighted logsumexp: out = log|sum_c b exp(x)|, sign its sign.
+
+    Terms with b == 0 are dropped even where x is inf or nan.  Scalar two-pass code: this path
+    is for correctness, not speed."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t r, o, k, c
+    cdef RowIndex ri
+    cdef double top, m, s, v, bv, res, sg, direct
+    if outer == 0 or inner == 0:
+        return
+    with nogil:
+        for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+            ri = row_index(r, inner)
+            o = ri.o
+            k = ri.k
+            top = -INFINITY
+            for c in range(C):
+                if b[o, c, k] != 0 and x[o, c, k] > top:
+                    top = x[o, c, k]
+            m = 0
+            s = 0
+            direct = 0
+            for c in range(C):
+                bv = b[o, c, k]
+                if bv == 0:
+                    continue
+                v = x[o, c, k]
+                if isfinite(top):
+                    if v == top:
+                        m = m + bv
+                    else:
+                        s = s + bv * fnl_exp_f64(v - top)
+                direct = direct + bv * fnl_exp_f64(v)
+            res = NAN
+            sg = NAN
+            if isfinite(top):
+                if s != 0:
+                    s = s / m
+                sg = (1.0 if s + 1 > 0 else (-1.0 if s + 1 < 0 else 0.0)) * \
+                     (1.0 if m > 0 else (-1.0 if m < 0 else 0.0))
+                if s < -1:
+                    s = -s - 2
+                res = log1p(s) + log(fabs(m)) + top
+            if not isfinite(res):
+                # SciPy hands non-finite results to the direct formula.
+                sg = 1.0 if direct > 0 else (-1.0 if direct < 0 else (0.0 if direct == 0 else NAN))
+                res = log(fabs(direct))
+            out[o, k] = <floating>res
+            sign[o, k] = <floating>sg
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int nthreads):
+    """out = softmax(x) or log_softmax(x) along the middle axis."""
+    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
+    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t os2 = out.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *x0 = first_element(x)
+    cdef floating *y0 = first_element(out)
+    cdef Py_ssize_t r, k, j, it, blocks_per_outer
+    cdef int tid
+    cdef RowIndex ri
+    cdef RowStats stats
+    cdef ColRange cr
+    cdef floating log_sum
+    cdef floating *shift
+    cdef floating *log_sums
+    cdef floating *maximum
+    cdef floating *packed = NULL
+    cdef bint packed_whole = False
+    cdef void *ws = NULL
+    if x0 == NULL:
+        return
+    if not use_columns(inner, C, s1, s2):
+        with nogil:
+            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                ri = row_index(r, inner)
+                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
+                                0, 0)
+                log_sum = <floating>stats.log_sum
+                if not take_log and stats.maximum == INFINITY:
+                    log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
+                fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift, log_sum,
+                            y0 + ri.o * os0 + ri.k * os2, os1, take_log)
+        return
+    blocks_per_outer = ceil_div(inner, COL_BLOCK)
+    ws = col_workspace(nthreads)
+    with nogil:
+        for it in prange(outer * blocks_per_outer, schedule='static', num_threads=nthreads):
+            tid = threadid()
+            cr = col_range(it, blocks_per_outer, inner)
+            packed = <floating *>pack_buffer(ws, s2, tid)
+            packed_whole = col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE,
+                                   NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner)
+            shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+            log_sums = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
+            maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
+            if not take_log:
+                for k in range(cr.ncols):
+                    if maximum[k] == INFINITY:
+                        log_sums[k] = NAN
+            if packed_whole:    # the softmax in place in the packed block, then scattered
+                for j in range(C):
+                    fnl_colsoftmax(packed + j * COL_BLOCK, cr.ncols, 1, shift, log_sums,
+                                   packed + j * COL_BLOCK, 1, take_log)
+                fnl_unpack(packed, COL_BLOCK, C, cr.ncols, y0 + cr.o * os0 + cr.k0 * os2, os1,
+                           os2)
+            else:
+                for j in range(C):
+                    fnl_colsoftmax(x0 + cr.o * s0 + j * s1 + cr.k0 * s2, cr.ncols, s2, shift,
+                                   log_sums, y0 + cr.o * os0 + j * os1 + cr.k0 * os2, os2,
+                                   take_log)
+    free(ws)
