@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnll
-from conftest import LAYOUTS, make_layout
+from helpers import LAYOUTS, make_layout
 from fastnll import _threads
 from fastnll._dispatch import kernels
 

@@ -12,9 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import fastnll  # noqa: E402
-from conftest import (  # noqa: E402
-    assert_close, class_axis, ref_loss, strided_layout, tolerances,
-)
+from helpers import assert_close, strided_layout, tolerances  # noqa: E402
+from reference import class_axis, ref_loss  # noqa: E402
 
 # FASTNLL_HYPOTHESIS_EXAMPLES=2000 for a longer hunt; the default keeps the suite fast
 SETTINGS = settings(max_examples=int(os.environ.get("FASTNLL_HYPOTHESIS_EXAMPLES", "60")),

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import fastnll  # noqa: E402
-from conftest import class_axis, ref_loss, strided_layout  # noqa: E402
-from test_hypothesis import axes_for  # noqa: E402  (the same axis strategy)
+from helpers import axes_for, strided_layout  # noqa: E402
+from reference import class_axis, ref_loss  # noqa: E402
 
 # FASTNLL_HYPOTHESIS_EXAMPLES=2000 for a longer hunt; the default keeps the suite fast
 SETTINGS = settings(max_examples=int(os.environ.get("FASTNLL_HYPOTHESIS_EXAMPLES", "60")),

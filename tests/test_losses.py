@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import fastnll
-from conftest import (
-    LAYOUTS, assert_close, check_layout, class_axis, make_layout, ref_loss, torch_loss,
-)
+from helpers import LAYOUTS, assert_close, check_layout, make_layout
+from reference import class_axis, ref_loss, torch_loss
 
 DTYPES = [np.float32, np.float64]
 REDUCTIONS = ["mean", "sum", "none"]

@@ -9,7 +9,7 @@ import pytest
 import scipy.special
 
 import fastnll
-from conftest import assert_close
+from helpers import assert_close
 
 DTYPES = [np.float32, np.float64]
 

@@ -17,7 +17,8 @@ import pytest
 import scipy.special
 
 import fastnll
-from conftest import assert_bitwise_equal, assert_close, ref_log_softmax_last, ref_loss
+from helpers import assert_bitwise_equal, assert_close
+from reference import ref_log_softmax_last, ref_loss, torch_loss
 
 RNG = np.random.default_rng(2026)
 N, C = 400, 120                         # 48000 elements: every kernel uses its threads
@@ -218,7 +219,6 @@ def test_extreme_logits_softmax_family(dtype, C, columns):
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 def test_extreme_logits_cross_entropy(dtype, C, smoothing, torch):
     """Against PyTorch (float64 autograd) and the NumPy reference, including its inf/nan."""
-    from conftest import torch_loss
     x = _stress_rows(dtype, C)
     t = np.array([0, 1, 0, 1, 2, C // 2, 1, 0]) % C    # targets at -inf, at the finite value...
     for red in ("none", "sum"):

@@ -6,7 +6,7 @@ import pytest
 import scipy.special as sp
 
 import fastnll
-from conftest import LAYOUTS, assert_close, check_layout, make_layout
+from helpers import LAYOUTS, assert_close, check_layout, make_layout
 
 DTYPES = [np.float32, np.float64]
 FUNCS = ["logsumexp", "softmax", "log_softmax"]

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import fastnll
-from conftest import assert_bitwise_equal, assert_close, ref_loss
+from helpers import assert_bitwise_equal, assert_close
+from reference import ref_loss
 
 REDUCTIONS = ["mean", "sum", "none"]
 
