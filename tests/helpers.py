@@ -112,6 +112,20 @@ def assert_bitwise_equal(got, expected, err_msg=""):
     assert a.tobytes() == b.tobytes(), f"{err_msg}: results differ bit-wise"
 
 
+def assert_loss_type(loss, dtype, reduction, shape=None):
+    """A reduced loss is a NumPy scalar of `dtype`; with `shape`, reduction="none" gives an
+    array (a scalar for shape ()) of `dtype` and that shape."""
+    dtype = np.dtype(dtype)
+    if reduction != "none":
+        assert type(loss) is dtype.type, f"scalar loss type {type(loss)} != {dtype.type}"
+    elif shape is not None:
+        arr = np.asarray(loss)
+        assert arr.dtype == dtype, f"'none' result dtype {arr.dtype} != {dtype}"
+        assert arr.shape == tuple(shape)
+        if tuple(shape) != ():
+            assert isinstance(loss, np.ndarray)
+
+
 def _arrays(obj):
     """Every ndarray inside obj (dicts, lists, tuples)."""
     if isinstance(obj, np.ndarray):
