@@ -61,8 +61,3 @@ def test_show_config_reports_a_forced_level():
                          env=env, capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(__file__)).stdout
     assert f"in use:       {level} (FASTNLL_SIMD_LEVEL={level})" in out
-
-
-def test_show_config_bad_mode():
-    with pytest.raises(ValueError, match="mode.*'json'"):
-        fastnll.show_config(mode="json")

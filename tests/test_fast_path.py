@@ -207,15 +207,9 @@ def test_shortcut_declines_other_calls(case):
 
 @pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
 @pytest.mark.parametrize("return_grad", [False, True])
-def test_invalid_targets_in_shortcut_calls_still_raise(name, return_grad):
+def test_all_ignored_targets_in_a_shortcut_shaped_call(name, return_grad):
+    # (invalid targets in such calls raise: the "shortcut" rows of test_errors.py)
     x = np.zeros((40, 5), np.float32)
     f = getattr(fastnll, name)
-    t = np.zeros(40, np.int64)
-    t[17] = 5
-    with pytest.raises(IndexError, match="target 5 is out of bounds for 5 classes"):
-        f(x, t, return_grad=return_grad)
-    t[17] = -3
-    with pytest.raises(IndexError, match="target -3 is out of bounds"):
-        f(x, t, reduction="none", return_grad=return_grad)
     assert np.isnan(f(x, np.full(40, -100), return_grad=return_grad)
                     if not return_grad else f(x, np.full(40, -100), return_grad=True)[0])
