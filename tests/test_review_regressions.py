@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -49,30 +48,6 @@ def test_negative_strides_everywhere(layout):
                               return_grad=True)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-13, atol=1e-16)
-
-
-def test_threads_blocks_in_different_python_threads_do_not_interfere():
-    before = fastnll.get_num_threads()
-    seen, errors = {}, []
-    inside = threading.Barrier(2)
-
-    def worker(n):
-        try:
-            with fastnll.threads(n):
-                inside.wait(timeout=10)           # both blocks are open at once
-                seen[n] = fastnll.get_num_threads()
-                inside.wait(timeout=10)
-        except Exception as exc:                  # pragma: no cover
-            errors.append(exc)
-
-    ts = [threading.Thread(target=worker, args=(n,)) for n in (1, 3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
-    assert seen == {1: 1, 3: 3}
-    assert fastnll.get_num_threads() == before
 
 
 def test_nan_class_weight_is_accepted_as_in_pytorch():
