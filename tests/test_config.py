@@ -61,3 +61,14 @@ def test_show_config_reports_a_forced_level():
                          env=env, capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(__file__)).stdout
     assert f"in use:       {level} (FASTNLL_SIMD_LEVEL={level})" in out
+
+
+# ------------------------------------------------------------ FASTNLL_SIMD_LEVEL ----
+
+def test_unknown_simd_level_is_named_as_such(tmp_path):
+    env = dict(os.environ, FASTNLL_SIMD_LEVEL="junk",
+               PYTHONPATH=os.path.dirname(os.path.dirname(fastnll.__file__)))
+    proc = subprocess.run([sys.executable, "-c", "import fastnll"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "not a kernel level" in proc.stderr and "x86-64-v3" in proc.stderr

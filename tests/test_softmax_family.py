@@ -1,12 +1,11 @@
-"""logsumexp, softmax and log_softmax against scipy.special (and torch when installed)."""
-import warnings
-
+"""logsumexp, softmax and log_softmax on fixed cases against scipy.special (and PyTorch)."""
 import numpy as np
 import pytest
 import scipy.special as sp
 
 import fastnll
 from helpers import LAYOUTS, assert_close, check_layout, make_layout
+from reference import scipy_ref
 
 DTYPES = [np.float32, np.float64]
 FUNCS = ["logsumexp", "softmax", "log_softmax"]
@@ -14,17 +13,6 @@ FUNCS = ["logsumexp", "softmax", "log_softmax"]
 
 def fn(name):
     return getattr(fastnll, name)
-
-
-def scipy_ref(name, a, **kw):
-    """SciPy on the float64 upcast of `a` (warnings about inf/nan silenced)."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        a = np.asarray(a)
-        a64 = a.astype(np.float64) if a.dtype.kind in "biuf" else a
-        if "b" in kw and kw["b"] is not None:
-            kw = dict(kw, b=np.asarray(kw["b"], dtype=np.float64))
-        return getattr(sp, name)(a64, **kw)
 
 
 def result_dtype(a):
@@ -448,3 +436,12 @@ def test_empty_axis_tuple(name, dtype, rng):
     assert_close(got, scipy_ref(name, a, axis=()), dtype)
     got = fastnll.logsumexp(a, axis=(), keepdims=True)
     assert_close(got, a, dtype)
+
+
+# ------------------------------------------------------------------- scalar input ----
+
+def test_softmax_of_a_scalar_is_a_scalar_as_in_scipy():
+    for f, ref in ((fastnll.softmax, sp.softmax), (fastnll.log_softmax, sp.log_softmax)):
+        got, want = f(3.0), ref(3.0)
+        assert np.ndim(got) == 0 and not isinstance(got, np.ndarray), type(got)
+        assert float(got) == float(want)

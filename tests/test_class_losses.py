@@ -1,5 +1,6 @@
-"""nll_loss and cross_entropy: loss and gradient against PyTorch (float64 autograd, when
-installed) and against an independent NumPy reference (always)."""
+"""nll_loss and cross_entropy on fixed cases: loss and gradient against the reference and PyTorch."""
+# The NumPy reference (extended precision, reference.ref_loss) always; PyTorch (float64
+# autograd) when installed.
 import numpy as np
 import pytest
 
@@ -557,3 +558,48 @@ def test_zero_total_weight_mean_gradient(torch, kind):
     loss, grad = func(kind)(x, t, weight=w, return_grad=True)
     assert np.isnan(loss) and np.isnan(exp_loss)
     assert_close(grad, exp_grad, np.float64)
+
+
+# ------------------------------------------- odd strides, nan weights, no classes ----
+
+def test_nll_loss_with_an_odd_target_stride():
+    # a field of a structured array: int64 with a 12-byte stride
+    rec = np.zeros(3, dtype=[("label", "<i8"), ("flag", "<i4")])
+    rec["flag"][0] = 1
+    rec["label"] = [1, 0, 1]
+    x = np.log([[0.7, 0.3]] * 3)
+    for f in (fastnll.nll_loss, fastnll.cross_entropy):
+        got = f(x, rec["label"], reduction="none")
+        np.testing.assert_array_equal(got, f(x, rec["label"].copy(), reduction="none"))
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns", "few classes"])
+def test_negative_strides_everywhere(layout):
+    rng = np.random.default_rng(0)
+    shape = {"rows": (50, 700), "columns": (700, 50), "few classes": (900, 12)}[layout]
+    x = rng.standard_normal(shape)[::-1, ::-1]
+    axis = 0 if layout == "columns" else 1
+    t = rng.integers(0, x.shape[axis], x.shape[1 - axis])[::-1]
+    xc, tc = np.ascontiguousarray(x), np.ascontiguousarray(t)
+    # a reversed class axis takes the strided loop (another summation order): 1 ulp apart
+    np.testing.assert_allclose(fastnll.logsumexp(x, axis=axis),
+                               fastnll.logsumexp(xc, axis=axis), rtol=1e-14)
+    np.testing.assert_allclose(fastnll.softmax(x, axis=axis), fastnll.softmax(xc, axis=axis),
+                               rtol=1e-13, atol=1e-300)
+    a = fastnll.cross_entropy(x, t, axis=axis, label_smoothing=0.1, reduction="none",
+                              return_grad=True)
+    b = fastnll.cross_entropy(xc, tc, axis=axis, label_smoothing=0.1, reduction="none",
+                              return_grad=True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-13, atol=1e-16)
+
+
+def test_nan_class_weight_is_accepted_as_in_pytorch():
+    loss = fastnll.cross_entropy(np.zeros((2, 3)), [0, 1], weight=[np.nan, 1.0, 1.0],
+                                 reduction="none")
+    assert np.isnan(loss[0]) and loss[1] == pytest.approx(np.log(3))
+
+
+def test_probability_targets_with_no_classes():
+    loss = fastnll.cross_entropy(np.zeros((4, 0)), np.zeros((4, 0)), reduction="none")
+    np.testing.assert_array_equal(loss, np.zeros(4))
