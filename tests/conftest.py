@@ -1,4 +1,4 @@
-"""pytest fixtures and hooks of the fastnll test suite (helpers live in helpers.py and reference.py)."""
+"""pytest fixtures and hooks of the suite (the helpers are in helpers.py and reference.py)."""
 import numpy as np
 import pytest
 

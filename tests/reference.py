@@ -1,4 +1,4 @@
-"""The oracles: float64 / extended-precision NumPy and SciPy references, and PyTorch's float64 autograd."""
+"""The oracles: float64 / extended-precision NumPy and SciPy references, and PyTorch autograd."""
 # Independent of fastnll: written from the documented formulas (in forms other than the
 # kernels' where there is a choice, e.g. binary cross-entropy as softplus terms), or SciPy /
 # PyTorch themselves.  Imported as `from reference import ...` (see helpers.py).

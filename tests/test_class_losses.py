@@ -1,4 +1,4 @@
-"""nll_loss and cross_entropy on fixed cases: loss and gradient against the reference and PyTorch."""
+"""nll_loss and cross_entropy on fixed cases: loss and gradient vs the reference and PyTorch."""
 # The NumPy reference (extended precision, reference.ref_loss) always; PyTorch (float64
 # autograd) when installed.
 import numpy as np

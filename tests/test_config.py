@@ -1,4 +1,4 @@
-"""fastnll.show_config() and the version."""
+"""show_config(), the version, and the FASTNLL_SIMD_LEVEL override."""
 import os
 import re
 import subprocess

@@ -1,12 +1,10 @@
-"""The public docstrings: their Examples run as doctests, and each has the numpydoc sections.
-
-The doctests run on the imported fastnll package (the built extension), as CI sees it, with
-NORMALIZE_WHITESPACE | ELLIPSIS.  Every docstring imports what it uses, so the examples run
-in an empty namespace, as they would when pasted into a session.
-
-Exemptions from the section check:
-- get_num_threads takes no argument and raises nothing: no Parameters or Raises.
-"""
+"""The public docstrings: their Examples run as doctests, and each has the numpydoc sections."""
+# The doctests run on the imported fastnll package (the built extension), as CI sees it, with
+# NORMALIZE_WHITESPACE | ELLIPSIS.  Every docstring imports what it uses, so the examples run
+# in an empty namespace, as they would when pasted into a session.
+#
+# Exemptions from the section check:
+# - get_num_threads takes no argument and raises nothing: no Parameters or Raises.
 import ast
 import builtins
 import doctest

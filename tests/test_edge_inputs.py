@@ -1,4 +1,4 @@
-"""Inputs that look odd but are not errors (empty arrays, nan in the data, lists, boundary options), and inputs never written."""
+"""Odd inputs that are not errors (empty, nan, lists, bounds): oracle results; inputs unwritten."""
 # `ORACLE` lists such calls with their expected results, which come from SciPy / PyTorch /
 # NumPy (reference.py), never from fastnll.  Empty inputs give the SciPy / PyTorch result
 # rather than an error, and nan in the data propagates as in PyTorch (nan in probability

@@ -1,4 +1,4 @@
-"""Argument errors of every public function, in one table: (call, bad argument, exception type, message pattern)."""
+"""Argument errors of every public function in one table: call, argument, exception, message."""
 # `BAD` lists Bad(id, function, keyword arguments, expected exception, regex).  The regex is
 # searched for in the message (for the systematic sections it finds both the argument's name
 # and the offending value: a dtype, a shape, an index, a string).  Each case runs with warnings

@@ -1,17 +1,20 @@
-"""The common nll_loss / cross_entropy call takes a compiled shortcut (class_loss_fast in
-_call_shortcut.pxi) past the general path's conversions.  It must give the general path's results
-bit for bit (values, dtypes, shapes, types), take exactly the calls it can, and leave every
-other call, errors included, to the general path.
-
-A NumPy integer as ``ignore_index`` means the same as the Python int but is not taken by the
-shortcut, so it forces the general path for the comparison."""
+"""The compiled shortcut of nll_loss / cross_entropy: the general path's results bit for bit."""
+# The common nll_loss / cross_entropy call takes a compiled shortcut (class_loss_fast in
+# _call_shortcut.pxi) past the general path's conversions.  It must give the general path's
+# results
+# bit for bit (values, dtypes, shapes, types), take exactly the calls it can, and leave every
+# other call, errors included, to the general path (its invalid targets: the "shortcut" rows
+# of test_errors.py).
+#
+# A NumPy integer as ``ignore_index`` means the same as the Python int but is not taken by the
+# shortcut, so it forces the general path for the comparison.
 import numpy as np
 import pytest
 
 import fastnll
-from helpers import LAYOUTS, make_layout
 from fastnll import _threads
 from fastnll._dispatch import kernels
+from helpers import LAYOUTS, assert_bitwise_equal, make_layout
 
 
 def _shortcut(name, x, t, **kw):
@@ -23,19 +26,6 @@ def _shortcut(name, x, t, **kw):
     return kernels.class_loss_fast(x, t, args["weight"], args["ignore_index"],
                                    args["reduction"], args["label_smoothing"], args["axis"],
                                    args["return_grad"], name == "nll_loss", _threads.for_work)
-
-
-def _same(fast, general, what):
-    if isinstance(general, tuple):
-        assert isinstance(fast, tuple) and len(fast) == len(general), what
-        for u, v in zip(fast, general):
-            _same(u, v, what)
-        return
-    assert type(fast) is type(general), what
-    assert fast.dtype == general.dtype and np.shape(fast) == np.shape(general), what
-    assert fast.dtype.metadata == general.dtype.metadata, what
-    assert np.asarray(fast).tobytes() == np.asarray(general).tobytes(), \
-        f"{what}: the shortcut and the general path differ bit-wise"
 
 
 def _problem(rng, N, C, dtype, ignore_index):
@@ -84,7 +74,7 @@ def test_shortcut_matches_the_general_path(name, dtype, layout):
                             assert taken is not None, what
                         fast = f(x, t, ignore_index=ignore_index, **kw)
                         general = f(x, t, ignore_index=np.int64(ignore_index), **kw)
-                        _same(fast, general, what)
+                        assert_bitwise_equal(fast, general, what)
             np.testing.assert_array_equal(x, before)
 
 
@@ -121,8 +111,8 @@ def test_shortcut_with_broadcast_arrays_extreme_ignore_index_and_threads(name, d
                 with fastnll.threads(2):
                     two = f(xv, tv, ignore_index=ignore_index, **kw)
                 general = f(xv, tv, ignore_index=np.int64(ignore_index), **kw)
-                _same(one, general, what)
-                _same(two, general, what + ", 2 threads")
+                assert_bitwise_equal(one, general, what)
+                assert_bitwise_equal(two, general, what + ", 2 threads")
             np.testing.assert_array_equal(tv, t_before)
 
 

@@ -1,4 +1,4 @@
-"""Hypothesis: nll_loss and cross_entropy against the extended-precision reference over drawn inputs, targets, layouts and options."""
+"""Hypothesis: nll_loss and cross_entropy against the reference over drawn inputs and options."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Hypothesis: entropy and relative entropy against scipy.stats.entropy over drawn shapes, broadcasts, axes, bases and layouts."""
+"""Hypothesis: entropy and relative entropy against scipy.stats.entropy over drawn inputs."""
 import math
 
 import numpy as np

@@ -1,9 +1,7 @@
-"""The forward pass of every loss allocates nothing of the input's size.
-
-tracemalloc sees every NumPy allocation (NumPy reports them to it), so the peak it records
-during a call is what the wrapper allocated: conversions, copies, outputs.  The kernels' own
-scratch (a few bytes per block of rows) is not traced, and is far below the bound anyway.
-"""
+"""The forward pass of every loss allocates nothing of the input's size."""
+# tracemalloc sees every NumPy allocation (NumPy reports them to it), so the peak it records
+# during a call is what the wrapper allocated: conversions, copies, outputs.  The kernels' own
+# scratch (a few bytes per block of rows) is not traced, and is far below the bound anyway.
 import tracemalloc
 
 import numpy as np

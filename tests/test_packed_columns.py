@@ -1,9 +1,10 @@
-"""Few classes over many rows: the kernels copy blocks of rows into class rows before reducing
-them (with AVX2 / AVX-512, whole tiles of 8 / 16 floats or 4 / 8 doubles at a time, reading a
-little past a row's classes when more rows follow).  These cases put rows inside wider rows (a slice of a
-wider array, so that the bytes past a row's classes are other numbers), row counts that are
-not multiples of a block or a tile, and class counts around the tile widths, and compare with
-float64 references written with NumPy."""
+"""Few classes over many rows (blocks of rows packed into class rows) against NumPy references."""
+# The kernels copy blocks of rows into class rows before reducing them (with AVX2 / AVX-512,
+# whole tiles of 8 / 16 floats or 4 / 8 doubles at a time, reading a little past a row's
+# classes when more rows follow).  These cases put rows inside wider rows (a slice of a wider
+# array, so that the bytes past a row's classes are other numbers), row counts that are not
+# multiples of a block or a tile, and class counts around the tile widths, and compare with
+# float64 references written with NumPy.
 import numpy as np
 import pytest
 import scipy.special

@@ -1,4 +1,4 @@
-"""Reliability: accuracy on extreme inputs, 64-bit indexing, and memory/refcount stability over many calls."""
+"""Accuracy on extreme inputs, 64-bit indexing, memory and references over many calls."""
 # Tests marked ``stress`` take a few seconds each; CI runs them once (at the default SIMD
 # level).  The test marked ``bigmem`` needs about 10 GB of RAM and runs only with
 # FASTNLL_BIGMEM=1:

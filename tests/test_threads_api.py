@@ -1,4 +1,4 @@
-"""The thread controls: get_num_threads, set_num_threads, threads(), OMP_NUM_THREADS and threadpoolctl."""
+"""The thread controls: get/set_num_threads, threads(), OMP_NUM_THREADS and threadpoolctl."""
 # The OS-thread cases run in a fresh interpreter and count the process's OS threads
 # (/proc/self/task) before and after one large call: OpenMP starts its worker threads at the
 # first parallel region and keeps them, so the growth is the team size minus one.  (Results

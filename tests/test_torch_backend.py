@@ -1,5 +1,5 @@
-"""fastnll.torch: the losses as autograd functions on CPU tensors, checked against
-torch.nn.functional (values, gradients, gradcheck, a training run, every fallback)."""
+"""fastnll.torch: autograd losses on CPU tensors against torch.nn.functional, and fallbacks."""
+# Values, gradients, gradcheck, a training run, and every fallback to PyTorch.
 import doctest
 import os
 import subprocess

@@ -1,6 +1,6 @@
-"""The type information that ships with fastnll: py.typed and the stubs, checked by mypy
---strict on a usage file, by deliberate misuses mypy must reject, and against the runtime
-signatures (so the stubs cannot drift from the code)."""
+"""The type information that ships with fastnll (py.typed, the stubs), checked with mypy."""
+# mypy --strict on a usage file, deliberate misuses mypy must reject, and the stubs against the
+# runtime signatures (so the stubs cannot drift from the code).
 import ast
 import inspect
 import os
