@@ -136,45 +136,38 @@ cdef inline RowRun row_run(Py_ssize_t r, Py_ssize_t r1, Py_ssize_t inner) noexce
     return run
 
 
-cdef void nll_outputs(const floating *x0, ClassArgs a, Py_ssize_t r0,
-                      Py_ssize_t r1) noexcept nogil:
-    # The per-row losses and the gradient of NLL rows [r0, r1), whose targets nll_block has
-    # checked: a second pass over them, whose entries are still in cache.  The gradient must
-    # arrive zero-filled (only the target entries are written).
-    cdef Py_ssize_t r, C = a.C, inner = a.inner
-    cdef const int64_t *targets = <const int64_t *>a.targets.data
-    cdef const floating *w = <const floating *>a.w
-    cdef floating *g = <floating *>a.grad.data
-    cdef floating *rows = <floating *>a.rows.data
-    cdef int64_t t
-    cdef double w_t, loss
-    cdef RowIndex ri
-    for r in range(r0, r1):
-        ri = row_index(r, inner)
-        t = targets[ri.o * a.targets.s0 + ri.k * a.targets.s1]
-        loss = 0
-        # checked in the first pass, checked again: the caller's array could change between
-        # the passes (another Python thread; the GIL is released), and must not send a write
-        # out of bounds
-        if t != a.ignore_index and 0 <= t < C:
-            w_t = 1.0 if w == NULL else w[t * a.s_w]
-            loss = -w_t * x0[ri.o * a.x.s0 + t * a.x.s1 + ri.k * a.x.s2]
-            if g != NULL:
-                g[ri.o * a.grad.s0 + t * a.grad.s1 + ri.k * a.grad.s2] = <floating>(-a.sigma * w_t)
-        if rows != NULL:
-            rows[ri.o * a.rows.s0 + ri.k * a.rows.s1] = <floating>loss
+cdef inline void row_index_to(Py_ssize_t r, Py_ssize_t inner, Py_ssize_t *o,
+                              Py_ssize_t *k) noexcept nogil:
+    # row_index into two variables (outside prange only: see nll_block)
+    cdef RowIndex ri = row_index(r, inner)
+    o[0] = ri.o
+    k[0] = ri.k
 
 
-cdef BlockSum nll_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
-    # NLL over the rows of block blk: a gather.  The sums (and the first invalid target) come
-    # from fnl_nll_rows, in runs of rows with one stride (row_run); so the loss is the same
-    # number whether or not per-row losses or the gradient are asked for.  Those are written
-    # afterwards by nll_outputs.
-    cdef Py_ssize_t inner = a.inner, s0 = a.x.s0, s2 = a.x.s2
-    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner)
-    cdef Py_ssize_t r, bad
+cdef BlockSum nll_block(const floating *x0, const ClassArgs *a, Py_ssize_t r0,
+                        Py_ssize_t r1) noexcept nogil:
+    # NLL over rows [r0, r1): a gather.  The sums (and the first invalid target) come from
+    # fnl_nll_rows, in runs of rows with one stride (row_run); so the loss is the same number
+    # whether or not per-row losses or the gradient are asked for.  Those are written
+    # afterwards, in a second pass over the block's (now valid) targets, whose entries are
+    # still in cache.  The gradient must arrive zero-filled.
+    # The arguments are copied to locals, and the second pass takes its (o, k) through
+    # row_index_to: in the other shapes tried, gcc vectorised the gather's partial sums
+    # differently, 20% slower and with other last bits (see (e) above).
+    cdef Py_ssize_t inner = a.inner, C = a.C, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
     cdef const int64_t *targets = <const int64_t *>a.targets.data
     cdef Py_ssize_t s_t0 = a.targets.s0, s_t1 = a.targets.s1
+    cdef const floating *w = <const floating *>a.w
+    cdef Py_ssize_t s_w = a.s_w
+    cdef int64_t ignore_index = a.ignore_index
+    cdef floating *rows = <floating *>a.rows.data
+    cdef Py_ssize_t s_rows0 = a.rows.s0, s_rows1 = a.rows.s1
+    cdef floating *g = <floating *>a.grad.data
+    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
+    cdef double sigma = a.sigma
+    cdef Py_ssize_t r, o, k, bad
+    cdef int64_t t
+    cdef double w_t, loss
     cdef RowRun run
     cdef BlockSum b
     b.loss_sum = 0
@@ -184,18 +177,31 @@ cdef BlockSum nll_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcep
     r = r0
     while r < r1:
         run = row_run(r, r1, inner)
-        bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, a.x.s1,
+        bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, s1,
                            targets + run.o * s_t0 + run.k * s_t1, s_t0 if inner == 1 else s_t1,
-                           run.n, a.C, a.ignore_index, <const floating *>a.w, a.s_w,
-                           &b.loss_sum, &b.weight_sum)
+                           run.n, C, ignore_index, w, s_w, &b.loss_sum, &b.weight_sum)
         if bad >= 0:
             b.bad_row = r + bad
             b.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1
                            else targets[(run.o + bad) * s_t0])
             return b
         r += run.n
-    if a.rows.data != NULL or a.grad.data != NULL:
-        nll_outputs(x0, a, r0, r1)
+    if rows == NULL and g == NULL:
+        return b
+    for r in range(r0, r1):
+        row_index_to(r, inner, &o, &k)
+        t = targets[o * s_t0 + k * s_t1]
+        loss = 0
+        # checked in the first pass, checked again: the caller's array could change between
+        # the passes (another Python thread; the GIL is released), and must not send a write
+        # out of bounds
+        if t != ignore_index and 0 <= t < C:
+            w_t = 1.0 if w == NULL else w[t * s_w]
+            loss = -w_t * x0[o * s0 + t * s1 + k * s2]
+            if g != NULL:
+                g[o * g0 + t * g1 + k * g2] = <floating>(-sigma * w_t)
+        if rows != NULL:
+            rows[o * s_rows0 + k * s_rows1] = <floating>loss
     return b
 
 
@@ -381,13 +387,14 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs a, Py_ssize_t it,
     return b
 
 
-cdef inline BlockSum class_block(const floating *x0, ClassArgs a, Py_ssize_t blk,
+cdef inline BlockSum class_block(const floating *x0, const ClassArgs *a, Py_ssize_t blk,
                                  int tid) noexcept nogil:
     if a.is_nll:
-        return nll_block(x0, a, blk)
+        return nll_block(x0, a, blk * ROW_BLOCK,
+                         min((blk + 1) * ROW_BLOCK, a.outer * a.inner))
     if a.columns:
-        return cols_block(x0, a, blk, tid)
-    return rows_block(x0, a, blk)
+        return cols_block(x0, a[0], blk, tid)
+    return rows_block(x0, a[0], blk)
 
 
 cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, int nthreads,
@@ -444,7 +451,7 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
         # blocks, summed in the same order, so the same result
         with nogil:
             for blk in range(nblocks):
-                bs = class_block(x0, a[0], blk, 0)
+                bs = class_block(x0, a, blk, 0)
                 if bs.bad_row >= 0:
                     res.bad_row = bs.bad_row
                     res.bad_value = bs.bad_value
@@ -463,7 +470,7 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
         raise MemoryError()
     with nogil:
         for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-            bs = class_block(x0, a[0], blk, threadid())
+            bs = class_block(x0, a, blk, threadid())
             partials[2 * blk] = bs.loss_sum
             partials[2 * blk + 1] = bs.weight_sum
             bads[2 * blk] = bs.bad_row
