@@ -42,8 +42,8 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     cdef double eps = 0.0, v
     cdef bint want_grad
     cdef cnp.npy_intp dims[2]
-    cdef View3 xv, gv
-    cdef View2 tv, rv
+    cdef View3 x_view, grad_view
+    cdef View2 t_view, rows_view
     cdef ClassArgs a
     cdef BlockSum res
     if weight is not None or type(input) is not cnp.ndarray or type(target) is not cnp.ndarray:
@@ -118,28 +118,30 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
                 else cnp.PyArray_EMPTY(2, dims, typ, 0))
     # the views ClassView (_layout.py) would make of the (N, C) arrays and their (N,)
     # companions: (1, C, N) when is_swapped says so, else (N, C, 1)
-    xv = View3(NULL, 0, 0, 0)
-    tv = View2(NULL, 0, 0)
-    rv = View2(NULL, 0, 0)
-    gv = View3(NULL, 0, 0, 0)
-    xv.data = cnp.PyArray_DATA(x)
-    tv.data = cnp.PyArray_DATA(t)
+    x_view = View3(NULL, 0, 0, 0)
+    t_view = View2(NULL, 0, 0)
+    rows_view = View2(NULL, 0, 0)
+    grad_view = View3(NULL, 0, 0, 0)
+    x_view.data = cnp.PyArray_DATA(x)
+    t_view.data = cnp.PyArray_DATA(t)
     if code == NONE:
-        rv.data = cnp.PyArray_DATA(rows)
+        rows_view.data = cnp.PyArray_DATA(rows)
     if want_grad:
-        gv.data = cnp.PyArray_DATA(grad)
+        grad_view.data = cnp.PyArray_DATA(grad)
     if is_swapped(N, C, 1, xs0, xs1):
-        xv.s1, xv.s2 = xs1, xs0
-        tv.s1 = ts
-        rv.s1 = 1
-        gv.s1, gv.s2 = 1, C
-        a = class_args(1, C, N, xv, tv, NULL, 0, ii, eps, is_nll, rv, gv, want_grad)
+        x_view.s1, x_view.s2 = xs1, xs0
+        t_view.s1 = ts
+        rows_view.s1 = 1
+        grad_view.s1, grad_view.s2 = 1, C
+        a = class_args(1, C, N, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
+                       want_grad)
     else:
-        xv.s0, xv.s1 = xs0, xs1
-        tv.s0 = ts
-        rv.s0 = 1
-        gv.s0, gv.s1 = C, 1
-        a = class_args(N, C, 1, xv, tv, NULL, 0, ii, eps, is_nll, rv, gv, want_grad)
+        x_view.s0, x_view.s1 = xs0, xs1
+        t_view.s0 = ts
+        rows_view.s0 = 1
+        grad_view.s0, grad_view.s1 = C, 1
+        a = class_args(N, C, 1, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
+                       want_grad)
     nthreads = for_work(N * C)
     if typ == cnp.NPY_FLOAT32:
         run_class_loss(<const float *>a.x.data, &a, code, nthreads, &res)

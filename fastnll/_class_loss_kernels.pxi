@@ -530,16 +530,17 @@ def prob_loss(const floating[:, :, :] x, const floating[:, :, :] targets,
     weight: class weights or None; rows (or None): per-row losses; grad (or None):
     sigma * d(loss)/dx.  Returns the float64 sum of the per-row losses in a fixed order."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef View3 xv = view3(x), tv = view3(targets)
-    cdef View3 gv = view3(grad) if grad is not None else View3(NULL, 0, 0, 0)
-    cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2, ts0 = tv.s0, ts1 = tv.s1, ts2 = tv.s2
-    cdef Py_ssize_t g0 = gv.s0, g1 = gv.s1, g2 = gv.s2
+    cdef View3 x_view = view3(x), t_view = view3(targets)
+    cdef View3 grad_view = view3(grad) if grad is not None else View3(NULL, 0, 0, 0)
+    cdef Py_ssize_t s0 = x_view.s0, s1 = x_view.s1, s2 = x_view.s2
+    cdef Py_ssize_t ts0 = t_view.s0, ts1 = t_view.s1, ts2 = t_view.s2
+    cdef Py_ssize_t g0 = grad_view.s0, g1 = grad_view.s1, g2 = grad_view.s2
     cdef bint want_rows = rows is not None, want_grad = grad is not None
     cdef Py_ssize_t s_w = (weight.strides[0] // <Py_ssize_t>sizeof(floating)
                            if weight is not None else 0)
-    cdef const floating *x0 = <const floating *>xv.data
-    cdef const floating *probs = <const floating *>tv.data
-    cdef floating *g = <floating *>gv.data
+    cdef const floating *x0 = <const floating *>x_view.data
+    cdef const floating *probs = <const floating *>t_view.data
+    cdef floating *g = <floating *>grad_view.data
     cdef const floating *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
     cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1
     cdef double *partials

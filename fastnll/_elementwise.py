@@ -27,17 +27,16 @@ def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_t
     rows = np.empty(shape, dtype=dtype) if reduction == "none" else None
     gx = np.empty(shape, dtype=dtype) if return_grad else None
     ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _KIND.GAUSSIAN) else None
-    operands = [x, y, a, b, rows, gx, ga]
-    present = [i for i, arr in enumerate(operands) if arr is not None]
+    optional = (a, b, rows, gx, ga)
     nthreads = _threads.for_work(n)
     total = 0.0
-    for group in joint_3d(shape, [operands[i] for i in present]):   # usually one group
-        views = dict(zip(present, group))
-        x3, y3, a3, b3, rows3, gx3, ga3 = (views.get(i) for i in range(len(operands)))
+    for views in joint_3d(shape, [x, y] + [v for v in optional if v is not None]):
+        rest = iter(views[2:])       # the views of the optional operands that are there
+        a3, b3, rows3, gx3, ga3 = [None if v is None else next(rest) for v in optional]
         total += kernels.elementwise_loss(
-            kind=kind, x=x3, y=y3, a=a3, b=b3, eps=eps, full=full, log_input=log_input,
-            log_target=log_target, sigma=sigma, rows=rows3, grad=gx3, grad_a=ga3,
-            nthreads=nthreads)
+            kind=kind, x=views[0], y=views[1], a=a3, b=b3, eps=eps, full=full,
+            log_input=log_input, log_target=log_target, sigma=sigma, rows=rows3, grad=gx3,
+            grad_a=ga3, nthreads=nthreads)
     return finish_reduction(reduction, total, divisor, rows, dtype), gx, ga
 
 

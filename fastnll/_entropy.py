@@ -96,9 +96,9 @@ def entropy(pk, qk=None, base=None, axis=0):
     p = kernel_ready(p, dtype)
     view = ClassView(p, ax)
     q3 = view.to3(kernel_ready(q, dtype)) if q is not None else None
-    check_probabilities("pk", *kernels.first_negative(view.x3))
+    check_probabilities("pk", *kernels.first_negative(p=view.x3))
     if q3 is not None:
-        check_probabilities("qk", *kernels.first_negative(q3))
+        check_probabilities("qk", *kernels.first_negative(p=q3))
     out = np.empty(view.outer * view.inner, dtype=dtype)
     scale = 1.0
     if base is not None:

@@ -1,10 +1,9 @@
 """The compiled shortcut of nll_loss / cross_entropy: the general path's results bit for bit."""
 # The common nll_loss / cross_entropy call takes a compiled shortcut (class_loss_fast in
 # _call_shortcut.pxi) past the general path's conversions.  It must give the general path's
-# results
-# bit for bit (values, dtypes, shapes, types), take exactly the calls it can, and leave every
-# other call, errors included, to the general path (its invalid targets: the "shortcut" rows
-# of test_errors.py).
+# results bit for bit (values, dtypes, shapes, types), take exactly the calls it can, and leave
+# every other call, errors included, to the general path (its invalid targets: the "shortcut"
+# rows of test_errors.py).
 #
 # A NumPy integer as ``ignore_index`` means the same as the Python int but is not taken by the
 # shortcut, so it forces the general path for the comparison.
