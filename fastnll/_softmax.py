@@ -116,12 +116,18 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     a = kernel_ready(a, dtype)
     grouped, first, count, _ = group_axes(a, axes)
     if not mergeable(grouped, first, count) and a.size:
-        # The reduced axes do not merge into one (a broadcast or strided view): reduce the
-        # one with the smallest stride first, then the partial results weighted by their
-        # signs, instead of copying the input.
-        inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
-        part, sign = logsumexp(a, axis=inner, b=b, keepdims=True, return_sign=True)
-        return logsumexp(part, axis=axes, b=sign, keepdims=keepdims, return_sign=return_sign)
+        if b is None:
+            # The reduced axes do not merge into one (a broadcast or strided view): reduce
+            # the one with the smallest stride first, then the partial results weighted by
+            # their signs (0 for -inf, nan for nan), instead of copying the input.
+            inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
+            part, sign = logsumexp(a, axis=inner, keepdims=True, return_sign=True)
+            return logsumexp(part, axis=axes, b=sign, keepdims=keepdims,
+                             return_sign=return_sign)
+        # With weights the same two steps would add signed partial sums rounded to the
+        # input's precision (cancelling where SciPy's one sum does not) and turn an inf - inf
+        # inside a row into inf: copy the input once instead (b is copied by the reshape).
+        grouped = np.ascontiguousarray(grouped)
     view = ClassView(merge_axes(grouped, first, count), first)
     out = np.empty(view.outer * view.inner, dtype=dtype)
     nthreads = _threads.for_work(a.size)

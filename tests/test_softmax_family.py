@@ -195,6 +195,37 @@ def test_b_negative_sum_and_cancellation():
     assert np.isnan(plain[0]) and np.isfinite(plain[1])
 
 
+def _step_layout(x):
+    """x in a layout whose axes do not merge (every other entry of a larger array)."""
+    big = np.zeros((2 * x.shape[0],) + x.shape[1:], x.dtype)
+    big[::2] = x
+    return big[::2]
+
+
+@pytest.mark.parametrize("x,b", [
+    # a row holding inf and -inf with nonzero weights: SciPy's sum is inf - inf = nan
+    (np.float32([[[np.inf, -np.inf]], [[1000.064, 1000.0105]]]),
+     np.float32([[0.7553551, -0.32030708]])),
+    # two maxima of 1e30 whose weights nearly cancel in two separate rows: the one sum is
+    # 1e30 + log(0.25), a sum of rounded per-row results would cancel to nan
+    (np.float32([[1e30, 0.1], [1e30, 0.2], [0.3, 0.4]]),
+     np.float32([[1.0, 0.5], [-0.75, 0.25], [0.5, -0.25]])),
+])
+def test_b_over_axes_that_do_not_merge(x, b):
+    # regression: with weights over several axes of a strided (or broadcast) input,
+    # logsumexp added per-row results weighted by their signs, in the input's precision
+    # (found by test_hypothesis_softmax_family.py::test_logsumexp_with_b with more examples)
+    xs = _step_layout(x)
+    b_full = np.broadcast_to(b, x.shape)
+    want = fastnll.logsumexp(np.ascontiguousarray(x), b=b_full, return_sign=True)
+    got = fastnll.logsumexp(xs, b=b, return_sign=True)
+    np.testing.assert_array_equal(got, want)
+    x64 = np.where(b_full == 0, -np.inf, x.astype(np.float64))
+    exp, esgn = scipy_ref("logsumexp", x64, b=b_full.astype(np.float64), return_sign=True)
+    assert_close(got[0], exp, np.float32)
+    assert_close(got[1], esgn, np.float32)
+
+
 @pytest.mark.parametrize("adt,bdt,expected", [
     (np.float32, np.float32, np.float32),
     (np.float32, np.float64, np.float64),
