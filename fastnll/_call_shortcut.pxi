@@ -44,7 +44,7 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
     cdef cnp.npy_intp dims[2]
     cdef View3 x_view, grad_view
     cdef View2 t_view, rows_view
-    cdef ClassArgs a
+    cdef ClassArgs args
     cdef BlockSum res
     if weight is not None or type(input) is not cnp.ndarray or type(target) is not cnp.ndarray:
         return None
@@ -133,20 +133,20 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
         t_view.s1 = ts
         rows_view.s1 = 1
         grad_view.s1, grad_view.s2 = 1, C
-        a = class_args(1, C, N, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
+        args = class_args(1, C, N, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
                        want_grad)
     else:
         x_view.s0, x_view.s1 = xs0, xs1
         t_view.s0 = ts
         rows_view.s0 = 1
         grad_view.s0, grad_view.s1 = C, 1
-        a = class_args(N, C, 1, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
+        args = class_args(N, C, 1, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
                        want_grad)
     nthreads = for_work(N * C)
     if typ == cnp.NPY_FLOAT32:
-        run_class_loss(<const float *>a.x.data, &a, code, nthreads, &res)
+        run_class_loss(<const float *>args.x.data, &args, code, nthreads, &res)
     else:
-        run_class_loss(<const double *>a.x.data, &a, code, nthreads, &res)
+        run_class_loss(<const double *>args.x.data, &args, code, nthreads, &res)
     if res.bad_row >= 0 or (code == MEAN and res.weight_sum == 0):
         return None
     if code == NONE:

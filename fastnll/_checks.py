@@ -2,9 +2,9 @@
 
 Every public function reports the same mistake with the same words, because the words live
 here: each helper converts or checks one argument and raises a ValueError, IndexError or
-TypeError that names it and the offending value.  Nothing in this module computes a result or
-lays out arrays for the kernels (that is _layout.py, whose kernel_ready converts the arrays
-checked here).
+TypeError that names it and the offending value.  Nothing in this module computes a result;
+views and results are _layout.py's, whose kernel_ready gives class targets and class weights
+their kernel dtype here, before the checks that report their values.
 """
 import operator
 

@@ -27,7 +27,6 @@ cdef enum:
     # lanes across rows (the column traversal over a transposed view), not one short row at a
     # time.
     SMALL_C = 32
-SMALL_CLASSES = SMALL_C
 
 
 cdef inline bint is_swapped(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0,

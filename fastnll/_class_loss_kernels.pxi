@@ -85,7 +85,7 @@ cdef struct ClassArgs:
     View3 grad                 # the gradient; data NULL when not asked (or empty)
     bint want_grad
     # set by run_class_loss
-    RowSums sums               # SUMS_WX with label smoothing (the rows also sum w (x - ref))
+    RowSums row_sums           # SUMS_WX with label smoothing (the rows also sum w (x - ref))
     bint plain                 # no weights, smoothing, gradient or per-row output
     bint columns               # the column traversal
     Py_ssize_t blocks_per_outer   # column blocks per outer index
@@ -99,19 +99,19 @@ cdef inline ClassArgs class_args(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inne
                                  int64_t ignore_index, double eps, bint is_nll, View2 rows,
                                  View3 grad, bint want_grad) noexcept nogil:
     # the arguments of one call; run_class_loss sets the rest
-    cdef ClassArgs a
-    a.outer, a.C, a.inner = outer, C, inner
-    a.x = x
-    a.targets = targets
-    a.w = w
-    a.s_w = s_w
-    a.ignore_index = ignore_index
-    a.eps = eps
-    a.is_nll = is_nll
-    a.rows = rows
-    a.grad = grad
-    a.want_grad = want_grad
-    return a
+    cdef ClassArgs args
+    args.outer, args.C, args.inner = outer, C, inner
+    args.x = x
+    args.targets = targets
+    args.w = w
+    args.s_w = s_w
+    args.ignore_index = ignore_index
+    args.eps = eps
+    args.is_nll = is_nll
+    args.rows = rows
+    args.grad = grad
+    args.want_grad = want_grad
+    return args
 
 
 cdef struct RowRun:
@@ -144,7 +144,7 @@ cdef inline void row_index_to(Py_ssize_t r, Py_ssize_t inner, Py_ssize_t *o,
     k[0] = ri.k
 
 
-cdef BlockSum nll_block(const floating *x0, const ClassArgs *a, Py_ssize_t r0,
+cdef BlockSum nll_block(const floating *x0, const ClassArgs *args, Py_ssize_t r0,
                         Py_ssize_t r1) noexcept nogil:
     # NLL over rows [r0, r1): a gather.  The sums (and the first invalid target) come from
     # fnl_nll_rows, in runs of rows with one stride (row_run); so the loss is the same number
@@ -153,41 +153,41 @@ cdef BlockSum nll_block(const floating *x0, const ClassArgs *a, Py_ssize_t r0,
     # still in cache.  The gradient must arrive zero-filled.
     # The arguments are copied to locals, and the second pass takes its (o, k) through
     # row_index_to: in the other shapes tried, gcc vectorised the gather's partial sums
-    # differently, 20% slower and with other last bits (see (e) above).
-    cdef Py_ssize_t inner = a.inner, C = a.C, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
-    cdef const int64_t *targets = <const int64_t *>a.targets.data
-    cdef Py_ssize_t s_t0 = a.targets.s0, s_t1 = a.targets.s1
-    cdef const floating *w = <const floating *>a.w
-    cdef Py_ssize_t s_w = a.s_w
-    cdef int64_t ignore_index = a.ignore_index
-    cdef floating *rows = <floating *>a.rows.data
-    cdef Py_ssize_t s_rows0 = a.rows.s0, s_rows1 = a.rows.s1
-    cdef floating *g = <floating *>a.grad.data
-    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
-    cdef double sigma = a.sigma
+    # differently, measurably slower and with other last bits (see (e) above).
+    cdef Py_ssize_t inner = args.inner, C = args.C, s0 = args.x.s0, s1 = args.x.s1, s2 = args.x.s2
+    cdef const int64_t *targets = <const int64_t *>args.targets.data
+    cdef Py_ssize_t s_t0 = args.targets.s0, s_t1 = args.targets.s1
+    cdef const floating *w = <const floating *>args.w
+    cdef Py_ssize_t s_w = args.s_w
+    cdef int64_t ignore_index = args.ignore_index
+    cdef floating *rows = <floating *>args.rows.data
+    cdef Py_ssize_t s_rows0 = args.rows.s0, s_rows1 = args.rows.s1
+    cdef floating *g = <floating *>args.grad.data
+    cdef Py_ssize_t g0 = args.grad.s0, g1 = args.grad.s1, g2 = args.grad.s2
+    cdef double sigma = args.sigma
     cdef Py_ssize_t r, o, k, bad
     cdef int64_t t
     cdef double w_t, loss
     cdef RowRun run
-    cdef BlockSum b
-    b.loss_sum = 0
-    b.weight_sum = 0
-    b.bad_row = -1
-    b.bad_value = 0
+    cdef BlockSum block
+    block.loss_sum = 0
+    block.weight_sum = 0
+    block.bad_row = -1
+    block.bad_value = 0
     r = r0
     while r < r1:
         run = row_run(r, r1, inner)
         bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, s1,
                            targets + run.o * s_t0 + run.k * s_t1, s_t0 if inner == 1 else s_t1,
-                           run.n, C, ignore_index, w, s_w, &b.loss_sum, &b.weight_sum)
+                           run.n, C, ignore_index, w, s_w, &block.loss_sum, &block.weight_sum)
         if bad >= 0:
-            b.bad_row = r + bad
-            b.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1
+            block.bad_row = r + bad
+            block.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1
                            else targets[(run.o + bad) * s_t0])
-            return b
+            return block
         r += run.n
     if rows == NULL and g == NULL:
-        return b
+        return block
     for r in range(r0, r1):
         row_index_to(r, inner, &o, &k)
         t = targets[o * s_t0 + k * s_t1]
@@ -202,25 +202,25 @@ cdef BlockSum nll_block(const floating *x0, const ClassArgs *a, Py_ssize_t r0,
                 g[o * g0 + t * g1 + k * g2] = <floating>(-sigma * w_t)
         if rows != NULL:
             rows[o * s_rows0 + k * s_rows1] = <floating>loss
-    return b
+    return block
 
 
-cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexcept nogil:
+cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noexcept nogil:
     # Cross-entropy over the rows of block blk of the row traversal, in three passes: the
     # rows' statistics (and the targets' check), the logs of all their sums at once (one
     # vectorised pass, finish_logs_many, instead of a scalar log1p per row), then losses and
     # gradient.
-    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
-    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, a.outer * inner), i
-    cdef const int64_t *targets = <const int64_t *>a.targets.data
-    cdef const floating *w = <const floating *>a.w
+    cdef Py_ssize_t C = args.C, inner = args.inner, s0 = args.x.s0, s1 = args.x.s1, s2 = args.x.s2
+    cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, args.outer * inner), i
+    cdef const int64_t *targets = <const int64_t *>args.targets.data
+    cdef const floating *w = <const floating *>args.w
     # without smoothing the other classes' weights take no part in the gradient (a nan weight
     # must not reach rows whose target has a finite one: 0 * nan is nan)
-    cdef const floating *grad_w = w if a.sums == SUMS_WX else NULL
-    cdef floating *g = <floating *>a.grad.data
-    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
-    cdef floating *rows = <floating *>a.rows.data
-    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, w_t
+    cdef const floating *grad_w = w if args.row_sums == SUMS_WX else NULL
+    cdef floating *g = <floating *>args.grad.data
+    cdef Py_ssize_t g0 = args.grad.s0, g1 = args.grad.s1, g2 = args.grad.s2
+    cdef floating *rows = <floating *>args.rows.data
+    cdef double eps = args.eps, sigma = args.sigma, W = args.W, loss, w_t
     cdef int64_t t
     cdef RowIndex ri
     cdef RowStats stats
@@ -230,26 +230,26 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
     cdef double at_maxes[ROW_BLOCK]
     cdef double log_sums[ROW_BLOCK]
     cdef int64_t targets_read[ROW_BLOCK]    # as read once (the caller's array may change)
-    cdef BlockSum b
-    b.loss_sum = 0
-    b.weight_sum = 0
-    b.bad_row = -1
-    b.bad_value = 0
+    cdef BlockSum block
+    block.loss_sum = 0
+    block.weight_sum = 0
+    block.bad_row = -1
+    block.bad_value = 0
     for i in range(r1 - r0):
         ri = row_index(r0 + i, inner)
-        t = targets[ri.o * a.targets.s0 + ri.k * a.targets.s1]
+        t = targets[ri.o * args.targets.s0 + ri.k * args.targets.s1]
         targets_read[i] = t
         maxima[i] = 0   # rows without statistics: a sum of 1 (no nan from the shared log)
         rests[i] = 0
         at_maxes[i] = 1
-        if t != a.ignore_index and (t < 0 or t >= C):
-            if b.bad_row < 0:
-                b.bad_row = r0 + i
-                b.bad_value = t
-        elif t != a.ignore_index or a.want_grad:
+        if t != args.ignore_index and (t < 0 or t >= C):
+            if block.bad_row < 0:
+                block.bad_row = r0 + i
+                block.bad_value = t
+        elif t != args.ignore_index or args.want_grad:
             block_stats[i] = row_stats(x0 + ri.o * s0 + ri.k * s2, C, s1,
-                                       SUMS_LSE if t == a.ignore_index else a.sums, NULL, 0,
-                                       w, a.s_w, 0, 0)
+                                       SUMS_LSE if t == args.ignore_index else args.row_sums,
+                                       NULL, 0, w, args.s_w, 0, 0)
             maxima[i] = <floating>block_stats[i].maximum
             rests[i] = block_stats[i].rest
             at_maxes[i] = block_stats[i].at_max
@@ -258,153 +258,154 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs a, Py_ssize_t blk) noexce
         ri = row_index(r0 + i, inner)
         t = targets_read[i]
         loss = 0
-        if t != a.ignore_index and (t < 0 or t >= C):
+        if t != args.ignore_index and (t < 0 or t >= C):
             continue
-        if t != a.ignore_index or a.want_grad:
+        if t != args.ignore_index or args.want_grad:
             stats = block_stats[i]
             stats.log_sum = log_sums[i]
             if stats.maximum == INFINITY:
                 stats.log_sum = NAN   # PyTorch: log_softmax of a row with +inf is nan
-        if t == a.ignore_index:
-            if a.want_grad:
+        if t == args.ignore_index:
+            if args.want_grad:
                 # 0 * softmax, as PyTorch's backward: nan where the row is
                 fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
                          <floating>stats.log_sum, 0, 0, NULL, 0, g + ri.o * g0 + ri.k * g2, g1)
         else:
-            w_t = 1.0 if w == NULL else w[t * a.s_w]
-            b.weight_sum = b.weight_sum + w_t
+            w_t = 1.0 if w == NULL else w[t * args.s_w]
+            block.weight_sum = block.weight_sum + w_t
             loss = (1 - eps) * w_t * (stats.log_sum
                                       + (stats.shift - x0[ri.o * s0 + t * s1 + ri.k * s2]))
-            if a.sums == SUMS_WX:
+            if args.row_sums == SUMS_WX:
                 loss = loss + eps / C * (W * (stats.log_sum + (stats.shift - stats.ref))
                                          - stats.x_sum)
-            if a.want_grad:
+            if args.want_grad:
                 fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
                          <floating>stats.log_sum,
                          <floating>(sigma * ((1 - eps) * w_t
-                                             + (eps * W / C if a.sums == SUMS_WX else 0.0))),
-                         <floating>(sigma * eps / C), grad_w, a.s_w, g + ri.o * g0 + ri.k * g2,
+                                             + (eps * W / C if args.row_sums == SUMS_WX else 0.0))),
+                         <floating>(sigma * eps / C), grad_w, args.s_w, g + ri.o * g0 + ri.k * g2,
                          g1)
                 g[ri.o * g0 + t * g1 + ri.k * g2] -= <floating>(sigma * (1 - eps) * w_t)
         if rows != NULL:
-            rows[ri.o * a.rows.s0 + ri.k * a.rows.s1] = <floating>loss
-        b.loss_sum = b.loss_sum + loss
-    return b
+            rows[ri.o * args.rows.s0 + ri.k * args.rows.s1] = <floating>loss
+        block.loss_sum = block.loss_sum + loss
+    return block
 
 
-cdef BlockSum cols_block(const floating *x0, ClassArgs a, Py_ssize_t it,
+cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
                          int tid) noexcept nogil:
     # Cross-entropy over column block it of the column traversal, by thread tid (which picks
     # its workspace).
-    cdef Py_ssize_t C = a.C, inner = a.inner, s0 = a.x.s0, s1 = a.x.s1, s2 = a.x.s2
+    cdef Py_ssize_t C = args.C, inner = args.inner, s0 = args.x.s0, s1 = args.x.s1, s2 = args.x.s2
     cdef Py_ssize_t k, j
-    cdef ColRange cr = col_range(it, a.blocks_per_outer, inner)
+    cdef ColRange cr = col_range(it, args.blocks_per_outer, inner)
     cdef Py_ssize_t o = cr.o, k0 = cr.k0, ncols = cr.ncols
-    cdef floating *packed = <floating *>pack_buffer(a.ws, s2, tid)
-    cdef floating *shift = <floating *>col_slot(a.ws, tid, SLOT_SHIFT)
-    cdef floating *log_sum = <floating *>col_slot(a.ws, tid, SLOT_LOG_SUM)
-    cdef floating *ref = <floating *>col_slot(a.ws, tid, SLOT_REF)
-    cdef floating *maximum = <floating *>col_slot(a.ws, tid, SLOT_MAX)
-    cdef floating *scale_p = <floating *>col_slot(a.ws, tid, SLOT_SCALE_P)
-    cdef floating *scale_w = <floating *>col_slot(a.ws, tid, SLOT_SCALE_W)
-    cdef double *log_sum_d = <double *>col_slot(a.ws, tid, SLOT_LOG_SUM_D)
-    cdef double *x_sum = <double *>col_slot(a.ws, tid, SLOT_X_SUM_D)
-    cdef const floating *w = <const floating *>a.w
-    cdef const floating *grad_w = w if a.sums == SUMS_WX else NULL
-    cdef floating *g = <floating *>a.grad.data
-    cdef Py_ssize_t g0 = a.grad.s0, g1 = a.grad.s1, g2 = a.grad.s2
-    cdef floating *rows = <floating *>a.rows.data
+    cdef floating *packed = <floating *>pack_buffer(args.ws, s2, tid)
+    cdef floating *shift = <floating *>col_slot(args.ws, tid, SLOT_SHIFT)
+    cdef floating *log_sum = <floating *>col_slot(args.ws, tid, SLOT_LOG_SUM)
+    cdef floating *ref = <floating *>col_slot(args.ws, tid, SLOT_REF)
+    cdef floating *maximum = <floating *>col_slot(args.ws, tid, SLOT_MAX)
+    cdef floating *scale_p = <floating *>col_slot(args.ws, tid, SLOT_SCALE_P)
+    cdef floating *scale_w = <floating *>col_slot(args.ws, tid, SLOT_SCALE_W)
+    cdef double *log_sum_d = <double *>col_slot(args.ws, tid, SLOT_LOG_SUM_D)
+    cdef double *x_sum = <double *>col_slot(args.ws, tid, SLOT_X_SUM_D)
+    cdef const floating *w = <const floating *>args.w
+    cdef const floating *grad_w = w if args.row_sums == SUMS_WX else NULL
+    cdef floating *g = <floating *>args.grad.data
+    cdef Py_ssize_t g0 = args.grad.s0, g1 = args.grad.s1, g2 = args.grad.s2
+    cdef floating *rows = <floating *>args.rows.data
     # this block's targets, at stride s_t
-    cdef const int64_t *targets = (<const int64_t *>a.targets.data + o * a.targets.s0
-                                   + k0 * a.targets.s1)
-    cdef Py_ssize_t s_t = a.targets.s1
-    cdef double eps = a.eps, sigma = a.sigma, W = a.W, loss, w_t
+    cdef const int64_t *targets = (<const int64_t *>args.targets.data + o * args.targets.s0
+                                   + k0 * args.targets.s1)
+    cdef Py_ssize_t s_t = args.targets.s1
+    cdef double eps = args.eps, sigma = args.sigma, W = args.W, loss, w_t
     cdef int64_t t
     cdef bint packed_whole
-    cdef BlockSum b
-    packed_whole = col_lse(x0 + o * s0 + k0 * s2, C, s1, ncols, s2, a.sums, w, a.s_w, a.ws, tid,
-                           packed, k0 + ncols < inner)
+    cdef BlockSum block
+    packed_whole = col_lse(x0 + o * s0 + k0 * s2, C, s1, ncols, s2, args.row_sums, w, args.s_w,
+                           args.ws, tid, packed, k0 + ncols < inner)
     for k in range(ncols):
         if maximum[k] == INFINITY:
             log_sum[k] = NAN
             log_sum_d[k] = NAN
-    b.loss_sum = 0
-    b.weight_sum = 0
-    b.bad_row = -1
-    b.bad_value = 0
-    if a.plain:       # the common case, with the branches that cannot fire removed
+    block.loss_sum = 0
+    block.weight_sum = 0
+    block.bad_row = -1
+    block.bad_value = 0
+    if args.plain:       # the common case, with the branches that cannot fire removed
         for k in range(ncols):
             t = targets[k * s_t]
-            if t == a.ignore_index:
+            if t == args.ignore_index:
                 continue
             if t < 0 or t >= C:
-                if b.bad_row < 0:
-                    b.bad_row = o * inner + k0 + k
-                    b.bad_value = t
+                if block.bad_row < 0:
+                    block.bad_row = o * inner + k0 + k
+                    block.bad_value = t
                 continue
-            b.weight_sum = b.weight_sum + 1
-            b.loss_sum = b.loss_sum + (log_sum_d[k]
+            block.weight_sum = block.weight_sum + 1
+            block.loss_sum = block.loss_sum + (log_sum_d[k]
                                        + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
-        return b
+        return block
     for k in range(ncols):
         t = targets[k * s_t]
         loss = 0
         scale_p[k] = 0
         scale_w[k] = 0
-        if t != a.ignore_index and (t < 0 or t >= C):
-            if b.bad_row < 0:
-                b.bad_row = o * inner + k0 + k
-                b.bad_value = t
-        elif t != a.ignore_index:
-            w_t = 1.0 if w == NULL else w[t * a.s_w]
-            b.weight_sum = b.weight_sum + w_t
+        if t != args.ignore_index and (t < 0 or t >= C):
+            if block.bad_row < 0:
+                block.bad_row = o * inner + k0 + k
+                block.bad_value = t
+        elif t != args.ignore_index:
+            w_t = 1.0 if w == NULL else w[t * args.s_w]
+            block.weight_sum = block.weight_sum + w_t
             loss = (1 - eps) * w_t * (log_sum_d[k]
                                       + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
-            if a.sums == SUMS_WX:
+            if args.row_sums == SUMS_WX:
                 loss = loss + eps / C * (W * (log_sum_d[k] + (shift[k] - ref[k])) - x_sum[k])
             scale_p[k] = <floating>(sigma * ((1 - eps) * w_t
-                                             + (eps * W / C if a.sums == SUMS_WX else 0.0)))
+                                             + (eps * W / C if args.row_sums == SUMS_WX else 0.0)))
             scale_w[k] = <floating>(sigma * eps / C)
         if rows != NULL:
-            rows[o * a.rows.s0 + (k0 + k) * a.rows.s1] = <floating>loss
-        b.loss_sum = b.loss_sum + loss
-    if a.want_grad and b.bad_row < 0:
+            rows[o * args.rows.s0 + (k0 + k) * args.rows.s1] = <floating>loss
+        block.loss_sum = block.loss_sum + loss
+    if args.want_grad and block.bad_row < 0:
         if packed_whole:
             for j in range(C):      # the gradient in place in the packed block
                 fnl_colgrad(packed + j * COL_BLOCK, ncols, 1, shift, log_sum, scale_p, scale_w,
-                            1 if grad_w == NULL else grad_w[j * a.s_w], packed + j * COL_BLOCK, 1)
+                            1 if grad_w == NULL else grad_w[j * args.s_w],
+                            packed + j * COL_BLOCK, 1)
             fnl_unpack(packed, COL_BLOCK, C, ncols, g + o * g0 + k0 * g2, g1, g2)
         else:
             for j in range(C):
                 fnl_colgrad(x0 + o * s0 + j * s1 + k0 * s2, ncols, s2, shift, log_sum, scale_p,
-                            scale_w, 1 if grad_w == NULL else grad_w[j * a.s_w],
+                            scale_w, 1 if grad_w == NULL else grad_w[j * args.s_w],
                             g + o * g0 + j * g1 + k0 * g2, g2)
         for k in range(ncols):
             t = targets[k * s_t]
-            if t != a.ignore_index and t >= 0 and t < C:
-                w_t = 1.0 if w == NULL else w[t * a.s_w]
+            if t != args.ignore_index and t >= 0 and t < C:
+                w_t = 1.0 if w == NULL else w[t * args.s_w]
                 g[o * g0 + t * g1 + (k0 + k) * g2] -= <floating>(sigma * (1 - eps) * w_t)
-    return b
+    return block
 
 
-cdef inline BlockSum class_block(const floating *x0, const ClassArgs *a, Py_ssize_t blk,
+cdef inline BlockSum class_block(const floating *x0, const ClassArgs *args, Py_ssize_t blk,
                                  int tid) noexcept nogil:
-    if a.is_nll:
-        return nll_block(x0, a, blk * ROW_BLOCK,
-                         min((blk + 1) * ROW_BLOCK, a.outer * a.inner))
-    if a.columns:
-        return cols_block(x0, a[0], blk, tid)
-    return rows_block(x0, a[0], blk)
+    if args.is_nll:
+        return nll_block(x0, args, blk * ROW_BLOCK,
+                         min((blk + 1) * ROW_BLOCK, args.outer * args.inner))
+    if args.columns:
+        return cols_block(x0, args[0], blk, tid)
+    return rows_block(x0, args[0], blk)
 
 
-cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, int nthreads,
+cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction, int nthreads,
                         BlockSum *res) except -1:
-    # The whole class_loss computation on ClassArgs from class_args (x0 is a.x.data, typed).
+    # The whole class_loss computation on ClassArgs from class_args (x0 is args.x.data, typed).
     # Sets *res: bad_row >= 0 is the flat index of the first invalid target (with its value
     # in bad_value; the outputs are then meaningless), else loss_sum is the float64 sum of the
     # per-row losses in block order and weight_sum the summed weights of the kept targets.
-    cdef Py_ssize_t nrows = a.outer * a.inner, nblocks, blk, j
-    cdef const floating *w = <const floating *>a.w
+    cdef Py_ssize_t nrows = args.outer * args.inner, nblocks, blk, j
+    cdef const floating *w = <const floating *>args.w
     cdef double *partials
     cdef int64_t *bads
     cdef TargetCheck check
@@ -413,18 +414,20 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
     res.weight_sum = 0
     res.bad_row = -1
     res.bad_value = 0
-    a.sums = SUMS_WX if (a.eps > 0 and not a.is_nll) else SUMS_LSE
+    args.row_sums = SUMS_WX if (args.eps > 0 and not args.is_nll) else SUMS_LSE
     # no weights, smoothing, gradient or per-row output: the column path's per-row loop is
     # then a plain sum of lse - x[target] (the general loop gives the same values)
-    a.plain = a.sums == SUMS_LSE and w == NULL and not a.want_grad and a.rows.data == NULL
-    a.W = a.C
-    a.sigma = 1.0
-    a.ws = NULL
-    if (a.want_grad and reduction == MEAN) or nrows == 0:
+    args.plain = (args.row_sums == SUMS_LSE and w == NULL and not args.want_grad
+                  and args.rows.data == NULL)
+    args.W = args.C
+    args.sigma = 1.0
+    args.ws = NULL
+    if (args.want_grad and reduction == MEAN) or nrows == 0:
         # only the gradient of the mean needs its scale first: a serial pre-pass
         with nogil:
-            check = check_targets(<const int64_t *>a.targets.data, a.outer, a.inner,
-                                  a.targets.s0, a.targets.s1, a.C, a.ignore_index, w, a.s_w)
+            check = check_targets(<const int64_t *>args.targets.data, args.outer, args.inner,
+                                  args.targets.s0, args.targets.s1, args.C, args.ignore_index,
+                                  w, args.s_w)
         if check.bad >= 0:
             res.bad_row = check.bad
             res.bad_value = check.bad_value
@@ -434,16 +437,16 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
             return 0
         # With no weight kept, PyTorch's gradient is 0 / 0 = nan on kept rows; ignored rows
         # get 0 * softmax.
-        a.sigma = 1.0 / check.weight_sum if check.weight_sum != 0 else INFINITY
+        args.sigma = 1.0 / check.weight_sum if check.weight_sum != 0 else INFINITY
     if w != NULL:
-        a.W = 0
-        for j in range(a.C):
-            a.W += w[j * a.s_w]
-    a.columns = use_columns(a.inner, a.C, a.x.s1, a.x.s2) and not a.is_nll
-    if a.columns:
-        a.blocks_per_outer = ceil_div(a.inner, COL_BLOCK)
-        nblocks = a.outer * a.blocks_per_outer
-        a.ws = col_workspace(nthreads if nblocks > 1 else 1)
+        args.W = 0
+        for j in range(args.C):
+            args.W += w[j * args.s_w]
+    args.columns = use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
+    if args.columns:
+        args.blocks_per_outer = ceil_div(args.inner, COL_BLOCK)
+        nblocks = args.outer * args.blocks_per_outer
+        args.ws = col_workspace(nthreads if nblocks > 1 else 1)
     else:
         nblocks = ceil_div(nrows, ROW_BLOCK)
     if nthreads <= 1 or nblocks <= 1:
@@ -451,14 +454,14 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
         # blocks, summed in the same order, so the same result
         with nogil:
             for blk in range(nblocks):
-                bs = class_block(x0, a, blk, 0)
+                bs = class_block(x0, args, blk, 0)
                 if bs.bad_row >= 0:
                     res.bad_row = bs.bad_row
                     res.bad_value = bs.bad_value
                     break
                 res.loss_sum += bs.loss_sum
                 res.weight_sum += bs.weight_sum
-        free(a.ws)
+        free(args.ws)
         return 0
     # per block: (sum of losses, sum of kept weights) and (first invalid row, its target)
     partials = <double *>malloc(2 * nblocks * sizeof(double))
@@ -466,16 +469,16 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
     if partials == NULL or bads == NULL:
         free(partials)
         free(bads)
-        free(a.ws)
+        free(args.ws)
         raise MemoryError()
     with nogil:
         for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-            bs = class_block(x0, a, blk, threadid())
+            bs = class_block(x0, args, blk, threadid())
             partials[2 * blk] = bs.loss_sum
             partials[2 * blk + 1] = bs.weight_sum
             bads[2 * blk] = bs.bad_row
             bads[2 * blk + 1] = bs.bad_value
-    free(a.ws)
+    free(args.ws)
     for blk in range(nblocks):
         if bads[2 * blk] >= 0:
             res.bad_row = bads[2 * blk]
@@ -490,7 +493,7 @@ cdef int run_class_loss(const floating *x0, ClassArgs *a, Reduction reduction, i
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def class_loss(const floating[:, :, :] x, const int64_t[:, :] targets,
+def class_loss(const floating[:, :, :] x not None, const int64_t[:, :] targets not None,
                const floating[:] weight, int64_t ignore_index, double label_smoothing,
                bint is_nll, Reduction reduction, floating[:, :] rows,
                floating[:, :, :] grad, int nthreads):
@@ -502,7 +505,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] targets,
     weight_sum): bad >= 0 is the flat index of the first invalid target (the outputs are then
     meaningless); total is the float64 sum of the per-row losses in a fixed order; weight_sum
     the summed weights of the kept targets."""
-    cdef ClassArgs a
+    cdef ClassArgs args
     cdef BlockSum res
     cdef const void *w = NULL
     cdef Py_ssize_t s_w = 0
@@ -510,11 +513,11 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] targets,
         s_w = weight.strides[0] // <Py_ssize_t>sizeof(floating)
         if weight.shape[0] > 0:
             w = &weight[0]
-    a = class_args(x.shape[0], x.shape[1], x.shape[2], view3(x), target_view(targets), w, s_w,
+    args = class_args(x.shape[0], x.shape[1], x.shape[2], view3(x), target_view(targets), w, s_w,
                    ignore_index, label_smoothing, is_nll,
                    view2(rows) if rows is not None and reduction == NONE else View2(NULL, 0, 0),
                    view3(grad) if grad is not None else View3(NULL, 0, 0, 0), grad is not None)
-    run_class_loss(<const floating *>a.x.data, &a, reduction, nthreads, &res)
+    run_class_loss(<const floating *>args.x.data, &args, reduction, nthreads, &res)
     if res.bad_row >= 0:
         return res.bad_row, res.bad_value, 0.0, 0.0
     return -1, 0, res.loss_sum, res.weight_sum
@@ -522,7 +525,7 @@ def class_loss(const floating[:, :, :] x, const int64_t[:, :] targets,
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def prob_loss(const floating[:, :, :] x, const floating[:, :, :] targets,
+def prob_loss(const floating[:, :, :] x not None, const floating[:, :, :] targets not None,
               const floating[:] weight, double label_smoothing, double sigma,
               floating[:, :] rows, floating[:, :, :] grad, int nthreads):
     """Cross-entropy against class probabilities `targets` (the same 3-D view as x).

@@ -165,7 +165,8 @@ cdef double unit_run(Elementwise kind, int flags, double eps, double sigma, Py_s
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def elementwise_loss(Elementwise kind, const floating[:, :, :] x, const floating[:, :, :] y,
+def elementwise_loss(Elementwise kind, const floating[:, :, :] x not None,
+                     const floating[:, :, :] y not None,
                      const floating[:, :, :] a, const floating[:, :, :] b, double eps,
                      bint full, bint log_input, bint log_target, double sigma,
                      floating[:, :, :] rows, floating[:, :, :] grad,
@@ -198,6 +199,8 @@ def elementwise_loss(Elementwise kind, const floating[:, :, :] x, const floating
     cdef floating *ones = NULL
     cdef double *bufs = NULL
     cdef double *buf
+    if kind == GAUSSIAN and not has_a:
+        raise ValueError("elementwise_loss: the Gaussian needs a (its var)")
     if total_n == 0:
         return 0.0
     partials = <double *>malloc(nblocks * sizeof(double))

@@ -6,7 +6,7 @@ from fastnll._loops cimport fnl_log_f64
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def first_negative(const floating[:, :, :] p):
+def first_negative(const floating[:, :, :] p not None):
     """(True, value) for the first negative entry of p in index order, else (False, 0)."""
     cdef Py_ssize_t i, c, k
     cdef bint found = False
@@ -28,8 +28,8 @@ def first_negative(const floating[:, :, :] p):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def entropy(const floating[:, :, :] p, const floating[:, :, :] q, double scale,
-            floating[:, :] out, int nthreads):
+def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, double scale,
+            floating[:, :] out not None, int nthreads):
     """out[o, k] = scale * H(p[o, :, k]), or scale * D(p || q) when q is not None, both
     normalised along the middle axis first (SciPy's scipy.stats.entropy)."""
     cdef Py_ssize_t outer = p.shape[0], C = p.shape[1], inner = p.shape[2]

@@ -1,11 +1,3 @@
 # cython: language_level=3, cdivision=True, boundscheck=False, wraparound=False
-# fastnll's kernels compiled for one instruction-set level (generic); see setup.py.  Every level
-# compiles the same files, each a family of kernels (or what they share):
-include "_codes.pxi"                # the integer codes the Python wrappers pass
-include "_kernel_common.pxi"        # OpenMP shim, row index split, fixed-order block sums
-include "_class_axis.pxi"           # the (outer, C, inner) view, its traversals, col_lse
-include "_softmax_kernels.pxi"      # logsumexp, softmax, log_softmax
-include "_class_loss_kernels.pxi"   # nll_loss, cross_entropy
-include "_call_shortcut.pxi"        # the compiled shortcut for their commonest call
-include "_entropy_kernels.pxi"      # entropy
-include "_elementwise_kernels.pxi"  # binary cross-entropy, Gaussian, Poisson, KL
+# fastnll's kernels compiled for one instruction-set level (generic); see setup.py.
+include "_kernels.pxi"

@@ -17,7 +17,8 @@ from fastnll._loops cimport fnl_exp_f64, fnl_log_sums, fnl_max, fnl_sumexp, fnl_
 
 cdef enum:
     ROW_CHUNK = 1024    # elements per chunk of a row (4 KiB of float32)
-    COL_CHUNK = 32      # class rows per chunk of a column block
+    COL_CHUNK = 32      # class rows per chunk of a column block (a multiple of the widest
+                        # transpose tile, 16: fnl_pack's last tile fills whole rows of it)
     COL_BLOCK = 64      # columns per column block (a chunk of them: 8 KiB of float64)
 
 # What one pass over a row sums besides its log-sum-exp (row_stats' `sums`).

@@ -6,7 +6,7 @@ from fastnll._loops cimport fnl_exp_f64, fnl_softmax, fnl_colsoftmax, fnl_unpack
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
+def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, int nthreads):
     """out[o, k] = log sum_c exp(x[o, c, k])."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
@@ -51,8 +51,8 @@ def logsumexp(const floating[:, :, :] x, floating[:, :] out, int nthreads):
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:, :] out,
-                floating[:, :] sign, int nthreads):
+def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b not None,
+                floating[:, :] out not None, floating[:, :] sign not None, int nthreads):
     """SciPy's weighted logsumexp: out = log|sum_c b exp(x)|, sign its sign.
 
     Terms with b == 0 are dropped even where x is inf or nan.  Scalar two-pass code: this path
@@ -60,7 +60,7 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t r, o, k, c
     cdef RowIndex ri
-    cdef double top, m, s, v, bv, res, sg, direct
+    cdef double maximum, m, s, v, bv, res, sg, direct
     if outer == 0 or inner == 0:
         return
     with nogil:
@@ -68,10 +68,10 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
             ri = row_index(r, inner)
             o = ri.o
             k = ri.k
-            top = -INFINITY
+            maximum = -INFINITY
             for c in range(C):
-                if b[o, c, k] != 0 and x[o, c, k] > top:
-                    top = x[o, c, k]
+                if b[o, c, k] != 0 and x[o, c, k] > maximum:
+                    maximum = x[o, c, k]
             m = 0
             s = 0
             direct = 0
@@ -80,22 +80,22 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
                 if bv == 0:
                     continue
                 v = x[o, c, k]
-                if isfinite(top):
-                    if v == top:
+                if isfinite(maximum):
+                    if v == maximum:
                         m = m + bv
                     else:
-                        s = s + bv * fnl_exp_f64(v - top)
+                        s = s + bv * fnl_exp_f64(v - maximum)
                 direct = direct + bv * fnl_exp_f64(v)
             res = NAN
             sg = NAN
-            if isfinite(top):
+            if isfinite(maximum):
                 if s != 0:
                     s = s / m
                 sg = (1.0 if s + 1 > 0 else (-1.0 if s + 1 < 0 else 0.0)) * \
                      (1.0 if m > 0 else (-1.0 if m < 0 else 0.0))
                 if s < -1:
                     s = -s - 2
-                res = log1p(s) + log(fabs(m)) + top
+                res = log1p(s) + log(fabs(m)) + maximum
             if not isfinite(res):
                 # SciPy hands non-finite results to the direct formula.
                 sg = 1.0 if direct > 0 else (-1.0 if direct < 0 else (0.0 if direct == 0 else NAN))
@@ -106,7 +106,8 @@ def logsumexp_b(const floating[:, :, :] x, const floating[:, :, :] b, floating[:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def softmax(const floating[:, :, :] x, floating[:, :, :] out, bint take_log, int nthreads):
+def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, bint take_log,
+            int nthreads):
     """out = softmax(x) or log_softmax(x) along the middle axis."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)

@@ -470,7 +470,7 @@ def test_large_offsets_and_ramps(dtype, rng):
 
 
 # ----------------------------------------- regressions (bugs these tests found) ----
-# The label-smoothing and probability-target terms used to evaluate (logs + shift) - ref,
+# The label-smoothing and probability-target terms used to evaluate (log_sum + shift) - ref,
 # rounding the small part of log-sum-exp away when the logits are large or the prediction
 # confident.
 

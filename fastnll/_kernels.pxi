@@ -1,0 +1,11 @@
+# The files of fastnll's kernels, in the order every level compiles them: each
+# _kern_<level>.pyx includes this file (setup.py compiles those once per instruction-set
+# level).  A new family of kernels is one more line here.
+include "_codes.pxi"                # the integer codes the Python wrappers pass
+include "_kernel_common.pxi"        # OpenMP shim, row index split, fixed-order block sums
+include "_class_axis.pxi"           # the (outer, C, inner) view, its traversals, col_lse
+include "_softmax_kernels.pxi"      # logsumexp, softmax, log_softmax
+include "_class_loss_kernels.pxi"   # nll_loss, cross_entropy
+include "_call_shortcut.pxi"        # the compiled shortcut for their commonest call
+include "_entropy_kernels.pxi"      # entropy
+include "_elementwise_kernels.pxi"  # binary cross-entropy, Gaussian, Poisson, KL
