@@ -6,11 +6,12 @@
  * it at this level, but scaling by 2^n with vscalefps (which rounds a subnormal result once,
  * as the two factors do) instead of exponent-bit arithmetic: gcc does not find that
  * instruction in the scalar code.  It gives the same bits as fnl_exp_f32 built for
- * x86-64-v4 for all 2^32 floats, checked exhaustively in CI by .ci/check_exp16.c (rounding
+ * x86-64-v4 for all 2^32 floats, checked exhaustively in CI by .ci/check_exp.c (rounding
  * x/ln2 with vrndscaleps after an unfused multiply instead differed for 19 of them, by an ulp).
  *
  * The loops take unit-stride runs and are called by the type-generic loops of
- * _generic_loops_T.h, for float, in place of their own bodies (FNL_USE_AVX512):
+ * _generic_loops_T.h, for float, in place of their own bodies (FNL_INTRINSICS):
+ *   fnl_max_unit_avx512_f32         a row's maximum
  *   fnl_sumexp_unit_avx512_f32      a row's sum of exp, split at the maximum
  *   fnl_colsumexp_unit_avx512_f32   one class row of a column block into per-column sums
  *   fnl_colmax_rows_avx512_f32, fnl_colsumexp_rows_avx512_f32
@@ -96,6 +97,26 @@ FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
     return _mm512_maskz_loadu_ps(live, p);
 }
 
+/* the maximum of a unit-stride run, ignoring nan (-inf when it is empty or all nan): four
+ * accumulators, so that the loop is not bound by the latency of one chain of vmaxps; exact,
+ * so the order does not matter (but for which zero is returned when +0 and -0 are both
+ * maximal) */
+FNL_INLINE float fnl_max_unit_avx512_f32(const float *x, ptrdiff_t n)
+{
+    __m512 a[4];
+    for (int q = 0; q < 4; q++) a[q] = _mm512_set1_ps(-INFINITY);
+    ptrdiff_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int q = 0; q < 4; q++)     /* x > m ? x : m is what vmaxps(x, m) computes */
+            a[q] = _mm512_max_ps(_mm512_loadu_ps(x + i + 16 * q), a[q]);
+    for (; i < n; i += 16) {
+        __mmask16 live = n - i >= 16 ? (__mmask16)0xFFFF : fnl_first16(n - i);
+        a[0] = _mm512_mask_max_ps(a[0], live, _mm512_maskz_loadu_ps(live, x + i), a[0]);
+    }
+    for (int q = 1; q < 4; q++) a[0] = _mm512_max_ps(a[q], a[0]);
+    return _mm512_reduce_max_ps(a[0]);
+}
+
 /* ------------------------------------------------------------------- row sums ---- */
 
 /* the row sum with every term through fnl_exp16_f32: any M and shift */
@@ -161,7 +182,7 @@ FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, c
  * instead of stored and reloaded per row, and the rows still read one after the other
  * (reading column-vector by column-vector made the strided, unpacked case slower).  The same
  * operations in the same order per column, so the same results as the generic loops
- * (.ci/check_exp16.c). */
+ * (.ci/check_exp.c). */
 #define FNL_COLQ 4      /* vectors of 16 columns per group */
 
 /* the live lanes of the q-th vector of a group of n columns, and how many vectors are live */

@@ -23,8 +23,10 @@
  *   log_sum  log(at_max + rest); the log-sum-exp is shift + log_sum
  *   keep, spread   label smoothing of probability targets: t' = keep * t + spread
  *
- * At x86-64-v4 the float unit-stride loops that evaluate exp hand their work to the AVX-512
- * versions in _avx512_loops.h (FNL_USE_AVX512 is 1 only in the float copy of that build).
+ * At x86-64-v4 and v3 the float unit-stride loops that evaluate exp hand their work to the
+ * versions written with intrinsics, in _avx512_loops.h and _avx2_loops.h (FNL_INTRINSICS is 1
+ * only in the float copy of those builds; FNL_VEC(fnl_sumexp_unit) names
+ * fnl_sumexp_unit_avx512_f32 or fnl_sumexp_unit_avx2_f32).
  */
 
 /* ------------------------------------------------------- unit-stride exp loops ---- */
@@ -33,8 +35,8 @@
 FNL_INLINE void FNL_FN(fnl_sumexp_unit)(const T *x, ptrdiff_t n, T M, T shift, T *rest,
                                         T *at_max)
 {
-#if FNL_USE_AVX512
-    fnl_sumexp_unit_avx512_f32(x, n, M, shift, rest, at_max);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_sumexp_unit)(x, n, M, shift, rest, at_max);
 #else
     T l = 0, h = 0;
     FNL_SIMD_SUM2(l, h)
@@ -53,8 +55,8 @@ FNL_INLINE void FNL_FN(fnl_sumexp_unit)(const T *x, ptrdiff_t n, T M, T shift, T
 FNL_INLINE void FNL_FN(fnl_colsumexp_unit)(const T *x, ptrdiff_t ncols, const T *M,
                                            const T *shift, T *rest, T *at_max)
 {
-#if FNL_USE_AVX512
-    fnl_colsumexp_unit_avx512_f32(x, ncols, M, shift, rest, at_max);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_colsumexp_unit)(x, ncols, M, shift, rest, at_max);
 #else
     FNL_SIMD
     for (ptrdiff_t k = 0; k < ncols; k++) {
@@ -69,8 +71,8 @@ FNL_INLINE void FNL_FN(fnl_colsumexp_unit)(const T *x, ptrdiff_t ncols, const T 
 /* out = exp((x - shift) - log_sum) */
 FNL_INLINE void FNL_FN(fnl_softmax_unit)(const T *x, ptrdiff_t n, T shift, T log_sum, T *out)
 {
-#if FNL_USE_AVX512
-    fnl_softmax_unit_avx512_f32(x, n, shift, log_sum, out);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_softmax_unit)(x, n, shift, log_sum, out);
 #else
     FNL_SIMD
     for (ptrdiff_t i = 0; i < n; i++) out[i] = FNL_FN(fnl_exp)((x[i] - shift) - log_sum);
@@ -81,8 +83,8 @@ FNL_INLINE void FNL_FN(fnl_softmax_unit)(const T *x, ptrdiff_t n, T shift, T log
 FNL_INLINE void FNL_FN(fnl_grad_unit)(const T *x, ptrdiff_t n, T shift, T log_sum, T scale_p,
                                       T scale_w, T *g)
 {
-#if FNL_USE_AVX512
-    fnl_grad_unit_avx512_f32(x, n, shift, log_sum, scale_p, scale_w, g);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_grad_unit)(x, n, shift, log_sum, scale_p, scale_w, g);
 #else
     FNL_SIMD
     for (ptrdiff_t i = 0; i < n; i++)
@@ -94,8 +96,8 @@ FNL_INLINE void FNL_FN(fnl_grad_unit)(const T *x, ptrdiff_t n, T shift, T log_su
 FNL_INLINE void FNL_FN(fnl_colsoftmax_unit)(const T *x, ptrdiff_t ncols, const T *shift,
                                             const T *log_sum, T *out)
 {
-#if FNL_USE_AVX512
-    fnl_colsoftmax_unit_avx512_f32(x, ncols, shift, log_sum, out);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_colsoftmax_unit)(x, ncols, shift, log_sum, out);
 #else
     FNL_SIMD
     for (ptrdiff_t k = 0; k < ncols; k++)
@@ -108,8 +110,8 @@ FNL_INLINE void FNL_FN(fnl_colgrad_unit)(const T *x, ptrdiff_t ncols, const T *s
                                          const T *log_sum, const T *scale_p,
                                          const T *scale_w, T w_j, T *g)
 {
-#if FNL_USE_AVX512
-    fnl_colgrad_unit_avx512_f32(x, ncols, shift, log_sum, scale_p, scale_w, w_j, g);
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_colgrad_unit)(x, ncols, shift, log_sum, scale_p, scale_w, w_j, g);
 #else
     FNL_SIMD
     for (ptrdiff_t k = 0; k < ncols; k++)
@@ -124,8 +126,12 @@ FNL_INLINE T FNL_FN(fnl_max)(const T *x, ptrdiff_t n, ptrdiff_t s)
 {
     T m = -INFINITY;
     if (s == 1) {
+#if FNL_INTRINSICS
+        m = FNL_VEC(fnl_max_unit)(x, n);
+#else
         FNL_SIMD_MAX(m)
         for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+#endif
     } else {
         for (ptrdiff_t i = 0; i < n; i++) m = x[i * s] > m ? x[i * s] : m;
     }
@@ -287,9 +293,9 @@ FNL_INLINE void FNL_FN(fnl_colsumexp)(const T *x, ptrdiff_t ncols, ptrdiff_t s_c
 FNL_INLINE void FNL_FN(fnl_colmax_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t s_class,
                                         ptrdiff_t ncols, ptrdiff_t s_col, T *m)
 {
-#if FNL_USE_AVX512
+#if FNL_INTRINSICS
     if (s_col == 1) {   /* the maxima kept in registers across the rows: the same results */
-        fnl_colmax_rows_avx512_f32(x, nclass, s_class, ncols, m);
+        FNL_VEC(fnl_colmax_rows)(x, nclass, s_class, ncols, m);
         return;
     }
 #endif
@@ -302,9 +308,9 @@ FNL_INLINE void FNL_FN(fnl_colsumexp_rows)(const T *x, ptrdiff_t nclass, ptrdiff
                                            ptrdiff_t ncols, ptrdiff_t s_col, const T *M,
                                            const T *shift, T *rest, T *at_max)
 {
-#if FNL_USE_AVX512
+#if FNL_INTRINSICS
     if (s_col == 1) {
-        fnl_colsumexp_rows_avx512_f32(x, nclass, s_class, ncols, M, shift, rest, at_max);
+        FNL_VEC(fnl_colsumexp_rows)(x, nclass, s_class, ncols, M, shift, rest, at_max);
         return;
     }
 #endif

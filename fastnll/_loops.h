@@ -6,12 +6,13 @@
  *   _scalar_math.h        the one exp and log, branch-free so that they vectorise
  *   _transpose_tiles.h    register transposes of square tiles (x86-64-v3 and v4)
  *   _avx512_loops.h       the float loops that evaluate exp, with AVX-512 intrinsics (v4)
+ *   _avx2_loops.h         the same loops with AVX2 and FMA intrinsics (v3)
  *   _generic_loops_T.h    every row, column and gather loop, written once for a type T
  *   _pack_T.h             packing strided column blocks into unit-stride class rows
  *
  * The two _T.h files are templates: each is included here once per element type, with
- * T the type, FNL_FN(name) appending its suffix, and FNL_USE_AVX512 set where the float
- * loops hand over to _avx512_loops.h.  A compiler error or a debugger line points into them.
+ * T the type, FNL_FN(name) appending its suffix, and FNL_INTRINSICS set where the float
+ * loops hand over to the loops written with intrinsics, FNL_VEC(name) naming them.  A compiler error or a debugger line points into them.
  */
 #ifndef FASTNLL_LOOPS_H
 #define FASTNLL_LOOPS_H
@@ -20,8 +21,10 @@
 #include "_scalar_math.h"
 #include "_transpose_tiles.h"
 #include "_avx512_loops.h"
+#include "_avx2_loops.h"
 
-#if defined(T) || defined(FNL_FN) || defined(FNL_USE_AVX512) || defined(FNL_T_TILE)
+#if defined(T) || defined(FNL_FN) || defined(FNL_INTRINSICS) || defined(FNL_VEC) \
+    || defined(FNL_T_TILE)
 #error "_loops.h: a template parameter name is already taken"
 #endif
 #define FNL_CAT_(a, b) a##b
@@ -29,10 +32,14 @@
 
 #define T float
 #define FNL_FN(name) FNL_CAT(name, _f32)
-#ifdef FNL_HAVE_AVX512
-#define FNL_USE_AVX512 1
+#if defined(FNL_HAVE_AVX512)
+#define FNL_INTRINSICS 1
+#define FNL_VEC(name) FNL_CAT(name, _avx512_f32)
+#elif defined(FNL_HAVE_AVX2)
+#define FNL_INTRINSICS 1
+#define FNL_VEC(name) FNL_CAT(name, _avx2_f32)
 #else
-#define FNL_USE_AVX512 0
+#define FNL_INTRINSICS 0
 #endif
 #ifdef FNL_HAVE_TILE
 #define FNL_T_TILE FNL_TILE_F32
@@ -41,12 +48,13 @@
 #include "_pack_T.h"
 #undef T
 #undef FNL_FN
-#undef FNL_USE_AVX512
+#undef FNL_INTRINSICS
+#undef FNL_VEC
 #undef FNL_T_TILE
 
 #define T double
 #define FNL_FN(name) FNL_CAT(name, _f64)
-#define FNL_USE_AVX512 0
+#define FNL_INTRINSICS 0
 #ifdef FNL_HAVE_TILE
 #define FNL_T_TILE FNL_TILE_F64
 #endif
@@ -54,7 +62,7 @@
 #include "_pack_T.h"
 #undef T
 #undef FNL_FN
-#undef FNL_USE_AVX512
+#undef FNL_INTRINSICS
 #undef FNL_T_TILE
 
 #endif /* FASTNLL_LOOPS_H */

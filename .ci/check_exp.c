@@ -1,0 +1,229 @@
+/*
+ * CI check of the exp loops written with intrinsics, which claim the bits of the portable
+ * code (fastnll/_scalar_math.h, fastnll/_generic_loops_T.h): at x86-64-v4 the AVX-512 ones
+ * (fastnll/_avx512_loops.h), at x86-64-v3 the AVX2 ones (fastnll/_avx2_loops.h), whichever
+ * the flags it is built with select (VEC(name) names them).
+ * 1. The vector exp (fnl_exp16_f32 or fnl_exp8_f32) gives the same bits as the portable
+ *    fnl_exp_f32 compiled for the same level, for every one of the 2^32 floats (nan compared
+ *    as nan); and so does its variant for arguments <= 0 (..._nonpos_f32), for every float
+ *    that is not > 0; and at x86-64-v3 fnl_exp8_inrange_f32, for every float in
+ *    [FNL_EXP8_LO, FNL_EXP8_HI] and every nan.
+ * 2. The row maximum (fnl_max_unit_*) equals the plain loop's; the row sum of exp (fnl_sumexp_unit_*, which counts the maximal terms when the maximum
+ *    is finite) equals the plain masked-add loop over the vector exp (fnl_sumexp_all_*, which
+ *    it uses otherwise), and the register-blocked column helpers (fnl_colmax_rows_*,
+ *    fnl_colsumexp_rows_*) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on random
+ *    runs and blocks with inf, -inf and nan.
+ * 3. The writers of softmax and of the gradient (fnl_softmax_unit_*, fnl_grad_unit_*,
+ *    fnl_colsoftmax_unit_*, fnl_colgrad_unit_*) equal scalar loops over fnl_exp_f32 and stop
+ *    at the end of their run.
+ * Built by .ci/run with the flags of the installed package's kernels of each level, and run
+ * on a CPU that has it; a few seconds.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../fastnll/_loops.h"
+
+#ifndef HI_BITS
+#define HI_BITS 16      /* all 2^32 floats: the high 16 bits take all 2^16 values */
+#endif
+
+#if defined(FNL_HAVE_AVX512)
+#define LANES 16
+#define VEC(name) name##_avx512_f32
+#define EXP_NAME "fnl_exp16_f32"
+#define INRANGE_NAME "fnl_exp16_f32"   /* no variant of its own */
+static void vector_exp(const float *x, float *all, float *nonpos, float *inrange)
+{
+    _mm512_storeu_ps(all, fnl_exp16_f32(_mm512_loadu_ps(x)));
+    _mm512_storeu_ps(nonpos, fnl_exp16_nonpos_f32(_mm512_loadu_ps(x)));
+    _mm512_storeu_ps(inrange, fnl_exp16_f32(_mm512_loadu_ps(x)));
+}
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+#elif defined(FNL_HAVE_AVX2)
+#define LANES 8
+#define VEC(name) name##_avx2_f32
+#define EXP_NAME "fnl_exp8_f32"
+#define INRANGE_NAME "fnl_exp8_inrange_f32"
+static void vector_exp(const float *x, float *all, float *nonpos, float *inrange)
+{
+    _mm256_storeu_ps(all, fnl_exp8_f32(_mm256_loadu_ps(x)));
+    _mm256_storeu_ps(nonpos, fnl_exp8_nonpos_f32(_mm256_loadu_ps(x)));
+    _mm256_storeu_ps(inrange, fnl_exp8_inrange_f32(_mm256_loadu_ps(x)));
+}
+#define EXP_LO FNL_EXP8_LO
+#define EXP_HI FNL_EXP8_HI
+#else
+#error "compile with the x86-64-v4 or x86-64-v3 flags: no exp loops with intrinsics"
+#endif
+
+static float xs[1 << 16], scalar[1 << 16], vector[1 << 16], nonpos[1 << 16],
+    inrange[1 << 16];
+
+__attribute__((noinline)) static void scalar_exp(int n)
+{
+    FNL_SIMD
+    for (int i = 0; i < n; i++) scalar[i] = fnl_exp_f32(xs[i]);
+}
+
+/* same bits, or both nan */
+static int same(const float *a, const float *b, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], 4) && !(a[i] != a[i] && b[i] != b[i])) return 0;
+    return 1;
+}
+
+static float random_value(int kind)
+{
+    float u = (float)rand() / (float)RAND_MAX - 0.5f;
+    int r = rand() % 60;
+    if (r == 0) return -INFINITY;
+    if (r == 1 && kind >= 2) return NAN;
+    if (r == 2 && kind == 3) return INFINITY;
+    return kind == 0 ? 20 * u : kind == 1 ? (float)(rand() % 3) : kind == 2 ? 1e30f * u
+                                                                            : 200 * u;
+}
+
+/* part 2: the number of random cases whose results differ */
+static long check_loops(void)
+{
+    static float x[32 * 1100];
+    long differ = 0;
+    srand(12345);
+    for (int trial = 0; trial < 100000; trial++) {
+        int kind = rand() % 4;
+        /* a row of n elements */
+        ptrdiff_t n = 1 + rand() % 1100;
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = random_value(kind);
+        float M = -INFINITY;
+        for (ptrdiff_t i = 0; i < n; i++) M = x[i] > M ? x[i] : M;
+        float vM = VEC(fnl_max_unit)(x, n);
+        if (vM != M && !(vM != vM && M != M)) {
+            if (differ < 5) printf("row maximum, n = %td: %a vs %a\n", n, M, vM);
+            differ++;
+        }
+        float shift = isfinite(M) ? M : 0, r[4];
+        VEC(fnl_sumexp_all)(x, n, M, shift, &r[0], &r[1]);
+        VEC(fnl_sumexp_unit)(x, n, M, shift, &r[2], &r[3]);
+        if (!same(r, r + 2, 2)) {
+            if (differ < 5) printf("row sum, n = %td: %a %a vs %a %a\n", n, r[0], r[1], r[2], r[3]);
+            differ++;
+        }
+        /* a block of jn class rows of nk columns, row stride 64 */
+        ptrdiff_t jn = 1 + rand() % 32, nk = 1 + rand() % 64;
+        float m1[64], m2[64], sh[64], lo1[64], lo2[64], hi1[64], hi2[64];
+        for (ptrdiff_t i = 0; i < 64 * jn; i++) x[i] = random_value(kind);
+        for (ptrdiff_t k = 0; k < 64; k++) {
+            m1[k] = m2[k] = -INFINITY;
+            lo1[k] = lo2[k] = hi1[k] = hi2[k] = 0;
+        }
+        for (ptrdiff_t j = 0; j < jn; j++) fnl_colmax_f32(x + 64 * j, nk, 1, m1);
+        VEC(fnl_colmax_rows)(x, jn, 64, nk, m2);
+        for (ptrdiff_t k = 0; k < nk; k++) sh[k] = isfinite(m1[k]) ? m1[k] : 0;
+        for (ptrdiff_t j = 0; j < jn; j++) fnl_colsumexp_f32(x + 64 * j, nk, 1, m1, sh, lo1, hi1);
+        VEC(fnl_colsumexp_rows)(x, jn, 64, nk, m1, sh, lo2, hi2);
+        if (!same(m1, m2, nk) || !same(lo1, lo2, nk) || !same(hi1, hi2, nk)) {
+            if (differ < 5) printf("column block %td x %td differs\n", jn, nk);
+            differ++;
+        }
+    }
+    printf("row sums and column blocks against the plain loops, 2 x 100000 cases: %ld differ\n",
+           differ);
+    return differ;
+}
+
+/* part 3: the writers of softmax and of the gradient against scalar loops over fnl_exp_f32
+ * (a run of n elements, so the masked last vector is exercised too) */
+__attribute__((noinline)) static void scalar_writers(const float *x, ptrdiff_t n, float shift,
+                                                     float log_sum, float a, float b,
+                                                     const float *vs, const float *vl,
+                                                     const float *va, const float *vb, float *o)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        o[i] = fnl_exp_f32((x[i] - shift) - log_sum);
+        o[n + i] = a * fnl_exp_f32((x[i] - shift) - log_sum) - b;
+        o[2 * n + i] = fnl_exp_f32((x[i] - vs[i]) - vl[i]);
+        o[3 * n + i] = va[i] * fnl_exp_f32((x[i] - vs[i]) - vl[i]) - vb[i] * a;
+    }
+}
+
+static long check_writers(void)
+{
+    static float x[1100], vs[1100], vl[1100], va[1100], vb[1100], o1[4 * 1100 + 1],
+        o2[4 * 1100 + 1];
+    long differ = 0;
+    srand(54321);
+    for (int trial = 0; trial < 100000; trial++) {
+        int kind = rand() % 4;
+        ptrdiff_t n = 1 + rand() % 300;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            x[i] = random_value(kind);
+            vs[i] = random_value(0);
+            vl[i] = (float)rand() / (float)RAND_MAX * 8;
+            va[i] = random_value(0);
+            vb[i] = random_value(0);
+        }
+        float shift = random_value(0), log_sum = (float)rand() / (float)RAND_MAX * 8;
+        float a = random_value(0), b = random_value(0);
+        scalar_writers(x, n, shift, log_sum, a, b, vs, vl, va, vb, o1);
+        o2[4 * n] = o1[4 * n] = 12345.0f;     /* a sentinel past the run */
+        VEC(fnl_softmax_unit)(x, n, shift, log_sum, o2);
+        VEC(fnl_grad_unit)(x, n, shift, log_sum, a, b, o2 + n);
+        VEC(fnl_colsoftmax_unit)(x, n, vs, vl, o2 + 2 * n);
+        VEC(fnl_colgrad_unit)(x, n, vs, vl, va, vb, a, o2 + 3 * n);
+        if (!same(o1, o2, 4 * n + 1)) {
+            if (differ < 5) printf("writers, n = %td, kind %d differ\n", n, kind);
+            differ++;
+        }
+    }
+    printf("softmax and gradient writers against scalar loops, 100000 cases: %ld differ\n",
+           differ);
+    return differ;
+}
+
+int main(void)
+{
+    long differ = 0, differ_nonpos = 0, differ_inrange = 0;
+    for (uint32_t hi = 0; hi < (1u << HI_BITS); hi++) {
+        for (uint32_t lo = 0; lo < (1u << 16); lo++) {
+            uint32_t bits = (hi << 16) | lo;
+            memcpy(&xs[lo], &bits, 4);
+        }
+        scalar_exp(1 << 16);
+        for (int i = 0; i < (1 << 16); i += LANES) vector_exp(xs + i, vector + i, nonpos + i, inrange + i);
+        for (int i = 0; i < (1 << 16); i++) {
+            int both_nan = scalar[i] != scalar[i] && vector[i] != vector[i];
+            if (!both_nan && memcmp(&scalar[i], &vector[i], 4)) {
+                if (differ < 5)
+                    printf("x = %a: fnl_exp_f32 %a, " EXP_NAME " %a\n", xs[i], scalar[i],
+                           vector[i]);
+                differ++;
+            }
+            both_nan = scalar[i] != scalar[i] && nonpos[i] != nonpos[i];
+            if (!(xs[i] > 0) && !both_nan && memcmp(&scalar[i], &nonpos[i], 4)) {
+                if (differ_nonpos < 5)
+                    printf("x = %a: fnl_exp_f32 %a, " EXP_NAME " (nonpos) %a\n", xs[i],
+                           scalar[i], nonpos[i]);
+                differ_nonpos++;
+            }
+            both_nan = scalar[i] != scalar[i] && inrange[i] != inrange[i];
+            int in = (xs[i] >= EXP_LO && xs[i] <= EXP_HI) || xs[i] != xs[i];
+            if (in && !both_nan && memcmp(&scalar[i], &inrange[i], 4)) {
+                if (differ_inrange < 5)
+                    printf("x = %a: fnl_exp_f32 %a, " INRANGE_NAME " %a\n", xs[i], scalar[i],
+                           inrange[i]);
+                differ_inrange++;
+            }
+        }
+    }
+    printf(EXP_NAME " vs fnl_exp_f32 on all 2^32 floats: %ld differ\n", differ);
+    printf(EXP_NAME " (nonpos) vs fnl_exp_f32 on the 2^31 + 2^23 floats not > 0: %ld differ\n",
+           differ_nonpos);
+    printf(INRANGE_NAME " vs fnl_exp_f32 on the floats in [%g, %g] and nan: %ld differ\n",
+           (double)EXP_LO, (double)EXP_HI, differ_inrange);
+    long differ_loops = check_loops() + check_writers();
+    return differ != 0 || differ_nonpos != 0 || differ_inrange != 0 || differ_loops != 0;
+}

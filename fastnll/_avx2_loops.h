@@ -1,0 +1,481 @@
+/*
+ * fastnll/_avx2_loops.h -- the float32 loops that evaluate exp, written with AVX2 and FMA
+ * intrinsics, for the x86-64-v3 build (gcc or clang; the header defines nothing elsewhere,
+ * and at x86-64-v4 the AVX-512 loops are used instead).
+ *
+ * fnl_exp8_f32 is fnl_exp_f32 (_scalar_math.h) step for step, 8 lanes at a time, with the
+ * FMAs gcc forms from the scalar code at this level and the same two-factor scaling by 2^n
+ * from exponent bits.  It gives the same bits as fnl_exp_f32 built for x86-64-v3 for all
+ * 2^32 floats, checked exhaustively in CI by .ci/check_exp.c.  Left to the compiler, the
+ * loops around fnl_exp_f32 vectorise too, but gcc spends about twice the instructions on them
+ * (the clamps as compare-and-blend, the scaling through 64-bit lanes).
+ *
+ * The loops mirror _avx512_loops.h, function for function, with the same names ending in
+ * _avx2_f32, and are called by the type-generic loops of _generic_loops_T.h for float in
+ * place of their own bodies (FNL_INTRINSICS).  AVX2 has no mask registers: the lanes of the
+ * last, partial vector are masked by an integer vector (fnl_first8), with masked loads and
+ * stores, and a masked add is an add of the term ANDed with the mask (adding +0 changes no
+ * sum: the sums start at +0 and add terms >= 0).  The column helpers add element by element,
+ * so they give the generic loops' bits; the row sum adds in 8 lanes and then across them (an
+ * order of its own, see fnl_hsum8_f32).
+ */
+#ifndef FASTNLL_AVX2_LOOPS_H
+#define FASTNLL_AVX2_LOOPS_H
+
+#include "_portable.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FNL_HAVE_AVX2 1
+
+/* ------------------------------------------------------------------- vector exp ---- */
+
+/* exp of xc already clamped to [-110, 89] (or nan) */
+FNL_INLINE __m256 fnl_exp8_clamped_f32(__m256 xc)
+{
+    /* t = xc log2(e) + 1.5 * 2^23 (one FMA, as gcc fuses it) holds n = round(xc / ln2) in
+     * its low mantissa bits */
+    __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n as two factors 2^n1 2^n2 (n1 = n >> 1), so that a subnormal result rounds once */
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+FNL_INLINE __m256 fnl_exp8_f32(__m256 x)
+{
+    /* max and min return their second operand when either is nan: x goes second */
+    __m256 xc = _mm256_max_ps(_mm256_set1_ps(-110.0f), x);
+    return fnl_exp8_clamped_f32(_mm256_min_ps(_mm256_set1_ps(89.0f), xc));
+}
+
+/* fnl_exp8_f32 for x <= 0 (or nan), where the upper clamp cannot change anything */
+FNL_INLINE __m256 fnl_exp8_nonpos_f32(__m256 x)
+{
+    return fnl_exp8_clamped_f32(_mm256_max_ps(_mm256_set1_ps(-110.0f), x));
+}
+
+/* fnl_exp8_f32 for -87 <= x <= 88 (or nan), the usual arguments: no clamp binds, and 2^n
+ * (-126 <= n <= 127) is one normal float, so that one product p 2^n is the same single
+ * rounding of the same exact value as the two factors' (p 2^n1) 2^n2.  The same bits as
+ * fnl_exp8_f32 there; fewer than two thirds of its instructions. */
+FNL_INLINE __m256 fnl_exp8_inrange_f32(__m256 x)
+{
+    __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* the bits of 2^n are (n + 127) << 23, and n + 127 = bits(t) - 0x4B400000 + 127, whose
+     * term 0x4B400000 << 23 vanishes modulo 2^32 */
+    __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
+                                 _mm256_set1_epi32(127 << 23));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(s));
+}
+
+/* the range of arguments where fnl_exp8_inrange_f32 applies */
+#define FNL_EXP8_LO (-87.0f)
+#define FNL_EXP8_HI 88.0f
+
+/* ---------------------------------------------------------------- loop helpers ---- */
+
+/* lanes [0, m) of 8 (0 <= m <= 8), as all-ones lanes of an integer vector */
+FNL_INLINE __m256i fnl_first8(ptrdiff_t m)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* FNL_FOR8(i, n, full, live, body) runs body once per 8 elements of [0, n): in the main loop
+ * with full = 1 (loads and stores are plain ones), then, if elements are left, once with
+ * full = 0 and `live` the mask of the lanes inside [0, n). */
+#define FNL_FOR8(i, n, full, live, ...)                                                     \
+    {                                                                                       \
+        ptrdiff_t i = 0;                                                                    \
+        for (; i + 8 <= (n); i += 8) {                                                      \
+            const int full = 1;                                                             \
+            const __m256i live = _mm256_set1_epi32(-1);                                     \
+            (void)live;                                                                     \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+        if (i < (n)) {                                                                      \
+            const int full = 0;                                                             \
+            const __m256i live = fnl_first8((n) - i);                                       \
+            __VA_ARGS__                                                                     \
+        }                                                                                   \
+    }
+
+/* a load or store of the live lanes (all of them when full, a compile-time constant) */
+FNL_INLINE __m256 fnl_load8(int full, __m256i live, const float *p)
+{
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, live);
+}
+
+FNL_INLINE void fnl_store8(int full, __m256i live, float *p, __m256 v)
+{
+    if (full)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, live, v);
+}
+
+/* v where the mask is set, +0 elsewhere */
+FNL_INLINE __m256 fnl_keep8(__m256 v, __m256 mask)
+{
+    return _mm256_and_ps(v, mask);
+}
+
+/* the sum of the 8 lanes: halves, then pairs, then the last two */
+FNL_INLINE float fnl_hsum8_f32(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* the minimum (lowest) or the maximum of a unit-stride run, ignoring nan (+inf or -inf when
+ * it is empty or all nan).  Four accumulators, so that the loop is not bound by the latency
+ * of one chain of minps/maxps; exact, so the order does not matter (but for which zero is
+ * returned when +0 and -0 are both extreme). */
+FNL_INLINE float fnl_extreme8_f32(const float *x, ptrdiff_t n, int lowest)
+{
+    const float start = lowest ? INFINITY : -INFINITY;
+    __m256 a[4];
+    for (int q = 0; q < 4; q++) a[q] = _mm256_set1_ps(start);
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int q = 0; q < 4; q++) {   /* the second operand when the first is nan */
+            __m256 v = _mm256_loadu_ps(x + i + 8 * q);
+            a[q] = lowest ? _mm256_min_ps(v, a[q]) : _mm256_max_ps(v, a[q]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        a[0] = lowest ? _mm256_min_ps(v, a[0]) : _mm256_max_ps(v, a[0]);
+    }
+    float m[8];
+    for (int q = 1; q < 4; q++)
+        a[0] = lowest ? _mm256_min_ps(a[q], a[0]) : _mm256_max_ps(a[q], a[0]);
+    _mm256_storeu_ps(m, a[0]);
+    float e = start;
+    for (int q = 0; q < 8; q++) e = lowest ? (m[q] < e ? m[q] : e) : (m[q] > e ? m[q] : e);
+    for (; i < n; i++) e = lowest ? (x[i] < e ? x[i] : e) : (x[i] > e ? x[i] : e);
+    return e;
+}
+
+FNL_INLINE float fnl_max_unit_avx2_f32(const float *x, ptrdiff_t n)
+{
+    return fnl_extreme8_f32(x, n, 0);
+}
+
+/* ------------------------------------------------------------------- row sums ---- */
+
+/* the row sum with every term through fnl_exp8_f32: any M and shift */
+FNL_INLINE void fnl_sumexp_all_avx2_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                        float *rest, float *at_max)
+{
+    __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+    __m256 vm = _mm256_set1_ps(M), vs = _mm256_set1_ps(shift);
+    FNL_FOR8(i, n, full, live,
+        __m256 v = fnl_load8(full, live, x + i);
+        __m256 e = fnl_exp8_f32(_mm256_sub_ps(v, vs));
+        __m256 top = _mm256_and_ps(_mm256_cmp_ps(v, vm, _CMP_EQ_OQ),
+                                   _mm256_castsi256_ps(live));
+        l = _mm256_add_ps(l, fnl_keep8(e, _mm256_andnot_ps(top, _mm256_castsi256_ps(live))));
+        h = _mm256_add_ps(h, fnl_keep8(e, top));
+    )
+    *rest = fnl_hsum8_f32(l);
+    *at_max = fnl_hsum8_f32(h);
+}
+
+/* the usual case of fnl_sumexp_unit_avx2_f32 (M == shift, finite), with the whole vectors'
+ * exp taken by fnl_exp8_inrange_f32 when inrange (a constant where this is inlined) */
+FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, int inrange,
+                                          float *rest, float *at_max)
+{
+    __m256 l = _mm256_setzero_ps();
+    __m256i count = _mm256_setzero_si256();
+    __m256 vm = _mm256_set1_ps(M);
+    FNL_FOR8(i, n, full, live,
+        __m256 v = fnl_load8(full, live, x + i);
+        __m256 d = _mm256_sub_ps(v, vm);
+        __m256 e = full && inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
+        __m256 top = _mm256_cmp_ps(v, vm, _CMP_EQ_OQ);
+        if (!full) {
+            top = _mm256_and_ps(top, _mm256_castsi256_ps(live));
+            e = fnl_keep8(e, _mm256_castsi256_ps(live));
+        }
+        l = _mm256_add_ps(l, _mm256_andnot_ps(top, e));
+        count = _mm256_sub_epi32(count, _mm256_castps_si256(top));
+    )
+    *rest = fnl_hsum8_f32(l);
+    /* exact, as the float sums of ones, for n < 2^24 (row_stats passes chunks of ROW_CHUNK) */
+    *at_max = fnl_hsum8_f32(_mm256_cvtepi32_ps(count));
+}
+
+FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, float shift,
+                                         float *rest, float *at_max)
+{
+    if (M != shift) {
+        fnl_sumexp_all_avx2_f32(x, n, M, shift, rest, at_max);
+        return;
+    }
+    /* A finite maximum that is also the shift (the usual case): each maximal term is
+     * exp(0) = 1, so they are counted (in integer lanes), and no argument exceeds 0 (nan
+     * stays nan).  When no argument is below FNL_EXP8_LO either (one pass over the run, in
+     * L1, finds its minimum), the whole vectors take fnl_exp8_inrange_f32.  The same results
+     * as fnl_sumexp_all_avx2_f32. */
+    if (fnl_extreme8_f32(x, n, 1) - shift >= FNL_EXP8_LO)
+        fnl_sumexp_count_avx2_f32(x, n, M, 1, rest, at_max);
+    else
+        fnl_sumexp_count_avx2_f32(x, n, M, 0, rest, at_max);
+}
+
+/* ---------------------------------------------------------------- column sums ---- */
+
+FNL_INLINE void fnl_colsumexp_unit_avx2_f32(const float *x, ptrdiff_t ncols, const float *M,
+                                            const float *shift, float *rest, float *at_max)
+{
+    FNL_FOR8(k, ncols, full, live,
+        __m256 v = fnl_load8(full, live, x + k);
+        __m256 e = fnl_exp8_f32(_mm256_sub_ps(v, fnl_load8(full, live, shift + k)));
+        __m256 top = _mm256_cmp_ps(v, fnl_load8(full, live, M + k), _CMP_EQ_OQ);
+        fnl_store8(full, live, rest + k, _mm256_add_ps(fnl_load8(full, live, rest + k),
+                                                       _mm256_andnot_ps(top, e)));
+        fnl_store8(full, live, at_max + k, _mm256_add_ps(fnl_load8(full, live, at_max + k),
+                                                         fnl_keep8(e, top)));
+    )
+}
+
+/* nclass class rows of a column block at once (row j at x + j * class_stride, unit stride
+ * along the ncols columns), as fnl_colmax_rows_avx512_f32 and fnl_colsumexp_rows_avx512_f32
+ * do it: the accumulators of a group of up to 32 columns (four vectors) kept in registers
+ * across the rows.  The same operations in the same order per column as the generic loops. */
+#define FNL_COLQ8 4     /* vectors of 8 columns per group */
+
+/* the live lanes of the q-th vector of a group of n columns, and how many vectors are live */
+#define FNL_COLQ8_MASKS(live, nq, n)                                                        \
+    __m256i live[FNL_COLQ8];                                                                \
+    int nq = (int)(((n) + 7) / 8);                                                          \
+    for (int q = 0; q < FNL_COLQ8; q++) {                                                   \
+        ptrdiff_t rest_ = (n) - 8 * q;                                                      \
+        live[q] = fnl_first8(rest_ >= 8 ? 8 : rest_ > 0 ? rest_ : 0);                       \
+    }
+
+/* ask for the same piece of row j one chunk ahead when rows lie far apart (see
+ * fnl_colmax_rows_avx512_f32: on integers, as the address may lie past the array) */
+FNL_INLINE void fnl_prefetch_ahead(const float *x, ptrdiff_t j, ptrdiff_t nclass,
+                                   ptrdiff_t class_stride, int nq)
+{
+    if (class_stride > 256) {
+        uintptr_t ahead = (uintptr_t)x + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
+        for (int q = 0; q < nq; q += 2) FNL_PREFETCH((const void *)(ahead + 32 * q));
+    }
+}
+
+FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
+                                         ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 8 * FNL_COLQ8) {
+        FNL_COLQ8_MASKS(live, nq, ncols - k0 < 8 * FNL_COLQ8 ? ncols - k0 : 8 * FNL_COLQ8)
+        __m256 acc[FNL_COLQ8];
+        for (int q = 0; q < FNL_COLQ8; q++) acc[q] = fnl_load8(0, live[q], m + k0 + 8 * q);
+        for (ptrdiff_t j = 0; j < nclass; j++) {
+            fnl_prefetch_ahead(x + k0, j, nclass, class_stride, nq);
+            for (int q = 0; q < FNL_COLQ8; q++) {
+                if (q < nq) {   /* x > m ? x : m, which is what maxps computes */
+                    __m256 v = fnl_load8(0, live[q], x + j * class_stride + k0 + 8 * q);
+                    acc[q] = _mm256_max_ps(v, acc[q]);
+                }
+            }
+        }
+        for (int q = 0; q < FNL_COLQ8; q++)
+            fnl_store8(0, live[q], m + k0 + 8 * q, acc[q]);
+    }
+}
+
+/* the usual case of fnl_colsumexp_rows_avx2_f32 for one group of columns: l[q] += the
+ * terms below the maximum, count[q] += the maximal ones, with the exp taken by
+ * fnl_exp8_inrange_f32 when inrange (a constant where this is inlined) */
+FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
+                                         ptrdiff_t class_stride, const __m256i *live, int nq,
+                                         const __m256 *vs, int inrange, __m256 *l,
+                                         __m256i *count)
+{
+    for (ptrdiff_t j = 0; j < nclass; j++) {
+        for (int q = 0; q < FNL_COLQ8; q++) {
+            if (q < nq) {
+                __m256 v = fnl_load8(0, live[q], x + j * class_stride + 8 * q);
+                __m256 d = _mm256_sub_ps(v, vs[q]);
+                __m256 e = inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
+                __m256 top = _mm256_cmp_ps(v, vs[q], _CMP_EQ_OQ);
+                l[q] = _mm256_add_ps(l[q], _mm256_andnot_ps(top, e));
+                count[q] = _mm256_sub_epi32(count[q], _mm256_castps_si256(top));
+            }
+        }
+    }
+}
+
+FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
+                                            ptrdiff_t class_stride, ptrdiff_t ncols,
+                                            const float *M, const float *shift, float *rest,
+                                            float *at_max)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 8 * FNL_COLQ8) {
+        ptrdiff_t n = ncols - k0 < 8 * FNL_COLQ8 ? ncols - k0 : 8 * FNL_COLQ8;
+        FNL_COLQ8_MASKS(live, nq, n)
+        __m256 vs[FNL_COLQ8], l[FNL_COLQ8];
+        __m256i count[FNL_COLQ8];
+        int usual = 1;
+        for (int q = 0; q < FNL_COLQ8; q++) {
+            __m256 vm = fnl_load8(0, live[q], M + k0 + 8 * q);
+            vs[q] = fnl_load8(0, live[q], shift + k0 + 8 * q);
+            __m256 eq = _mm256_cmp_ps(vm, vs[q], _CMP_EQ_OQ);
+            usual &= _mm256_testc_ps(eq, _mm256_castsi256_ps(live[q]));  /* live in eq */
+        }
+        if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
+            for (ptrdiff_t j = 0; j < nclass; j++)
+                fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
+                                            rest + k0, at_max + k0);
+            continue;
+        }
+        /* every column's maximum finite and its shift: the maximal terms (each exactly 1)
+         * are counted in integer lanes, as in fnl_colsumexp_rows_avx512_f32; and when no
+         * argument is below FNL_EXP8_LO either (one pass over the rows, in L1, finds the
+         * columns' minima), the exp is fnl_exp8_inrange_f32 */
+        __m256 lo[FNL_COLQ8];
+        for (int q = 0; q < FNL_COLQ8; q++) {
+            l[q] = fnl_load8(0, live[q], rest + k0 + 8 * q);
+            count[q] = _mm256_setzero_si256();
+            lo[q] = _mm256_set1_ps(INFINITY);
+        }
+        for (ptrdiff_t j = 0; j < nclass; j++)
+            for (int q = 0; q < FNL_COLQ8; q++)
+                if (q < nq)     /* dead lanes read 0, against a shift of 0 */
+                    lo[q] = _mm256_min_ps(fnl_load8(0, live[q],
+                                                    x + j * class_stride + k0 + 8 * q), lo[q]);
+        int inrange = 1;
+        for (int q = 0; q < FNL_COLQ8; q++)
+            inrange &= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(lo[q], vs[q]),
+                                                        _mm256_set1_ps(FNL_EXP8_LO),
+                                                        _CMP_GE_OQ)) == 0xFF;
+        if (inrange)
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, vs, 1, l, count);
+        else
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, vs, 0, l, count);
+        for (int q = 0; q < FNL_COLQ8; q++) {
+            __m256 h = fnl_load8(0, live[q], at_max + k0 + 8 * q);
+            fnl_store8(0, live[q], rest + k0 + 8 * q, l[q]);
+            fnl_store8(0, live[q], at_max + k0 + 8 * q,
+                       _mm256_add_ps(h, _mm256_cvtepi32_ps(count[q])));
+        }
+    }
+}
+
+/* -------------------------------------------------------------------- writers ---- */
+
+/* whether every (x - shift) - log_sum of a run lies in [FNL_EXP8_LO, FNL_EXP8_HI] (or is
+ * nan), so that the writers may take fnl_exp8_inrange_f32: two passes over the run, which
+ * the writers then read again from L1 */
+FNL_INLINE int fnl_args_inrange8_f32(const float *x, ptrdiff_t n, float shift, float log_sum)
+{
+    return (fnl_extreme8_f32(x, n, 1) - shift) - log_sum >= FNL_EXP8_LO
+           && (fnl_extreme8_f32(x, n, 0) - shift) - log_sum <= FNL_EXP8_HI;
+}
+
+/* out = exp((x - shift) - log_sum), the whole vectors through fnl_exp8_inrange_f32 when
+ * inrange (a constant where this is inlined) */
+FNL_INLINE void fnl_softmax_run_avx2_f32(const float *x, ptrdiff_t n, float shift,
+                                         float log_sum, int inrange, float *out)
+{
+    __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
+    FNL_FOR8(i, n, full, live,
+        __m256 a = _mm256_sub_ps(_mm256_sub_ps(fnl_load8(full, live, x + i), vs), vl);
+        fnl_store8(full, live, out + i,
+                   full && inrange ? fnl_exp8_inrange_f32(a) : fnl_exp8_f32(a));
+    )
+}
+
+FNL_INLINE void fnl_softmax_unit_avx2_f32(const float *x, ptrdiff_t n, float shift,
+                                          float log_sum, float *out)
+{
+    if (fnl_args_inrange8_f32(x, n, shift, log_sum))
+        fnl_softmax_run_avx2_f32(x, n, shift, log_sum, 1, out);
+    else
+        fnl_softmax_run_avx2_f32(x, n, shift, log_sum, 0, out);
+}
+
+/* g = scale_p exp((x - shift) - log_sum) - scale_w, as fnl_softmax_run_avx2_f32 */
+FNL_INLINE void fnl_grad_run_avx2_f32(const float *x, ptrdiff_t n, float shift, float log_sum,
+                                      float scale_p, float scale_w, int inrange, float *g)
+{
+    __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
+    __m256 va = _mm256_set1_ps(scale_p), vb = _mm256_set1_ps(scale_w);
+    FNL_FOR8(i, n, full, live,
+        __m256 a = _mm256_sub_ps(_mm256_sub_ps(fnl_load8(full, live, x + i), vs), vl);
+        __m256 e = full && inrange ? fnl_exp8_inrange_f32(a) : fnl_exp8_f32(a);
+        fnl_store8(full, live, g + i, _mm256_fmsub_ps(va, e, vb));
+    )
+}
+
+FNL_INLINE void fnl_grad_unit_avx2_f32(const float *x, ptrdiff_t n, float shift,
+                                       float log_sum, float scale_p, float scale_w, float *g)
+{
+    if (fnl_args_inrange8_f32(x, n, shift, log_sum))
+        fnl_grad_run_avx2_f32(x, n, shift, log_sum, scale_p, scale_w, 1, g);
+    else
+        fnl_grad_run_avx2_f32(x, n, shift, log_sum, scale_p, scale_w, 0, g);
+}
+
+FNL_INLINE void fnl_colsoftmax_unit_avx2_f32(const float *x, ptrdiff_t ncols,
+                                             const float *shift, const float *log_sum,
+                                             float *out)
+{
+    FNL_FOR8(k, ncols, full, live,
+        fnl_store8(full, live, out + k, fnl_exp8_f32(_mm256_sub_ps(
+            _mm256_sub_ps(fnl_load8(full, live, x + k), fnl_load8(full, live, shift + k)),
+            fnl_load8(full, live, log_sum + k))));
+    )
+}
+
+FNL_INLINE void fnl_colgrad_unit_avx2_f32(const float *x, ptrdiff_t ncols, const float *shift,
+                                          const float *log_sum, const float *scale_p,
+                                          const float *scale_w, float w_j, float *g)
+{
+    __m256 vw = _mm256_set1_ps(w_j);
+    FNL_FOR8(k, ncols, full, live,
+        __m256 e = fnl_exp8_f32(_mm256_sub_ps(
+            _mm256_sub_ps(fnl_load8(full, live, x + k), fnl_load8(full, live, shift + k)),
+            fnl_load8(full, live, log_sum + k)));
+        fnl_store8(full, live, g + k, _mm256_fmsub_ps(fnl_load8(full, live, scale_p + k), e,
+            _mm256_mul_ps(fnl_load8(full, live, scale_w + k), vw)));
+    )
+}
+
+#endif /* __AVX2__ && __FMA__ */
+#endif /* FASTNLL_AVX2_LOOPS_H */
