@@ -291,8 +291,10 @@ def machine_line(threads):
         pass
     from . import _dispatch
     import os
+    torch_isa = os.environ.get("ATEN_CPU_CAPABILITY")
+    held = f" | ATEN_CPU_CAPABILITY={torch_isa}" if torch_isa else ""
     return (f"fastnll {fastnll.__version__} | kernels {_dispatch.level} | {threads} threads | "
-            f"{cpu}, {os.cpu_count()} CPUs | numpy {np.__version__}")
+            f"{cpu}, {os.cpu_count()} CPUs | numpy {np.__version__}{held}")
 
 
 def plot(results, path, title):
@@ -317,6 +319,30 @@ def plot(results, path, title):
     fig.savefig(path, dpi=120)
 
 
+# --simd-level: fastnll's level and the matching PyTorch CPU capability (ATEN_CPU_CAPABILITY)
+SIMD_LEVELS = {"x86-64": "default", "x86-64-v3": "avx2", "x86-64-v4": "avx512"}
+
+
+def _rerun_at_level(level, argv):
+    """Run this command again in a fresh process with the kernels of `level` (they are chosen
+    once, when fastnll is imported), unless this process already has them."""
+    import os
+    import sys
+    from . import _dispatch
+    if _dispatch.level == level and os.environ.get(_dispatch.ENV_VAR) == level:
+        return
+    if level not in _dispatch.built_levels():
+        raise SystemExit(f"--simd-level {level}: this CPU (or build) supports only "
+                         f"{', '.join(_dispatch.built_levels())}")
+    env = dict(os.environ)
+    env[_dispatch.ENV_VAR] = level
+    env.setdefault("ATEN_CPU_CAPABILITY", SIMD_LEVELS[level])
+    args = [sys.executable, "-m", "fastnll", "bench"] + list(sys.argv[2:] if argv is None
+                                                              else argv)
+    sys.stdout.flush()
+    os.execve(sys.executable, args, env)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastnll bench",
                                 description="Time fastnll against NumPy and installed peers.")
@@ -330,7 +356,13 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="small shapes and 3 rounds: a smoke run of every workload")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
+    p.add_argument("--simd-level", choices=SIMD_LEVELS,
+                   help="run fastnll's kernels of this level (what a CPU without AVX-512 gets "
+                        "with x86-64-v3), and hold PyTorch to the same instruction set; the "
+                        "same as setting FASTNLL_SIMD_LEVEL and ATEN_CPU_CAPABILITY")
     args = p.parse_args(argv)
+    if args.simd_level:
+        _rerun_at_level(args.simd_level, argv)   # returns only if already at that level
 
     if args.function:
         shape = tuple(int(v) for v in (args.shape or "4096,32000").split(","))
