@@ -10,20 +10,21 @@
 #     of C classes is reduced on its own (row_lse / row_stats in _lse.pxd), rows spread over
 #     threads in fixed blocks (row_index splits a flat row index).  Columns: when the inner
 #     axis has the smaller stride (PyTorch's (N, C, d1, ...) layout, axis=0 of a C-ordered
-#     matrix), blocks of COL_BLOCK columns are reduced together so that the vector lanes run
-#     along the inner axis (col_lse below; col_range names a block).  Few classes
+#     matrix), blocks of columns are reduced together so that the vector lanes run along the
+#     inner axis (col_lse below; col_blocks chooses their width, col_range names a block).  Few classes
 #     (C <= SMALL_C) also take the column traversal, over the transposed view the wrapper
 #     passes (is_swapped), so a short row costs a few vector lanes instead of a whole row setup.
 # (c) Per-row results never depend on the thread count; sums over rows are taken per fixed
 #     block in float64 and the block partials added in block order (sum_partials).
 
 from fastnll._lse cimport (
-    COL_BLOCK, COL_CHUNK, RowSums, SUMS_LSE, SUMS_WX, SUMS_WTX, finish_logs_many, rescale,
+    COL_BLOCK, COL_CHUNK, COL_WIDE, RowSums, SUMS_LSE, SUMS_WX, SUMS_WTX, finish_logs_many,
+    rescale,
 )
 from fastnll._loops cimport fnl_colmax_rows, fnl_colsumexp_rows, fnl_colsumdiff, fnl_pack
 
 cdef enum:
-    # Few classes: at most this many, rows are reduced in blocks of COL_BLOCK with the vector
+    # Few classes: at most this many, rows are reduced in blocks of columns with the vector
     # lanes across rows (the column traversal over a transposed view), not one short row at a
     # time.
     SMALL_C = 32
@@ -54,6 +55,20 @@ cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t C, Py_ssize_t s1,
 
 # ------------------------------------------------------------------ column blocks ----
 
+cdef struct ColBlocks:
+    # how the column traversal splits the inner axis: blocks of `width` columns, COL_WIDE when
+    # the columns are contiguous and COL_BLOCK when they are strided (and then packed)
+    Py_ssize_t width
+    Py_ssize_t per_outer    # blocks per outer index, ceil(inner / width)
+
+
+cdef inline ColBlocks col_blocks(Py_ssize_t inner, Py_ssize_t s_col) noexcept nogil:
+    cdef ColBlocks cb
+    cb.width = COL_WIDE if s_col == 1 else COL_BLOCK
+    cb.per_outer = ceil_div(inner, cb.width)
+    return cb
+
+
 cdef struct ColRange:
     # column block `it` of the column traversal: columns [k0, k0 + ncols) of outer index o
     Py_ssize_t o
@@ -61,21 +76,20 @@ cdef struct ColRange:
     Py_ssize_t ncols
 
 
-cdef inline ColRange col_range(Py_ssize_t it, Py_ssize_t blocks_per_outer,
-                               Py_ssize_t inner) noexcept nogil:
-    # blocks_per_outer = ceil_div(inner, COL_BLOCK); returned by value (prange-safe)
+cdef inline ColRange col_range(Py_ssize_t it, ColBlocks cb, Py_ssize_t inner) noexcept nogil:
+    # returned by value (prange-safe)
     cdef ColRange cr
-    cr.o = it // blocks_per_outer
-    cr.k0 = (it - cr.o * blocks_per_outer) * COL_BLOCK
+    cr.o = it // cb.per_outer
+    cr.k0 = (it - cr.o * cb.per_outer) * cb.width
     cr.ncols = inner - cr.k0
-    if cr.ncols > COL_BLOCK:
-        cr.ncols = COL_BLOCK
+    if cr.ncols > cb.width:
+        cr.ncols = cb.width
     return cr
 
 
 cdef enum ColSlot:
     # A thread's workspace in the column traversal, as named slots (col_slot gives one's
-    # address).  Each slot but the last holds COL_BLOCK entries, one per column of the block,
+    # address).  Each slot but the last holds COL_WIDE entries, one per column of the block,
     # with room for double; the `floating` slots use the first half of theirs for float.
     SLOT_SHIFT = 0          # floating: the shift of each column's sums
     SLOT_LOG_SUM = 1        # floating: log of the column's sum (lse = shift + log_sum)
@@ -94,7 +108,7 @@ cdef enum ColSlot:
     SLOT_PACKED = 14        # floating: the packed block, COL_CHUNK class rows of COL_BLOCK
 
 cdef enum:
-    SLOT_BYTES = COL_BLOCK * 8                                             # one slot
+    SLOT_BYTES = COL_WIDE * 8                                              # one slot
     COL_WORK_BYTES = SLOT_PACKED * SLOT_BYTES + COL_CHUNK * COL_BLOCK * 8   # one thread's
 
 

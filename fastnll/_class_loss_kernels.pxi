@@ -88,7 +88,7 @@ cdef struct ClassArgs:
     RowSums row_sums           # SUMS_WX with label smoothing (the rows also sum w (x - ref))
     bint plain                 # no weights, smoothing, gradient or per-row output
     bint columns               # the column traversal
-    Py_ssize_t blocks_per_outer   # column blocks per outer index
+    ColBlocks blocks              # the column blocks
     double W                   # the summed class weights
     double sigma               # the gradient's scale
     void *ws                   # the column traversal's per-thread workspace
@@ -298,7 +298,7 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
     # its workspace).
     cdef Py_ssize_t C = args.C, inner = args.inner, s0 = args.x.s0, s1 = args.x.s1, s2 = args.x.s2
     cdef Py_ssize_t k, j
-    cdef ColRange cr = col_range(it, args.blocks_per_outer, inner)
+    cdef ColRange cr = col_range(it, args.blocks, inner)
     cdef Py_ssize_t o = cr.o, k0 = cr.k0, ncols = cr.ncols
     cdef floating *packed = <floating *>pack_buffer(args.ws, s2, tid)
     cdef floating *shift = <floating *>col_slot(args.ws, tid, SLOT_SHIFT)
@@ -444,8 +444,8 @@ cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction
             args.W += w[j * args.s_w]
     args.columns = use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
     if args.columns:
-        args.blocks_per_outer = ceil_div(args.inner, COL_BLOCK)
-        nblocks = args.outer * args.blocks_per_outer
+        args.blocks = col_blocks(args.inner, args.x.s2)
+        nblocks = args.outer * args.blocks.per_outer
         args.ws = col_workspace(nthreads if nblocks > 1 else 1)
     else:
         nblocks = ceil_div(nrows, ROW_BLOCK)

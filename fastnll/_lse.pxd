@@ -19,7 +19,13 @@ cdef enum:
     ROW_CHUNK = 1024    # elements per chunk of a row (4 KiB of float32)
     COL_CHUNK = 32      # class rows per chunk of a column block (a multiple of the widest
                         # transpose tile, 16: fnl_pack's last tile fills whole rows of it)
-    COL_BLOCK = 64      # columns per column block (a chunk of them: 8 KiB of float64)
+    COL_BLOCK = 64      # columns per column block when they are packed (a chunk of them:
+                        # 8 KiB of float64 in the packing buffer)
+    COL_WIDE = 256      # columns per column block when they are contiguous (not packed): rows
+                        # far apart are then read in pieces of 1 KiB of float32, which the
+                        # memory system streams better than the 256 bytes of 64 columns
+                        # (logsumexp(axis=0) of (4096, 32000) float32: 1.25x axis=1 instead
+                        # of 1.4x at x86-64-v4)
 
 # What one pass over a row sums besides its log-sum-exp (row_stats' `sums`).
 cdef enum RowSums:

@@ -13,7 +13,8 @@ def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, i
     cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef const floating *x0 = first_element(x)
-    cdef Py_ssize_t r, k, it, blocks_per_outer
+    cdef Py_ssize_t r, k, it
+    cdef ColBlocks blocks
     cdef int tid
     cdef RowIndex ri
     cdef RowStats stats
@@ -34,12 +35,12 @@ def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, i
                                 0, 0)
                 out[ri.o, ri.k] = <floating>(stats.shift + stats.log_sum)
         return
-    blocks_per_outer = ceil_div(inner, COL_BLOCK)
+    blocks = col_blocks(inner, s2)
     ws = col_workspace(nthreads)
     with nogil:
-        for it in prange(outer * blocks_per_outer, schedule='static', num_threads=nthreads):
+        for it in prange(outer * blocks.per_outer, schedule='static', num_threads=nthreads):
             tid = threadid()
-            cr = col_range(it, blocks_per_outer, inner)
+            cr = col_range(it, blocks, inner)
             col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE, NULL, 0, ws,
                     tid, <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner)
             shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
@@ -118,7 +119,8 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
     cdef Py_ssize_t os2 = out.strides[2] // <Py_ssize_t>sizeof(floating)
     cdef const floating *x0 = first_element(x)
     cdef floating *y0 = first_element(out)
-    cdef Py_ssize_t r, k, j, it, blocks_per_outer
+    cdef Py_ssize_t r, k, j, it
+    cdef ColBlocks blocks
     cdef int tid
     cdef RowIndex ri
     cdef RowStats stats
@@ -144,12 +146,12 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
                 fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift, log_sum,
                             y0 + ri.o * os0 + ri.k * os2, os1, take_log)
         return
-    blocks_per_outer = ceil_div(inner, COL_BLOCK)
+    blocks = col_blocks(inner, s2)
     ws = col_workspace(nthreads)
     with nogil:
-        for it in prange(outer * blocks_per_outer, schedule='static', num_threads=nthreads):
+        for it in prange(outer * blocks.per_outer, schedule='static', num_threads=nthreads):
             tid = threadid()
-            cr = col_range(it, blocks_per_outer, inner)
+            cr = col_range(it, blocks, inner)
             packed = <floating *>pack_buffer(ws, s2, tid)
             packed_whole = col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE,
                                    NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner)

@@ -1,4 +1,4 @@
-"""Few classes over many rows (blocks of rows packed into class rows) against NumPy references."""
+"""Few classes over many rows (packed into class rows), and blocks of contiguous columns, against NumPy references."""
 # The kernels copy blocks of rows into class rows before reducing them (with AVX2 / AVX-512,
 # whole tiles of 8 / 16 floats or 4 / 8 doubles at a time, reading a little past a row's
 # classes when more rows follow).  These cases put rows inside wider rows (a slice of a wider
@@ -57,3 +57,43 @@ def test_last_rows_of_an_exact_allocation(dtype, rng):
         t = rng.integers(0, 27, n)
         assert_close(fastnll.cross_entropy(x, t, reduction="none"),
                      lse - x64[np.arange(n), t], dtype)
+
+
+# Contiguous columns (the class axis with the larger stride: axis 0 of a C-ordered matrix,
+# PyTorch's (N, C, d) layout) are reduced in blocks of 256 columns, and with AVX2 / AVX-512 in
+# register groups of 32 / 64 columns: inner sizes around those widths, several outer indices,
+# and inputs whose exp arguments leave the range of the short exp at x86-64-v3 (below -87).
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inner", [1, 31, 33, 255, 256, 257, 600])
+@pytest.mark.parametrize("spread", [3, 60])
+def test_contiguous_column_blocks(inner, spread, dtype, rng):
+    N, C = 3, 70
+    x = (rng.standard_normal((N, C, inner)) * spread).astype(dtype)
+    x[0, 5, :: 7] = -np.inf
+    x64 = x.astype(np.float64)
+    lse = scipy.special.logsumexp(x64, axis=1)
+    # log-softmax as (x - max) - log(sum exp(x - max)), which keeps the reference's own
+    # cancellation small where the logits are large
+    z = x64 - x64.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    before = x.copy()
+    assert_close(fastnll.logsumexp(x, axis=1), lse, dtype)
+    assert_close(fastnll.softmax(x, axis=1), np.exp(log_p), dtype)
+    assert_close(fastnll.log_softmax(x, axis=1), log_p, dtype)
+    t = rng.integers(0, C, (N, inner))
+    loss, grad = fastnll.cross_entropy(x, t, reduction="none", return_grad=True)
+    assert_close(loss, -np.take_along_axis(log_p, t[:, None], axis=1)[:, 0], dtype)
+    expected_grad = np.exp(log_p)
+    np.put_along_axis(expected_grad, t[:, None],
+                      np.take_along_axis(expected_grad, t[:, None], axis=1) - 1, axis=1)
+    assert_close(grad, expected_grad, dtype)
+    # axis 0 of a C-ordered matrix takes the same traversal
+    m = x[1]
+    assert_close(fastnll.logsumexp(m, axis=0), lse[1], dtype)
+    np.testing.assert_array_equal(x, before)
+    with fastnll.threads(1):
+        one = fastnll.cross_entropy(x, t, return_grad=True)
+    with fastnll.threads(2):
+        two = fastnll.cross_entropy(x, t, return_grad=True)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
