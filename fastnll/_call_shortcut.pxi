@@ -142,7 +142,8 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
         grad_view.s0, grad_view.s1 = C, 1
         args = class_args(N, C, 1, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
                        want_grad)
-    nthreads = for_work(N * C)
+    # nll_loss reads one logit a row: its work is the N rows, not the N x C logits
+    nthreads = for_work(N if is_nll else N * C)
     if typ == cnp.NPY_FLOAT32:
         run_class_loss(<const float *>args.x.data, &args, code, nthreads, &res)
     else:

@@ -47,7 +47,9 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
         x=view.x3, targets=view.to2(t), weight=w, ignore_index=ignore_index,
         label_smoothing=label_smoothing, is_nll=is_nll, reduction=_REDUCTION_CODES[reduction],
         rows=None if rows is None else view.to2(rows),
-        grad=None if grad is None else view.to3(grad), nthreads=_threads.for_work(x.size),
+        grad=None if grad is None else view.to3(grad),
+        # nll_loss reads one logit a row (its gradient is zeros but for one entry a row)
+        nthreads=_threads.for_work(view.outer * view.inner if is_nll else x.size),
     )
     if bad >= 0:
         raise out_of_bounds(bad_value, C, ignore_index)
