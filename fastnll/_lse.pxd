@@ -13,7 +13,9 @@
 from cython cimport floating
 from libc.math cimport isfinite, log, log1p, INFINITY
 
-from fastnll._loops cimport fnl_exp_f64, fnl_log_sums, fnl_max, fnl_sumexp, fnl_sumdiff, fnl_tsum
+from fastnll._loops cimport (
+    fnl_exp_f64, fnl_log_sums, fnl_max, fnl_prefetch_after, fnl_sumexp, fnl_sumdiff, fnl_tsum,
+)
 
 cdef enum:
     ROW_CHUNK = 1024    # elements per chunk of a row (4 KiB of float32)
@@ -96,6 +98,8 @@ cdef inline RowStats row_stats(const floating *x, Py_ssize_t n, Py_ssize_t s, Ro
         cn = n - c0
         if cn > ROW_CHUNK:
             cn = ROW_CHUNK
+        if s == 1:      # the next chunk (or row) arrives while this one is summed
+            fnl_prefetch_after(x + c0, cn * sizeof(floating))
         chunk_max = fnl_max(x + c0 * s, cn, s)
         if chunk_max > maximum:
             rescale(chunk_max, &maximum, &shift, &rest, &at_max)

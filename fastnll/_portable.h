@@ -29,6 +29,15 @@
 #define FNL_PREFETCH(p) ((void)(p))
 #endif
 
+/* ask for the n bytes that follow [p, p + n), one cache line at a time: the next chunk of a
+ * row being read, or the start of the next row.  On integers: the address may lie past the
+ * array, which a prefetch may name but a pointer may not. */
+FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
+{
+    uintptr_t next = (uintptr_t)p + (uintptr_t)n;
+    for (ptrdiff_t b = 0; b < n; b += 64) FNL_PREFETCH((const void *)(next + (uintptr_t)b));
+}
+
 /* the bits of a float or a double, for exponent arithmetic */
 typedef union { float f; int32_t i; } fnl_bits32;
 typedef union { double f; int64_t i; } fnl_bits64;
