@@ -285,14 +285,14 @@ FNL_INLINE void fnl_colsumexp_unit_avx2_f32(const float *x, ptrdiff_t ncols, con
         live[q] = fnl_first8(rest_ >= 8 ? 8 : rest_ > 0 ? rest_ : 0);                       \
     }
 
-/* ask for the same piece of row j one chunk ahead when rows lie far apart (see
+/* ask for the same piece of row j one chunk ahead, into L2, when rows lie far apart (see
  * fnl_colmax_rows_avx512_f32: on integers, as the address may lie past the array) */
 FNL_INLINE void fnl_prefetch_ahead(const float *x, ptrdiff_t j, ptrdiff_t nclass,
                                    ptrdiff_t class_stride, int nq)
 {
     if (class_stride > 256) {
         uintptr_t ahead = (uintptr_t)x + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
-        for (int q = 0; q < nq; q += 2) FNL_PREFETCH((const void *)(ahead + 32 * q));
+        for (int q = 0; q < nq; q += 2) FNL_PREFETCH_L2((const void *)(ahead + 32 * q));
     }
 }
 

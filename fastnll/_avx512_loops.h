@@ -206,12 +206,13 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
                 /* rows far apart (a class axis with a large stride, e.g. axis 0 of a
                  * C-ordered matrix): the hardware prefetchers do not follow 256-byte pieces
                  * of rows in different pages, so ask for the same piece of the row one chunk
-                 * ahead (the next call's).  On integers: the address may lie past the array,
-                 * which a prefetch may name but a pointer may not. */
+                 * ahead (the next call's), into L2 (into L1, it evicted lines of the chunk
+                 * that the sum pass reads next).  On integers: the address may lie past the
+                 * array, which a prefetch may name but a pointer may not. */
                 uintptr_t ahead = (uintptr_t)(x + k0)
                                   + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
                 for (int q = 0; q < FNL_COLQ; q++)
-                    if (q < nq) FNL_PREFETCH((const void *)(ahead + 64 * q));
+                    if (q < nq) FNL_PREFETCH_L2((const void *)(ahead + 64 * q));
             }
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {   /* x > m ? x : m, as the scalar loop (nan in x is skipped) */

@@ -320,7 +320,8 @@ def plot(results, path, title):
 
 
 # --simd-level: fastnll's level and the matching PyTorch CPU capability (ATEN_CPU_CAPABILITY)
-SIMD_LEVELS = {"x86-64": "default", "x86-64-v3": "avx2", "x86-64-v4": "avx512"}
+# (none for the one generic build of other architectures)
+SIMD_LEVELS = {"x86-64": "default", "x86-64-v3": "avx2", "x86-64-v4": "avx512", "generic": None}
 
 
 def _rerun_at_level(level, argv):
@@ -336,7 +337,8 @@ def _rerun_at_level(level, argv):
                          f"{', '.join(_dispatch.built_levels())}")
     env = dict(os.environ)
     env[_dispatch.ENV_VAR] = level
-    env.setdefault("ATEN_CPU_CAPABILITY", SIMD_LEVELS[level])
+    if SIMD_LEVELS[level]:
+        env.setdefault("ATEN_CPU_CAPABILITY", SIMD_LEVELS[level])
     args = [sys.executable, "-m", "fastnll", "bench"] + list(sys.argv[2:] if argv is None
                                                               else argv)
     sys.stdout.flush()

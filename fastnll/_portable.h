@@ -3,7 +3,8 @@
  *
  * gcc and clang get `#pragma omp simd` on the loops that must vectorise (honoured with
  * -fopenmp-simd even without OpenMP), forced inlining and prefetches; other compilers (MSVC)
- * get plain loops that compute the same values.
+ * get plain loops that compute the same values.  FNL_PREFETCH asks for a line into L1,
+ * FNL_PREFETCH_L2 into L2 only.
  */
 #ifndef FASTNLL_PORTABLE_H
 #define FASTNLL_PORTABLE_H
@@ -20,6 +21,7 @@
 #define FNL_SIMD_MAX(v) FNL_PRAGMA(omp simd reduction(max : v))
 #define FNL_INLINE static inline __attribute__((always_inline))
 #define FNL_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#define FNL_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
 #else
 #define FNL_SIMD
 #define FNL_SIMD_SUM(v)
@@ -27,9 +29,10 @@
 #define FNL_SIMD_MAX(v)
 #define FNL_INLINE static inline
 #define FNL_PREFETCH(p) ((void)(p))
+#define FNL_PREFETCH_L2(p) ((void)(p))
 #endif
 
-/* ask for the n bytes that follow [p, p + n), one cache line at a time: the next chunk of a
+/* ask for the n bytes that follow [p, p + n), one cache line at a time: a later chunk of a
  * row being read, or the start of the next row.  On integers: the address may lie past the
  * array, which a prefetch may name but a pointer may not. */
 FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
