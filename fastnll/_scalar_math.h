@@ -82,14 +82,18 @@ FNL_INLINE double fnl_exp_f64(double x)
  * to s^21 (truncation below 1e-17), e ln2 split in two constants.  Branch-free. */
 FNL_INLINE double fnl_log_ge1_f64(double x)
 {
-    fnl_bits64 b;
+    fnl_bits64 b, field;
     b.f = x;
-    int64_t e = ((b.i >> 52) & 0x7ff) - 1023;
+    /* the exponent field as a double, exactly: placed in the mantissa of 2^52 with a logical
+     * shift and an OR (the int64 arithmetic shift and int64 -> double conversion this replaces
+     * have no AVX2 instruction, which kept gcc from vectorising the loops around it below
+     * x86-64-v4) */
+    field.i = (int64_t)(((uint64_t)b.i >> 52) & 0x7ff) | INT64_C(0x4330000000000000);
     b.i = (b.i & INT64_C(0x000fffffffffffff)) | INT64_C(0x3ff0000000000000);
     double m = b.f;                                 /* [1, 2) */
     int big = m > 1.4142135623730951;
     m = big ? m * 0.5 : m;
-    double ed = (double)(e + big);
+    double ed = ((field.f - 4503599627370496.0) - 1023.0) + (big ? 1.0 : 0.0);  /* e, exact */
     double f = m - 1.0;
     double s = f / (2.0 + f);
     double z = s * s;
