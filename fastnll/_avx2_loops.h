@@ -9,10 +9,14 @@
  * 2^32 floats, checked exhaustively in CI by .ci/check_exp.c.  (Left to the compiler, the
  * loops around fnl_exp_f32 vectorise too: in cache, on one thread, logsumexp of (16, 32000)
  * float32 took 0.66-0.77 ns an element that way and takes 0.51-0.55 with these loops and
- * fnl_exp8_inrange_f32.)
+ * fnl_exp8_inrange_f32.)  Most arguments lie in [-87, 88], where fnl_exp8_inrange_f32 gives
+ * the same bits with a third fewer instructions; each loop finds out per run (a pass over it
+ * in L1 for its smallest, or largest, value) and takes one of two copies of its body.
  *
  * The loops mirror _avx512_loops.h, function for function, with the same names ending in
- * _avx2_f32, and are called by the type-generic loops of _generic_loops_T.h for float in
+ * _avx2_f32 (fnl_max_unit, fnl_sumexp_unit, fnl_colsumexp_unit, fnl_colmax_rows,
+ * fnl_colsumexp_rows, fnl_softmax_unit, fnl_grad_unit, fnl_colsoftmax_unit,
+ * fnl_colgrad_unit), and are called by the type-generic loops of _generic_loops_T.h for float in
  * place of their own bodies (FNL_INTRINSICS).  AVX2 has no mask registers: the lanes of the
  * last, partial vector are masked by an integer vector (fnl_first8), with masked loads and
  * stores, and a masked add is an add of the term ANDed with the mask (adding +0 changes no

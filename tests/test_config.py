@@ -72,3 +72,25 @@ def test_unknown_simd_level_is_named_as_such(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "not a kernel level" in proc.stderr and "x86-64-v3" in proc.stderr
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+def test_bench_simd_level_runs_that_level(which, tmp_path):
+    # `python -m fastnll bench --simd-level LEVEL` reruns itself with the kernels of LEVEL and
+    # PyTorch held to the same instruction set, and says so in its header line
+    levels = _dispatch.built_levels()
+    level = levels[0] if which == "first" else levels[-1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in (_dispatch.ENV_VAR, "ATEN_CPU_CAPABILITY")}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastnll.__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastnll", "bench", "--function", "logsumexp_axis1",
+         "--shape", "8,16", "--repeat", "1", "--simd-level", level],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert f"| kernels {level} |" in header
+    capability = {"x86-64": "default", "x86-64-v3": "avx2", "x86-64-v4": "avx512"}.get(level)
+    if capability:
+        assert f"ATEN_CPU_CAPABILITY={capability}" in header
+    assert "logsumexp_axis1 float32 (8, 16)" in proc.stdout
