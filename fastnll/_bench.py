@@ -325,12 +325,15 @@ SIMD_LEVELS = {"x86-64": "default", "x86-64-v3": "avx2", "x86-64-v4": "avx512", 
 
 
 def _rerun_at_level(level, argv):
-    """Run this command again in a fresh process with the kernels of `level` (they are chosen
-    once, when fastnll is imported), unless this process already has them."""
+    """Run this command again with the kernels of `level` (they are chosen once, when fastnll
+    is imported) and PyTorch held to the same instruction set, unless this process already
+    runs that way: the process is replaced (os.execve), so called from Python, `main` with
+    --simd-level does not return."""
     import os
     import sys
     from . import _dispatch
-    if _dispatch.level == level and os.environ.get(_dispatch.ENV_VAR) == level:
+    torch_held = SIMD_LEVELS[level] is None or "ATEN_CPU_CAPABILITY" in os.environ
+    if _dispatch.level == level and os.environ.get(_dispatch.ENV_VAR) == level and torch_held:
         return
     if level not in _dispatch.built_levels():
         raise SystemExit(f"--simd-level {level}: this CPU (or build) supports only "
@@ -339,7 +342,9 @@ def _rerun_at_level(level, argv):
     env[_dispatch.ENV_VAR] = level
     if SIMD_LEVELS[level]:
         env.setdefault("ATEN_CPU_CAPABILITY", SIMD_LEVELS[level])
-    args = [sys.executable, "-m", "fastnll", "bench"] + list(sys.argv[2:] if argv is None
+    # the arguments main() parsed: its own, or the command line's after `bench` when it was
+    # called without (as argparse takes them)
+    args = [sys.executable, "-m", "fastnll", "bench"] + list(sys.argv[1:] if argv is None
                                                               else argv)
     sys.stdout.flush()
     os.execve(sys.executable, args, env)

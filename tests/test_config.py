@@ -74,14 +74,17 @@ def test_unknown_simd_level_is_named_as_such(tmp_path):
     assert "not a kernel level" in proc.stderr and "x86-64-v3" in proc.stderr
 
 
-@pytest.mark.parametrize("which", ["first", "last"])
+@pytest.mark.parametrize("which", ["first", "last", "last, level already set"])
 def test_bench_simd_level_runs_that_level(which, tmp_path):
     # `python -m fastnll bench --simd-level LEVEL` reruns itself with the kernels of LEVEL and
-    # PyTorch held to the same instruction set, and says so in its header line
+    # PyTorch held to the same instruction set, and says so in its header line (also when
+    # FASTNLL_SIMD_LEVEL already names the level)
     levels = _dispatch.built_levels()
     level = levels[0] if which == "first" else levels[-1]
     env = {k: v for k, v in os.environ.items()
            if k not in (_dispatch.ENV_VAR, "ATEN_CPU_CAPABILITY")}
+    if which.endswith("already set"):
+        env[_dispatch.ENV_VAR] = level
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fastnll.__file__))
     proc = subprocess.run(
         [sys.executable, "-m", "fastnll", "bench", "--function", "logsumexp_axis1",
