@@ -264,6 +264,5 @@ def class_weight(weight, C, dtype):
         return None
     w = as_real_array(weight, "weight")
     check_shape("weight", w.shape, (C,), "the input has C classes; expected shape")
-    w = kernel_ready(w, dtype)
-    check_nonnegative("weight", w)      # nan passes, as in PyTorch and the elementwise losses
-    return w
+    # any sign, as in PyTorch (negative weights are real: Monte Carlo event weights)
+    return kernel_ready(w, dtype)

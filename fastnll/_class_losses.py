@@ -8,6 +8,7 @@ from ._checks import (
 )
 from ._dispatch import kernels
 from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
+from ._softmax import log_softmax as _log_softmax
 
 # the kernels' code of each reduction name (class_loss's `reduction`)
 _REDUCTION_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
@@ -53,8 +54,45 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     )
     if bad >= 0:
         raise out_of_bounds(bad_value, C, ignore_index)
+    if (reduction == "mean" and weight_sum == 0 and w is not None and not is_nll and x.size
+            and (label_smoothing or return_grad)):
+        loss, grad = _mean_over_zero_weight(x, ax, t, w, ignore_index, label_smoothing,
+                                            return_grad, dtype)
+        return with_grad(loss, grad, return_grad)
     return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype), grad,
                      return_grad)
+
+
+def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
+    """cross_entropy's "mean" when the class weights of the kept targets sum to exactly 0
+    (weights of both signs, or every target ignored): a division by zero, whose infinities
+    and nans are PyTorch's only if they arise in PyTorch's order of operations, so this rare
+    case follows it step by step (in float64, with IEEE semantics): the loss
+    (1 - eps) nll / W + (smooth / W) (eps / C) and autograd's gradient through log_softmax."""
+    C = x.shape[ax]
+    logp = _log_softmax(np.moveaxis(np.asarray(x, dtype=np.float64), ax, -1), axis=-1)
+    keep = t != ignore_index
+    tt = np.where(keep, t, 0)[..., None]
+    w64 = w.astype(np.float64)
+    wt = np.where(keep, w64[tt[..., 0]], 0.0)
+    W = wt.sum()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        nll = -(wt * np.take_along_axis(logp, tt, -1)[..., 0]).sum()
+        loss = (nll / W) if not eps else (1 - eps) * (nll / W)
+        if eps:
+            smooth = np.where(keep, -(logp * w64).sum(-1), 0.0)
+            loss = loss + (smooth.sum() / W) * (eps / C)
+        grad = None
+        if return_grad:
+            glogp = np.zeros_like(logp)
+            g_nll = -((1 - eps) / W)                       # nll_loss's backward, mean
+            np.put_along_axis(glogp, tt, np.where(keep, wt * g_nll, 0.0)[..., None], -1)
+            if eps:
+                g_smooth = (eps / C) / W                    # through smooth.sum() / W
+                glogp = glogp + np.where(keep[..., None], -g_smooth * w64, 0.0)
+            g = glogp - np.exp(logp) * glogp.sum(-1, keepdims=True)   # log_softmax's
+            grad = np.moveaxis(g, -1, ax).astype(dtype)
+    return dtype.type(loss), grad
 
 
 def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad):
@@ -96,8 +134,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
         Class indices in ``[0, C)`` or ``ignore_index``, shaped like ``input`` without the
         class axis.  Any integer dtype (PyTorch takes only int64 and uint8).
     weight : array_like, shape (C,), optional
-        Non-negative weight of each class (PyTorch does not check the sign; fastnll does).
-        None (the default) weighs every class 1.
+        Weight of each class, of any sign, as in PyTorch.  None (the default) weighs every
+        class 1.  The mean divides by the kept targets' summed weights, which may then be 0
+        (giving PyTorch's +-inf or nan).
     ignore_index : int, default -100
         Targets equal to it add nothing to the loss and are left out of the mean.
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -127,8 +166,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
         A target outside ``[0, C)`` that is not ``ignore_index``.
     ValueError
         ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape; unknown
-        ``reduction``; ``axis`` out of range; a negative weight; ``ignore_index`` does not
-        fit in 64 bits.
+        ``reduction``; ``axis`` out of range; ``ignore_index`` does not fit in 64 bits.
     TypeError
         ``input`` or ``weight`` is not a real numeric array; ``target`` does not hold integers
         (floats and bools are refused); ``ignore_index`` or ``axis`` is not an integer.
@@ -192,7 +230,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         class probabilities of the input's shape.  A float target is always read as
         probabilities.
     weight : array_like, shape (C,), optional
-        Non-negative weight of each class.  None (the default) weighs every class 1.
+        Weight of each class, of any sign, as in PyTorch.  None (the default) weighs every
+        class 1.  The mean divides by the kept targets' summed weights, which may then be 0
+        (giving PyTorch's +-inf or nan).
     ignore_index : int, default -100
         Targets equal to it add nothing and are left out of the mean (class indices only).
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -226,8 +266,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     ValueError
         ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape (including a float
         target that is not shaped like ``input``); unknown ``reduction``; ``axis`` out of
-        range; ``label_smoothing`` outside ``[0, 1]`` or nan; a negative weight;
-        ``ignore_index`` does not fit in 64 bits.
+        range; ``label_smoothing`` outside ``[0, 1]`` or nan; ``ignore_index`` does not fit
+        in 64 bits.
     TypeError
         ``input`` or ``weight`` is not a real numeric array; ``target`` is neither integer
         nor float (bools, strings, complex, a ragged list); ``label_smoothing`` is not a real
@@ -249,8 +289,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     ``-sum_j w[j] p[j] log_softmax(x)[j]``.
 
     A row holding +inf gives nan, as in PyTorch (``log_softmax`` is nan there).  PyTorch
-    silently accepts a negative ``label_smoothing`` or class weight; fastnll raises
-    ValueError.
+    silently accepts a negative ``label_smoothing``; fastnll raises ValueError.
 
     Examples
     --------

@@ -65,13 +65,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         Targets in [0, 1] (usually 0 or 1), of the same shape as ``input`` (as in PyTorch, no
         broadcasting).
     weight : array_like, optional
-        Non-negative weight of each element, broadcast to the input's shape.  None (the
-        default) weighs every element 1.
+        Weight of each element, of any sign (as in PyTorch), broadcast to the input's
+        shape.  None (the default) weighs every element 1.
     reduction : {"mean", "sum", "none"}, default "mean"
         The mean or sum over all elements, or ``"none"`` for one loss per element.
     pos_weight : array_like, optional
-        Non-negative weight of the positive term, broadcast to the input's shape (typically
-        one per class, along the last axis).  None (the default) means 1.
+        Weight of the positive term, of any sign (as in PyTorch), broadcast to the input's
+        shape (typically one per class, along the last axis).  None (the default) means 1.
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``.
 
@@ -90,8 +90,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     ------
     ValueError
         ``target`` of another shape; ``weight`` or ``pos_weight`` that does not broadcast to
-        the input's shape or holds a negative value (PyTorch accepts negative weights; fastnll
-        does not); unknown ``reduction``.
+        the input's shape; unknown ``reduction``.
     TypeError
         ``input``, ``target``, ``weight`` or ``pos_weight`` is not a real numeric array.
 
@@ -143,8 +142,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         if val is None:
             extra.append(None)
             continue
-        arr = kernel_ready(as_real_array(val, name), dtype)
-        check_nonnegative(name, arr)
+        arr = kernel_ready(as_real_array(val, name), dtype)     # any sign, as in PyTorch
         extra.append(check_broadcast(name, arr, x.shape))
     loss, gx, _ = _run(_KIND.BCE, x, y, a=extra[0], b=extra[1], reduction=reduction,
                        return_grad=return_grad, dtype=dtype)

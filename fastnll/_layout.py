@@ -148,14 +148,15 @@ def scalar_or_array(arr):
 
 def finish_reduction(reduction, total, denom, rows, dtype):
     """What a loss returns: the per-element losses ("none"), their float64 sum ("sum"), or
-    the sum divided by denom ("mean", "batchmean"; nan for 0 / 0), as a scalar of dtype."""
+    the sum divided by denom ("mean", "batchmean"), as a scalar of dtype.  The division is
+    IEEE's, as PyTorch's: nan for 0 / 0, and +-inf for a nonzero sum over a zero denominator
+    (class weights of any sign can sum to 0)."""
     if reduction == "none":
         return scalar_or_array(rows)
     if reduction == "sum":
         return dtype.type(total)
-    if denom == 0:
-        return dtype.type(np.nan)
-    return dtype.type(total / denom)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dtype.type(np.float64(total) / np.float64(denom))
 
 
 def with_grad(loss, grad, return_grad):

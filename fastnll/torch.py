@@ -177,8 +177,7 @@ _FALLBACK_NOTES = """
     - the call is being traced or transformed: ``torch.compile``, ``torch.jit.trace``,
       ``torch.func`` transforms (``grad``, ``vmap``, ...), forward-mode AD;
     - fastnll refuses the arguments (``ValueError``, ``IndexError``, ``TypeError``): PyTorch
-      then returns its own result or raises its own error, with its own message.  (PyTorch
-      accepts negative weights{extra}, which fastnll refuses.)
+      then returns its own result or raises its own error, with its own message.{extra}
 
     The backward pass cannot itself be differentiated: ``create_graph=True`` followed by a
     second differentiation raises ``RuntimeError``; use ``torch.nn.functional.{name}`` for
@@ -396,7 +395,7 @@ _add_notes(cross_entropy, name="cross_entropy",
            index=";\n    - class-index targets are not int64 or uint8 (PyTorch refuses other "
                  "integer dtypes);",
            grads=": probability targets and ``weight``",
-           extra=" and a negative\n      ``label_smoothing``")
+           extra="  (PyTorch\n      accepts a negative ``label_smoothing``, which fastnll refuses.)")
 _add_notes(nll_loss, name="nll_loss",
            index=";\n    - the target is not int64 or uint8 (PyTorch refuses other integer "
                  "dtypes);",
