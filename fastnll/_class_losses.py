@@ -97,8 +97,13 @@ def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
 
 def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad):
     """cross_entropy with class-probability targets t (an array of floats)."""
-    # ignore_index is unused with probabilities, but checked all the same
-    x, reduction, _, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
+    x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
+    if ignore_index >= 0:
+        # PyTorch: "ignore_index is not supported for floating point target" (a negative one,
+        # the default -100 included, is accepted and unused)
+        raise ValueError(f"ignore_index={ignore_index} is not supported with class-probability "
+                         "targets (a float target); only a negative ignore_index is accepted, "
+                         "as in PyTorch")
     check_shape("target", t.shape, x.shape,
                 "probability targets must have the input's shape")
     w = class_weight(weight, C, dtype)
@@ -234,7 +239,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         class 1.  The mean divides by the kept targets' summed weights, which may then be 0
         (giving PyTorch's +-inf or nan).
     ignore_index : int, default -100
-        Targets equal to it add nothing and are left out of the mean (class indices only).
+        Targets equal to it add nothing and are left out of the mean (class indices only;
+        with probability targets only a negative value is accepted, and unused, as in
+        PyTorch).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` divides the sum by the summed weights of the kept targets (class indices)
         or by the number of samples (probabilities); ``"none"`` gives one loss per sample.

@@ -418,6 +418,11 @@ for eps in (-0.1, 1.5, -1e-12, 1.0000001, float("nan"), float("inf")):
         bad(f"cross_entropy-X{label}-label_smoothing-{eps!r}", F.cross_entropy, ValueError,
             rf"\blabel_smoothing\b.*{re.escape(repr(eps))}", input=X, target=t,
             label_smoothing=eps)
+# PyTorch: "ignore_index is not supported for floating point target" (negative ones pass)
+for ii in (0, 3, 7):
+    bad(f"cross_entropy-X-prob-ignore_index-{ii}", F.cross_entropy, ValueError,
+        contains_all("ignore_index", str(ii), "probability"), input=X, target=P,
+        ignore_index=ii)
 bad("cross_entropy-X-prob-weight-len4", F.cross_entropy, ValueError, r"\bweight\b.*\(4,\)",
     input=X, target=P, weight=np.ones(4))
 bad("cross_entropy-complex-prob-target", F.cross_entropy, (TypeError, ValueError),

@@ -611,3 +611,25 @@ def test_jit_trace_records_torch_ops():
     traced = torch.jit.trace(lambda v: fnt.cross_entropy(v, t, label_smoothing=0.1), (x,))
     x2 = logits((4, 3), torch.float32, seed=9)
     torch.testing.assert_close(traced(x2), F.cross_entropy(x2, t, label_smoothing=0.1))
+
+
+def test_probability_targets_with_ignore_index_as_pytorch(rng):
+    # PyTorch refuses a non-negative ignore_index with float (probability) targets and accepts
+    # a negative one; fastnll.torch behaves exactly so, and fastnll raises ValueError
+    F = torch.nn.functional
+    x = torch.tensor(rng.standard_normal((5, 4)))
+    p = torch.softmax(torch.tensor(rng.standard_normal((5, 4))), 1)
+    for ii in (0, 2, 4):
+        with pytest.raises(RuntimeError) as want:
+            F.cross_entropy(x, p, ignore_index=ii)
+        with pytest.raises(RuntimeError) as got:
+            fnt.cross_entropy(x, p, ignore_index=ii)
+        assert str(got.value) == str(want.value)
+        with pytest.raises(ValueError, match=rf"ignore_index={ii}\b"):
+            fastnll.cross_entropy(x.numpy(), p.numpy(), ignore_index=ii)
+    for ii in (-1, -100):
+        want = F.cross_entropy(x, p, ignore_index=ii)
+        got = fnt.cross_entropy(x, p, ignore_index=ii)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(fastnll.cross_entropy(x.numpy(), p.numpy(), ignore_index=ii),
+                                   want.numpy(), rtol=1e-12)
