@@ -6,7 +6,7 @@ from ._checks import (
     as_real_array, broadcast_pk_qk, check_base, check_probabilities, normalize_axis,
 )
 from ._dispatch import kernels
-from ._layout import ClassView, compute_dtype, kernel_ready, scalar_or_array
+from ._layout import ClassView, compute_dtype, is_weak_scalar, kernel_ready, scalar_or_array
 
 
 def entropy(pk, qk=None, base=None, axis=0):
@@ -82,7 +82,7 @@ def entropy(pk, qk=None, base=None, axis=0):
     p = as_real_array(pk, "pk")
     q = None if qk is None else as_real_array(qk, "qk")
     check_base(base)
-    dtype = compute_dtype(p) if q is None else compute_dtype(p, q)
+    dtype = compute_dtype(p) if q is None or is_weak_scalar(qk) else compute_dtype(p, q)
     if axis is None:      # SciPy flattens each array first, then broadcasts
         p = p.reshape(-1)
         q = None if q is None else q.reshape(-1)

@@ -27,6 +27,12 @@ def compute_dtype(*arrays):
     return np.dtype(np.float64)
 
 
+def is_weak_scalar(obj):
+    """A Python number: a weak scalar under NumPy 2's promotion, which takes the array's dtype
+    (float32 data with b=2.0 stays float32, as in SciPy), unlike a NumPy scalar or a list."""
+    return type(obj) in (bool, int, float)
+
+
 def kernel_ready(arr, dtype):
     """arr as dtype with element-multiple strides (a view when possible, else one copy)."""
     if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:

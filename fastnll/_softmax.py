@@ -5,7 +5,8 @@ from . import _threads
 from ._checks import as_real_array, broadcast_b, normalize_axes
 from ._dispatch import kernels
 from ._layout import (
-    ClassView, compute_dtype, group_axes, kernel_ready, merge_axes, mergeable, scalar_or_array,
+    ClassView, compute_dtype, group_axes, is_weak_scalar, kernel_ready, merge_axes, mergeable,
+    scalar_or_array,
 )
 
 
@@ -97,8 +98,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """
     a = as_real_array(a, "a")
     if b is not None:
+        weak = is_weak_scalar(b)
         b = as_real_array(b, "b")
-        dtype = compute_dtype(a, b)
+        dtype = compute_dtype(a) if weak else compute_dtype(a, b)
         a, b = broadcast_b(a, b)
     else:
         dtype = compute_dtype(a)
