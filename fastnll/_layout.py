@@ -161,8 +161,10 @@ def finish_reduction(reduction, total, denom, rows, dtype):
         return scalar_or_array(rows)
     if reduction == "sum":
         return dtype.type(total)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return dtype.type(np.float64(total) / np.float64(denom))
+    if denom == 0:      # (np.errstate costs a microsecond: only here)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return dtype.type(np.float64(total) / np.float64(denom))
+    return dtype.type(total / denom)
 
 
 def with_grad(loss, grad, return_grad):
