@@ -8,7 +8,6 @@ from ._checks import (
 )
 from ._dispatch import kernels
 from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
-from ._softmax import log_softmax as _log_softmax
 
 # the kernels' code of each reduction name (class_loss's `reduction`)
 _REDUCTION_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
@@ -55,7 +54,7 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     if bad >= 0:
         raise out_of_bounds(bad_value, C, ignore_index)
     if (reduction == "mean" and weight_sum == 0 and w is not None and not is_nll and x.size
-            and (label_smoothing or return_grad)):
+            and (label_smoothing or return_grad) and np.any(t != ignore_index)):
         loss, grad = _mean_over_zero_weight(x, ax, t, w, ignore_index, label_smoothing,
                                             return_grad, dtype)
         return with_grad(loss, grad, return_grad)
@@ -65,12 +64,17 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
 
 def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
     """cross_entropy's "mean" when the class weights of the kept targets sum to exactly 0
-    (weights of both signs, or every target ignored): a division by zero, whose infinities
+    (weights of both signs, or of 0; some target kept): a division by zero, whose infinities
     and nans are PyTorch's only if they arise in PyTorch's order of operations, so this rare
     case follows it step by step (in float64, with IEEE semantics): the loss
     (1 - eps) nll / W + (smooth / W) (eps / C) and autograd's gradient through log_softmax."""
     C = x.shape[ax]
-    logp = _log_softmax(np.moveaxis(np.asarray(x, dtype=np.float64), ax, -1), axis=-1)
+    z = np.moveaxis(np.asarray(x, dtype=np.float64), ax, -1)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        # PyTorch's log_softmax: x - (m + log sum exp(x - m)), all nan in a row holding +inf
+        # or only -inf (SciPy's, fastnll.log_softmax, differs there)
+        m = z.max(axis=-1, keepdims=True)
+        logp = z - (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))
     keep = t != ignore_index
     tt = np.where(keep, t, 0)[..., None]
     w64 = w.astype(np.float64)

@@ -132,3 +132,32 @@ def test_torch_backend_with_negative_class_weights(rng):
             want.backward()
             _same(got.detach().numpy(), want.detach().numpy(), np.float64, "torch loss")
             _same(got_x.grad.numpy(), want_x.grad.numpy(), np.float64, "torch grad")
+
+
+INF = float("inf")
+# rows holding +inf, only -inf or nan, with the kept targets' weights summing to 0 (or all
+# targets ignored): PyTorch's nan and +-inf entries, position by position
+SPECIAL = [
+    ([[INF, 1.0], [0.2, 0.1]], [1, 1], [0.3, 0.0]),
+    ([[-INF, -INF], [0.2, 0.1]], [1, 1], [0.3, 0.0]),
+    ([[INF, -0.0132]], [-100], [0.3, 0.3]),
+    ([[1.0, 2.0], [0.2, 0.1]], [0, 1], [1.0, -1.0]),
+    ([[INF, 2.0], [0.2, 0.1]], [0, 1], [1.0, -1.0]),
+    ([[np.nan, 2.0], [0.2, 0.1]], [0, 1], [1.0, -1.0]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("case", SPECIAL, ids=str)
+def test_zero_weight_sum_with_special_values(case, eps, dtype):
+    xs, ts, ws = case
+    x = np.array(xs, dtype=dtype)
+    w = np.array(ws, dtype=dtype)
+    xt = torch.tensor(x, requires_grad=True)
+    want = F.cross_entropy(xt, torch.tensor(ts), weight=torch.tensor(w), label_smoothing=eps)
+    want.backward()
+    loss, grad = fastnll.cross_entropy(x, np.array(ts), weight=w, label_smoothing=eps,
+                                       return_grad=True)
+    _same(loss, want.detach().numpy(), dtype, "loss")
+    _same(grad, xt.grad.numpy(), dtype, "grad")
