@@ -289,17 +289,6 @@ FNL_INLINE void fnl_colsumexp_unit_avx2_f32(const float *x, ptrdiff_t ncols, con
         live[q] = fnl_first8(rest_ >= 8 ? 8 : rest_ > 0 ? rest_ : 0);                       \
     }
 
-/* ask for the same piece of row j one chunk ahead, into L2, when rows lie far apart (see
- * fnl_colmax_rows_avx512_f32: on integers, as the address may lie past the array) */
-FNL_INLINE void fnl_prefetch_ahead(const float *x, ptrdiff_t j, ptrdiff_t nclass,
-                                   ptrdiff_t class_stride, int nq)
-{
-    if (class_stride > 256) {
-        uintptr_t ahead = (uintptr_t)x + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
-        for (int q = 0; q < nq; q += 2) FNL_PREFETCH_L2((const void *)(ahead + 32 * q));
-    }
-}
-
 FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                          ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
 {
@@ -308,7 +297,8 @@ FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
         __m256 acc[FNL_COLQ8];
         for (int q = 0; q < FNL_COLQ8; q++) acc[q] = fnl_load8(0, live[q], m + k0 + 8 * q);
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            fnl_prefetch_ahead(x + k0, j, nclass, class_stride, nq);
+            /* the same piece of the row, one chunk ahead (the next call's) */
+            fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
             for (int q = 0; q < FNL_COLQ8; q++) {
                 if (q < nq) {   /* x > m ? x : m, which is what maxps computes */
                     __m256 v = fnl_load8(0, live[q], x + j * class_stride + k0 + 8 * q);

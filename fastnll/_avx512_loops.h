@@ -202,18 +202,8 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
         __m512 acc[FNL_COLQ];
         for (int q = 0; q < FNL_COLQ; q++) acc[q] = fnl_load16(live[q], m + k0 + 16 * q);
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            if (class_stride > 256) {
-                /* rows far apart (a class axis with a large stride, e.g. axis 0 of a
-                 * C-ordered matrix): the hardware prefetchers do not follow 256-byte pieces
-                 * of rows in different pages, so ask for the same piece of the row one chunk
-                 * ahead (the next call's), into L2 (into L1, it evicted lines of the chunk
-                 * that the sum pass reads next).  On integers: the address may lie past the
-                 * array, which a prefetch may name but a pointer may not. */
-                uintptr_t ahead = (uintptr_t)(x + k0)
-                                  + (uintptr_t)((j + nclass) * class_stride) * sizeof(float);
-                for (int q = 0; q < FNL_COLQ; q++)
-                    if (q < nq) FNL_PREFETCH_L2((const void *)(ahead + 64 * q));
-            }
+            /* the same piece of the row, one chunk ahead (the next call's) */
+            fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {   /* x > m ? x : m, as the scalar loop (nan in x is skipped) */
                     __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);

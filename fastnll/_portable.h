@@ -41,6 +41,19 @@ FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
     for (ptrdiff_t b = 0; b < n; b += 64) FNL_PREFETCH((const void *)(next + (uintptr_t)b));
 }
 
+/* rows far apart (a class axis with a large stride, e.g. axis 0 of a C-ordered matrix): the
+ * hardware prefetchers do not follow short pieces of rows in different pages, so the column
+ * loops ask, into L2, for the nbytes at `piece` moved `rows` rows of row_stride floats on:
+ * the same piece of a row one chunk ahead.  (Into L1, this evicted lines of the chunk that
+ * the sum pass reads next.)  On integers, as the address may lie past the array. */
+FNL_INLINE void fnl_prefetch_rows_ahead(const float *piece, ptrdiff_t rows,
+                                        ptrdiff_t row_stride, ptrdiff_t nbytes)
+{
+    if (row_stride <= 256) return;
+    uintptr_t ahead = (uintptr_t)piece + (uintptr_t)(rows * row_stride) * sizeof(float);
+    for (ptrdiff_t b = 0; b < nbytes; b += 64) FNL_PREFETCH_L2((const void *)(ahead + b));
+}
+
 /* the bits of a float or a double, for exponent arithmetic */
 typedef union { float f; int32_t i; } fnl_bits32;
 typedef union { double f; int64_t i; } fnl_bits64;
