@@ -258,6 +258,15 @@ def class_targets(target, x_shape, axis, C, ignore_index):
     return t
 
 
+def check_probability_ignore_index(ignore_index):
+    """PyTorch: "ignore_index is not supported for floating point target" (a negative one, the
+    default -100 included, is accepted and unused)."""
+    if ignore_index >= 0:
+        raise ValueError(f"ignore_index={ignore_index} is not supported with class-probability "
+                         "targets (a float target); only a negative ignore_index is accepted, "
+                         "as in PyTorch")
+
+
 def class_weight(weight, C, dtype):
     """Class weights as a kernel-ready array of shape (C,), or None."""
     if weight is None:

@@ -3,8 +3,9 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing, check_reduction,
-    check_shape, class_axis, class_targets, class_weight, out_of_bounds, target_array,
+    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing,
+    check_probability_ignore_index, check_reduction, check_shape, class_axis, class_targets,
+    class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
 from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
@@ -102,12 +103,7 @@ def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
 def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad):
     """cross_entropy with class-probability targets t (an array of floats)."""
     x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
-    if ignore_index >= 0:
-        # PyTorch: "ignore_index is not supported for floating point target" (a negative one,
-        # the default -100 included, is accepted and unused)
-        raise ValueError(f"ignore_index={ignore_index} is not supported with class-probability "
-                         "targets (a float target); only a negative ignore_index is accepted, "
-                         "as in PyTorch")
+    check_probability_ignore_index(ignore_index)
     check_shape("target", t.shape, x.shape,
                 "probability targets must have the input's shape")
     w = class_weight(weight, C, dtype)

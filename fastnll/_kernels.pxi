@@ -5,6 +5,7 @@ include "_codes.pxi"                # the integer codes the Python wrappers pass
 include "_kernel_common.pxi"        # OpenMP shim, row index split, fixed-order block sums
 include "_class_axis.pxi"           # the (outer, C, inner) view, its traversals, col_lse
 include "_softmax_kernels.pxi"      # logsumexp, softmax, log_softmax
+include "_partial_kernels.pxi"      # rows' partial statistics, for fastnll.dask
 include "_class_loss_kernels.pxi"   # nll_loss, cross_entropy
 include "_call_shortcut.pxi"        # the compiled shortcut for their commonest call
 include "_entropy_kernels.pxi"      # entropy

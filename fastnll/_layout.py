@@ -5,6 +5,8 @@ Dtypes (compute_dtype, kernel_ready), the class-axis view (ClassView, group_axes
 (finish_reduction), 0-d unwrapping (scalar_or_array) and the (loss, grad) pair
 (with_grad).  Nothing here checks arguments (that is _checks.py).
 """
+import contextlib
+import contextvars
 import math
 
 import numpy as np
@@ -152,6 +154,20 @@ def scalar_or_array(arr):
     return arr[()] if arr.ndim == 0 else arr
 
 
+_float64_sums = contextvars.ContextVar("fastnll_float64_sums", default=False)
+
+
+@contextlib.contextmanager
+def float64_sums():
+    """Inside this block (in this thread only) a "sum" reduction returns the kernels' float64
+    sum unrounded: the partial sums of chunks that fastnll.dask adds up."""
+    token = _float64_sums.set(True)
+    try:
+        yield
+    finally:
+        _float64_sums.reset(token)
+
+
 def finish_reduction(reduction, total, denom, rows, dtype):
     """What a loss returns: the per-element losses ("none"), their float64 sum ("sum"), or
     the sum divided by denom ("mean", "batchmean"), as a scalar of dtype.  The division is
@@ -160,7 +176,7 @@ def finish_reduction(reduction, total, denom, rows, dtype):
     if reduction == "none":
         return scalar_or_array(rows)
     if reduction == "sum":
-        return dtype.type(total)
+        return np.float64(total) if _float64_sums.get() else dtype.type(total)
     if denom == 0:      # (np.errstate costs a microsecond: only here)
         with np.errstate(divide="ignore", invalid="ignore"):
             return dtype.type(np.float64(total) / np.float64(denom))

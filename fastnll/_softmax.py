@@ -96,6 +96,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     >>> print(f"{res:.4f} {sgn:+.0f}")
     1.5413 -1
     """
+    return _logsumexp(a, axis, b, keepdims, return_sign, partial=False)
+
+
+def _logsumexp(a, axis, b, keepdims, return_sign, partial):
+    """logsumexp; with partial=True its results are float64 whatever the input's dtype (the
+    partial log-sum-exps of chunks that fastnll.dask combines, rounded once, at the end)."""
     a = as_real_array(a, "a")
     if b is not None:
         weak = is_weak_scalar(b)
@@ -123,21 +129,20 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
             # the one with the smallest stride first, then the partial results weighted by
             # their signs (0 for -inf, nan for nan), instead of copying the input.
             inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
-            part, sign = logsumexp(a, axis=inner, keepdims=True, return_sign=True)
-            return logsumexp(part, axis=axes, b=sign, keepdims=keepdims,
-                             return_sign=return_sign)
+            part, sign = _logsumexp(a, inner, None, True, True, partial)
+            return _logsumexp(part, axes, sign, keepdims, return_sign, partial)
         # With weights the same two steps would add signed partial sums rounded to the
         # input's precision (cancelling where SciPy's one sum does not) and turn an inf - inf
         # inside a row into inf: copy the input once instead (b is copied by the reshape).
         grouped = np.ascontiguousarray(grouped)
     view = ClassView(merge_axes(grouped, first, count), first)
-    out = np.empty(view.outer * view.inner, dtype=dtype)
+    out = np.empty(view.outer * view.inner, dtype=np.float64 if partial else dtype)
     nthreads = _threads.for_work(a.size)
     if b is None:
         kernels.logsumexp(x=view.x3, out=view.to2(out), nthreads=nthreads)
         sgn = None
         if return_sign:
-            sgn = np.where(out == -np.inf, 0.0, 1.0).astype(dtype)
+            sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
             sgn[np.isnan(out)] = np.nan
     else:
         gb = group_axes(kernel_ready(b, dtype), axes)[0]

@@ -3,10 +3,17 @@
 from fastnll._lse cimport RowStats, row_lse
 from fastnll._loops cimport fnl_exp_f64, fnl_softmax, fnl_colsoftmax, fnl_unpack
 
+# The log-sum-exp kernels write their results as the input's type or as float64 (whatever the
+# output array is): float64 results of float32 rows are the partial statistics that
+# fastnll.dask combines across chunks without a second rounding.
+ctypedef fused result_t:
+    float
+    double
+
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, int nthreads):
+def logsumexp(const floating[:, :, :] x not None, result_t[:, :] out not None, int nthreads):
     """out[o, k] = log sum_c exp(x[o, c, k])."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
@@ -33,7 +40,7 @@ def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, i
                 ri = row_index(r, inner)
                 stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
                                 0, 0)
-                out[ri.o, ri.k] = <floating>(stats.shift + stats.log_sum)
+                out[ri.o, ri.k] = <result_t>(stats.shift + stats.log_sum)
         return
     blocks = col_blocks(inner, s2)
     ws = col_workspace(nthreads)
@@ -46,14 +53,14 @@ def logsumexp(const floating[:, :, :] x not None, floating[:, :] out not None, i
             shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
             log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
             for k in range(cr.ncols):
-                out[cr.o, cr.k0 + k] = <floating>(shift[k] + log_sum_d[k])
+                out[cr.o, cr.k0 + k] = <result_t>(shift[k] + log_sum_d[k])
     free(ws)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b not None,
-                floating[:, :] out not None, floating[:, :] sign not None, int nthreads):
+                result_t[:, :] out not None, result_t[:, :] sign not None, int nthreads):
     """SciPy's weighted logsumexp: out = log|sum_c b exp(x)|, sign its sign.
 
     Terms with b == 0 are dropped even where x is inf or nan.  Scalar two-pass code: this path
@@ -101,8 +108,8 @@ def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b no
                 # SciPy hands non-finite results to the direct formula.
                 sg = 1.0 if direct > 0 else (-1.0 if direct < 0 else (0.0 if direct == 0 else NAN))
                 res = log(fabs(direct))
-            out[o, k] = <floating>res
-            sign[o, k] = <floating>sg
+            out[o, k] = <result_t>res
+            sign[o, k] = <result_t>sg
 
 
 @cython.boundscheck(False)
