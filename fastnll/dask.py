@@ -25,6 +25,7 @@ value (a target out of range, a negative probability or variance) raises the in-
 function's exception when the graph is computed.
 """
 import functools
+import os
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from ._layout import compute_dtype, float64_sums, is_weak_scalar
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
     "binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss", "kl_div",
-    "entropy",
+    "entropy", "from_npy",
 ]
 
 TASK_THREADS = 1        # kernel threads inside one task: the scheduler runs tasks in parallel
@@ -127,7 +128,8 @@ def _divide(total, denom, dtype):
 def _scale_grad(g, scale):
     """g * scale computed in float64, rounded once to g's dtype (in place)."""
     if scale is not None:
-        np.multiply(g, np.float64(scale), out=g, dtype=np.float64, casting="unsafe")
+        with np.errstate(invalid="ignore"):
+            np.multiply(g, np.float64(scale), out=g, dtype=np.float64, casting="unsafe")
     return g
 
 
@@ -180,12 +182,7 @@ def _loss_graph(fn, args, ndim, rows_ind, reduction, return_grad, denom, dtype, 
                             dtype), []
     # one task a chunk computes the loss and the gradients, scaled for "mean" by the divisor
     # (computed from the targets first, when they give it)
-    if isinstance(denom, _KeptWeight):
-        denom = denom.total(*args[1])
-    scale = None
-    if denom is not None:
-        scale = (denom.map_blocks(_reciprocal, dtype=np.float64, meta=np.empty(()))
-                 if isinstance(denom, da.Array) else _reciprocal(denom))
+    denom, scale = _divisor_and_scale(denom, *args[1])
     call = _task(_loss_and_grads, fn=fn, reduction=block_reduction, ndim=ndim, grads=grads)
     pairs = da.blockwise(call, x_ind, *_arg(scale), *flat, dtype=dtype, concatenate=False,
                          meta=np.empty((0,) * ndim, dtype))
@@ -272,7 +269,8 @@ def _combine_rows(parts, axis, keepdims):
     axis = (axis,) if isinstance(axis, int) else tuple(axis)
     p = np.moveaxis(parts, axis, tuple(range(-len(axis), 0)))
     rows_shape = p.shape[1:p.ndim - len(axis)]
-    p = p.reshape(_FIELDS, int(np.prod(rows_shape, dtype=np.int64)), -1)
+    p = p.reshape(_FIELDS, int(np.prod(rows_shape, dtype=np.int64)),
+                  int(np.prod(p.shape[p.ndim - len(axis):], dtype=np.int64)))
     out = np.empty(p.shape[:2])
     kernels.combine_partials(parts=p, out=out)
     # back to the pieces' layout, the reduced axes of length 1
@@ -318,23 +316,46 @@ class _KeptWeight:
     def __init__(self, w, C, ignore_index):
         self.w, self.C, self.ignore_index = w, C, ignore_index
 
-    def chunk(self, t):
+    def chunk(self, t, count=False):
+        """A chunk's part of the divisor (and its number of kept targets)."""
         t = np.asarray(t)
         _check_targets(t, self.C, self.ignore_index)
         keep = t != self.ignore_index
-        if self.w is None:
-            return float(np.count_nonzero(keep))
-        return self.w.astype(np.float64)[t[keep]].sum()
+        n = float(np.count_nonzero(keep))
+        weight = n if self.w is None else self.w.astype(np.float64)[t[keep]].sum()
+        return (weight, n) if count else weight
 
-    def total(self, t, t_ind):
-        """The divisor as a 0-d Dask array, from the targets alone."""
-        parts = da.blockwise(_task(_kept_chunk, kept=self, ndim=t.ndim), t_ind, t, t_ind,
-                             adjust_chunks={c: 1 for c in t_ind}, dtype=np.float64)
-        return _sum_chunks(parts)
+    def sums(self, t, t_ind):
+        """(divisor, number of kept targets) as a Dask array of 2, from the targets alone."""
+        parts = da.blockwise(_task(_kept_chunk, kept=self, ndim=t.ndim), t_ind + _PAIR, t,
+                             t_ind, adjust_chunks={c: 1 for c in t_ind}, new_axes={_PAIR: 2},
+                             dtype=np.float64)
+        return parts.sum(axis=tuple(range(t.ndim)), dtype=np.float64)
 
 
 def _kept_chunk(t, *, kept, ndim):
-    return _one_per_chunk(kept.chunk(t), ndim)
+    return np.array(kept.chunk(t, count=True)).reshape((1,) * ndim + (2,))
+
+
+def _kept_scale(sums):
+    """The gradients' scale 1 / divisor; with every target ignored 0 (the gradient is 0, as
+    in PyTorch), and inf for kept targets whose weights sum to 0 (PyTorch's infinities and
+    nans there come from its order of operations: see the README)."""
+    weight, kept = sums
+    if weight != 0:
+        return np.float64(1.0) / weight
+    return np.float64(np.inf if kept else 0.0)
+
+
+def _divisor_and_scale(denom, t, t_ind):
+    """(the loss's divisor, the gradients' scale) of a "mean" (None, None otherwise)."""
+    if denom is None:
+        return None, None
+    if isinstance(denom, _KeptWeight):
+        sums = denom.sums(t, t_ind)
+        return sums[0], sums.map_blocks(_kept_scale, drop_axis=0, dtype=np.float64,
+                                        meta=np.empty(()))
+    return denom, _reciprocal(denom)
 
 
 def _index_chunk(x, t, *, w, ignore_index, eps, axis, is_nll, reduction, return_grad):
@@ -417,14 +438,14 @@ def _class_grad_chunk(x, t, classes, st, scale, *, ax, w, ignore_index, eps, C, 
             g = p * coef[..., None]
             if eps:
                 g -= np.where(keep[..., None], (eps / C) * wb, 0.0)
-        if kind != "prob":
-            t = np.asarray(t)
-            inside = (t != ignore_index) & (t >= c0) & (t < c0 + cb)
-            idx = np.nonzero(inside)
-            g[idx + (t[idx] - c0,)] -= (1.0 - eps) * wt[idx] if kind == "index" else wt[idx]
-    if scale is not None:
-        g *= np.float64(scale)
-    return np.moveaxis(g, -1, ax).astype(dtype)
+        if kind != "prob":              # the target's entry (rows flattened: 1-D input too)
+            shape = g.shape
+            t, g, wt = np.asarray(t).reshape(-1), np.ascontiguousarray(g).reshape(-1, cb), \
+                np.reshape(wt, -1)
+            rows = np.flatnonzero((t != ignore_index) & (t >= c0) & (t < c0 + cb))
+            g[rows, t[rows] - c0] -= (1.0 - eps) * wt[rows] if kind == "index" else wt[rows]
+            g = g.reshape(shape)
+    return np.moveaxis(_scale_grad(g, scale), -1, ax).astype(dtype)
 
 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
@@ -502,12 +523,7 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
                             denom, dtype)
     if not return_grad:
         return loss
-    if isinstance(denom, _KeptWeight):
-        denom = denom.total(t, t_ind)
-    scale = None
-    if denom is not None:
-        scale = (denom.map_blocks(_reciprocal, dtype=np.float64, meta=np.empty(()))
-                 if isinstance(denom, da.Array) else _reciprocal(denom))
+    scale = _divisor_and_scale(denom, t, t_ind)[1]
     grad = da.blockwise(
         _task(_class_grad_chunk, ax=ax, dtype=dtype, **options), x_ind, x, x_ind, t, t_ind,
         classes, cl, rows_stats, _FIELD + r_ind, *_arg(scale), dtype=dtype,
@@ -766,6 +782,11 @@ class _elementwise_fns:
 
 # ------------------------------------------------------------------ entropy ----
 
+def _flat(arr):
+    # (Dask does not reshape an empty array of several chunks)
+    return (arr.rechunk(arr.shape) if arr.size == 0 else arr).reshape(-1)
+
+
 def _entropy_chunk(p, q=None, *, axis, base):
     return np.asarray(_entropy.entropy(p, q, base=base, axis=axis))
 
@@ -777,7 +798,7 @@ def _entropy_sums_chunk(p, q=None, *, axis):
     for name, arr in (("pk", p), ("qk", q)):
         if arr is not None and (np.asarray(arr) < 0).any():
             arr = np.asarray(arr)
-            check_probabilities(name, True, arr[arr < 0].flat[0])
+            check_probabilities(name, True, float(arr[arr < 0].flat[0]))
     with np.errstate(divide="ignore", invalid="ignore"):
         if q is None:
             terms = np.where(p == 0, 0.0, p * np.log(p))
@@ -808,8 +829,8 @@ def entropy(pk, qk=None, base=None, axis=0):
     check_base(base)
     dtype = compute_dtype(p) if q is None or is_weak_scalar(qk) else compute_dtype(p, q)
     if axis is None:      # SciPy flattens each array first, then broadcasts
-        p = p.reshape(-1)
-        q = None if q is None else q.reshape(-1)
+        p = _flat(p)
+        q = None if q is None else _flat(q)
         axis = 0
     if q is not None:
         p, q = broadcast_pk_qk(p, q)
@@ -834,3 +855,55 @@ def entropy(pk, qk=None, base=None, axis=0):
             scale = float(np.float64(1.0) / np.log(np.float64(base)))
     return sums.map_blocks(_entropy_finish, relative=q is not None, scale=scale,
                            out_dtype=dtype, dtype=dtype, drop_axis=sums.ndim - 1, meta=np.empty((0,) * len(out_ind), dtype))
+
+
+# --------------------------------------------------------------------- data ----
+
+class _NpyFile:
+    """A .npy file as an array-like for da.from_array: only the path travels with the graph;
+    each read maps the file, copies the slice out and drops the map."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        mapped = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype, self.ndim = mapped.shape, mapped.dtype, mapped.ndim
+
+    def __getitem__(self, index):
+        return np.array(np.load(self.path, mmap_mode="r")[index])
+
+
+def from_npy(path, chunks="auto"):
+    """A Dask array over a ``.npy`` file, each chunk read by its own task from a memory map.
+
+    Nothing of the data passes through the client: the task that needs a chunk maps the file,
+    copies the chunk and unmaps it, so workers with less memory than the file read it chunk
+    by chunk (the workers must see the same path: one machine, or a shared file system).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` file (``np.save``, or ``np.lib.format.open_memmap`` to write it in pieces).
+    chunks : int, tuple or "auto", default "auto"
+        Dask chunks, as ``dask.array.from_array`` takes them.
+
+    Returns
+    -------
+    dask.array.Array
+        The file's array, lazily.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastnll.dask
+    >>> path = os.path.join(tempfile.mkdtemp(), "logits.npy")
+    >>> np.save(path, np.zeros((6, 4), dtype=np.float32))
+    >>> x = fastnll.dask.from_npy(path, chunks=(2, 4))
+    >>> x.numblocks
+    (3, 1)
+    >>> print(f"{float(fastnll.dask.logsumexp(x, axis=1).sum().compute()):.4f}")   # 6 log 4
+    8.3178
+    """
+    return da.from_array(_NpyFile(path), chunks=chunks, asarray=False, fancy=False,
+                         name="from-npy-" + da.core.tokenize(os.path.abspath(path),
+                                                               os.path.getmtime(path)))
