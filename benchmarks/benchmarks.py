@@ -14,7 +14,8 @@ import tracemalloc
 
 from fastnll import _bench
 
-IMPLS = ["fastnll", "numpy", "scipy", "torch", "sklearn", "numpy-read", "numpy-copy"]
+IMPLS = ["fastnll", "numpy", "scipy", "torch", "sklearn", "numpy-read", "numpy-copy",
+         "dask-numpy", "in-memory"]
 
 
 def _key(workload):
@@ -130,4 +131,17 @@ class KlDiv(_Suite):
 
 class Entropy(_Suite):
     func = "entropy"
+    params = _params(func)
+
+
+class DaskCrossEntropy(_Suite):
+    """fastnll.dask against the dask.array NumPy expression on Dask's threaded scheduler,
+    rows in 20 chunks (and in-memory fastnll on the same data)."""
+    func = "dask_cross_entropy"
+    params = _params(func)
+
+
+class DaskCrossEntropyClasses(_Suite):
+    """The same with the class axis in 4 chunks too."""
+    func = "dask_cross_entropy_classes"
     params = _params(func)

@@ -131,6 +131,8 @@ def implementations(func, x, t):
         impls["numpy-copy"] = lambda: np.copyto(out, x)
     elif func in _ELEMENTWISE:
         _elementwise_impls(func, x, impls, torch, F)
+    elif func in NEEDS_DASK:
+        _dask_impls(func, x, t, impls)
     elif func == "entropy":
         p = np.abs(x) + np.asarray(0.01, dtype=x.dtype)
         impls["fastnll"] = lambda: fastnll.entropy(p, axis=1)
@@ -188,6 +190,53 @@ def _elementwise_impls(func, x, impls, torch, F):
         impls["torch"] = tor
 
 
+def _dask():
+    try:
+        import dask.array as da
+        import fastnll.dask as fd
+    except ImportError:
+        return None, None
+    return da, fd
+
+
+def _dask_np_cross_entropy(da, x, t):
+    """The mean cross-entropy as a dask.array expression of NumPy operations, as a user
+    would write it (the target's logit gathered chunk by chunk of classes)."""
+    m = x.max(axis=1, keepdims=True)
+    lse = da.log(da.exp(x - m).sum(axis=1)) + m[:, 0]
+    classes = da.arange(x.shape[1], chunks=x.chunks[1])
+    xt = da.blockwise(_gather_target, "ij", x, "ij", t, "i", classes, "j",
+                      adjust_chunks={"j": 1}, dtype=x.dtype).sum(axis=1)
+    return (lse - xt).mean()
+
+
+def _gather_target(xb, tb, cb):
+    j = tb - cb[0]
+    inside = (j >= 0) & (j < xb.shape[1])
+    xt = np.take_along_axis(xb, np.where(inside, j, 0)[:, None], axis=1)[:, 0]
+    return np.where(inside, xt, 0)[:, None]
+
+
+def _dask_impls(func, x, t, impls):
+    """fastnll.dask against the dask.array NumPy expression, on Dask's threaded scheduler
+    (as many workers as fastnll's threads), and in-memory fastnll on the same data: rows in
+    20 chunks, and with dask_cross_entropy_classes the class axis in 4 chunks too (chunks
+    made contiguous and kept in memory, as data loaded by chunks is)."""
+    da, fd = _dask()
+    if da is None:
+        return
+    rows = max(1, x.shape[0] // 20)
+    cols = x.shape[1] if func == "dask_cross_entropy" else -(-x.shape[1] // 4)
+    X = da.from_array(x, chunks=(rows, cols))
+    if cols < x.shape[1]:
+        X = X.map_blocks(np.ascontiguousarray).persist(scheduler="threads")
+    T = da.from_array(t, chunks=rows)
+    threaded = {"scheduler": "threads", "num_workers": fastnll.get_num_threads()}
+    impls["fastnll"] = lambda: fd.cross_entropy(X, T).compute(**threaded)
+    impls["dask-numpy"] = lambda: _dask_np_cross_entropy(da, X, T).compute(**threaded)
+    impls["in-memory"] = lambda: fastnll.cross_entropy(x, t)
+
+
 def _sklearn_impl(x, t, impls):
     try:
         from sklearn._loss.loss import HalfMultinomialLoss
@@ -213,8 +262,11 @@ DEFAULT_WORKLOADS = [
     ("log_softmax", (4096, 32000), "float32"),
     ("nll_loss", (4096, 32000), "float32"),
     ("torch_cross_entropy_grad", (4096, 32000), "float32"),   # needs PyTorch
+    ("dask_cross_entropy", (400000, 1000), "float32"),         # needs Dask
+    ("dask_cross_entropy_classes", (400000, 1000), "float32"),
 ]
 NEEDS_TORCH = ("torch_cross_entropy_grad",)
+NEEDS_DASK = ("dask_cross_entropy", "dask_cross_entropy_classes")
 # Not in the default table (run with --function), but in the asv suite.
 EXTRA_WORKLOADS = [
     ("binary_cross_entropy_with_logits", (4096, 1000), "float32"),
@@ -388,6 +440,14 @@ def main(argv=None):
         workloads = [w for w in workloads if w[0] not in NEEDS_TORCH]
         if skipped:
             print(f"skipping {', '.join(sorted({w[0] for w in skipped}))}: needs PyTorch")
+        if not workloads:
+            return 1
+    if _dask()[0] is None:
+        skipped = [w for w in workloads if w[0] in NEEDS_DASK]
+        workloads = [w for w in workloads if w[0] not in NEEDS_DASK]
+        if skipped:
+            print(f"skipping {', '.join(sorted({w[0] for w in skipped}))}: needs Dask "
+                  "(pip install 'fastnll[dask]')")
         if not workloads:
             return 1
     if torch is not None:
