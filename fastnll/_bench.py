@@ -217,23 +217,39 @@ def _gather_target(xb, tb, cb):
     return np.where(inside, xt, 0)[:, None]
 
 
+# --dask-cluster: the distributed.Client the Dask rows run on (None: the threaded scheduler)
+DASK_CLIENT = None
+
+
 def _dask_impls(func, x, t, impls):
-    """fastnll.dask against the dask.array NumPy expression, on Dask's threaded scheduler
-    (as many workers as fastnll's threads), and in-memory fastnll on the same data: rows in
-    20 chunks, and with dask_cross_entropy_classes the class axis in 4 chunks too (chunks
-    made contiguous and kept in memory, as data loaded by chunks is)."""
+    """fastnll.dask against the dask.array NumPy expression, and in-memory fastnll on the
+    same data: rows in 20 chunks, and with dask_cross_entropy_classes the class axis in 4
+    chunks too.  On Dask's threaded scheduler (as many workers as fastnll's threads), the
+    chunks made contiguous and kept in memory, as data loaded by chunks is; with
+    --dask-cluster, on a LocalCluster's worker processes, the chunks kept in their memory."""
     da, fd = _dask()
     if da is None:
         return
     rows = max(1, x.shape[0] // 20)
     cols = x.shape[1] if func == "dask_cross_entropy" else -(-x.shape[1] // 4)
-    X = da.from_array(x, chunks=(rows, cols))
-    if cols < x.shape[1]:
-        X = X.map_blocks(np.ascontiguousarray).persist(scheduler="threads")
+    X = da.from_array(x, chunks=(rows, cols)).map_blocks(np.ascontiguousarray)
     T = da.from_array(t, chunks=rows)
-    threaded = {"scheduler": "threads", "num_workers": fastnll.get_num_threads()}
-    impls["fastnll"] = lambda: fd.cross_entropy(X, T).compute(**threaded)
-    impls["dask-numpy"] = lambda: _dask_np_cross_entropy(da, X, T).compute(**threaded)
+    if DASK_CLIENT is None:
+        run = {"scheduler": "threads", "num_workers": fastnll.get_num_threads()}
+        X, T = X.persist(**run), T.persist(**run)
+    else:
+        from distributed import futures_of, wait
+        run = {"scheduler": DASK_CLIENT.get}
+        X, T = DASK_CLIENT.persist([X, T])
+        wait([X, T])
+        DASK_CLIENT.rebalance(futures_of(X) + futures_of(T))   # the chunks spread evenly
+        # Chunks that arrived from another process can sit at unaligned addresses, which
+        # the kernels copy first (as any chunk a task receives from another worker): copied
+        # once here on their worker, they are what data loaded or made by the workers is.
+        X, T = DASK_CLIENT.persist([X.map_blocks(np.array), T.map_blocks(np.array)])
+        wait([X, T])
+    impls["fastnll"] = lambda: fd.cross_entropy(X, T).compute(**run)
+    impls["dask-numpy"] = lambda: _dask_np_cross_entropy(da, X, T).compute(**run)
     impls["in-memory"] = lambda: fastnll.cross_entropy(x, t)
 
 
@@ -403,6 +419,7 @@ def _rerun_at_level(level, argv):
 
 
 def main(argv=None):
+    global DASK_CLIENT
     p = argparse.ArgumentParser(prog="python -m fastnll bench",
                                 description="Time fastnll against NumPy and installed peers.")
     p.add_argument("--function", choices=FUNCTIONS,
@@ -415,6 +432,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="small shapes and 3 rounds: a smoke run of every workload")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
+    p.add_argument("--dask-cluster", action="store_true",
+                   help="run the Dask rows on a distributed.LocalCluster (a worker process of "
+                        "one thread per thread) instead of the threaded scheduler")
     p.add_argument("--simd-level", choices=SIMD_LEVELS,
                    help="run fastnll's kernels of this level (what a CPU without AVX-512 gets "
                         "with x86-64-v3), and hold PyTorch to the same instruction set; the "
@@ -453,14 +473,27 @@ def main(argv=None):
     if torch is not None:
         torch.set_num_threads(threads)
     header = machine_line(threads)
+    cluster = None
+    if args.dask_cluster and any(w[0] in NEEDS_DASK for w in workloads):
+        import distributed
+        cluster = distributed.LocalCluster(n_workers=threads, threads_per_worker=1,
+                                           processes=True, dashboard_address=":0")
+        DASK_CLIENT = distributed.Client(cluster)
+        header += f" | Dask rows: LocalCluster, {threads} worker processes x 1 thread"
     print(header, flush=True)
     results = []
-    with fastnll.threads(threads):
-        for wl in workloads:
-            medians = run_workload(*wl, repeat=repeat)
-            results.append((wl, medians))
-            if len(workloads) > 1:   # progress; the whole table follows
-                print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
+    try:
+        with fastnll.threads(threads):
+            for wl in workloads:
+                medians = run_workload(*wl, repeat=repeat)
+                results.append((wl, medians))
+                if len(workloads) > 1:   # progress; the whole table follows
+                    print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
+    finally:
+        if cluster is not None:
+            DASK_CLIENT.close()
+            cluster.close()
+            DASK_CLIENT = None
     print()
     print(format_table(results))
     if args.plot:

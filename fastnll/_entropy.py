@@ -100,10 +100,15 @@ def entropy(pk, qk=None, base=None, axis=0):
     if q3 is not None:
         check_probabilities("qk", *kernels.first_negative(p=q3))
     out = np.empty(view.outer * view.inner, dtype=dtype)
-    scale = 1.0
-    if base is not None:
-        with np.errstate(divide="ignore"):
-            scale = float(np.float64(1.0) / np.log(np.float64(base)))   # base 1: inf, as SciPy
-    kernels.entropy(p=view.x3, q=q3, scale=scale, out=view.to2(out),
+    kernels.entropy(p=view.x3, q=q3, scale=log_base_scale(base), out=view.to2(out),
                     nthreads=_threads.for_work(p.size))
     return scalar_or_array(out.reshape(p.shape[:ax] + p.shape[ax + 1:]))
+
+
+def log_base_scale(base):
+    """1 / log(base), the factor from nats to the base's units (1 for None; base 1: inf, as
+    SciPy)."""
+    if base is None:
+        return 1.0
+    with np.errstate(divide="ignore"):
+        return float(np.float64(1.0) / np.log(np.float64(base)))

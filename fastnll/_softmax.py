@@ -99,17 +99,24 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     return _logsumexp(a, axis, b, keepdims, return_sign, partial=False)
 
 
+def lse_operands(a, b, as_array):
+    """logsumexp's a and b (or None) as arrays (as_array(value, name): NumPy's, or Dask's for
+    fastnll.dask), broadcast against each other, and the compute dtype, in which a Python
+    number b is a weak scalar (NumPy 2's promotion)."""
+    a = as_array(a, "a")
+    if b is None:
+        return a, None, compute_dtype(a)
+    weak = is_weak_scalar(b)
+    b = as_array(b, "b")
+    dtype = compute_dtype(a) if weak else compute_dtype(a, b)
+    a, b = broadcast_b(a, b)
+    return a, b, dtype
+
+
 def _logsumexp(a, axis, b, keepdims, return_sign, partial):
     """logsumexp; with partial=True its results are float64 whatever the input's dtype (the
     partial log-sum-exps of chunks that fastnll.dask combines, rounded once, at the end)."""
-    a = as_real_array(a, "a")
-    if b is not None:
-        weak = is_weak_scalar(b)
-        b = as_real_array(b, "b")
-        dtype = compute_dtype(a) if weak else compute_dtype(a, b)
-        a, b = broadcast_b(a, b)
-    else:
-        dtype = compute_dtype(a)
+    a, b, dtype = lse_operands(a, b, as_real_array)
     axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
         a = a.reshape(1)

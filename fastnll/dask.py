@@ -38,13 +38,13 @@ except ImportError as exc:          # pragma: no cover (the tests skip without D
 
 from . import _class_losses, _elementwise, _entropy, _softmax, _threads
 from ._checks import (
-    as_real_array, broadcast_b, broadcast_pk_qk, check_base, check_broadcast,
+    as_real_array, broadcast_pk_qk, check_base, check_broadcast,
     check_gaussian_var_shape, check_ignore_index, check_label_smoothing, check_probabilities,
     check_probability_ignore_index, check_reduction, check_shape, class_axis, class_targets,
     class_weight, normalize_axes, normalize_axis, out_of_bounds, real_number, target_array,
 )
 from ._dispatch import kernels
-from ._layout import compute_dtype, float64_sums, is_weak_scalar
+from ._layout import compute_dtype, float64_sums, is_weak_scalar, kernel_ready
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
@@ -253,9 +253,12 @@ def _row_stats(block, axes, dtype, targets=None, weight=None, x_sums=False, keep
     """The partial statistics of each row of a chunk, the rows running along `axes`:
     ((_FIELDS, number of rows) float64, the rows' shape).  See row_partials for the options;
     classes: class-index targets shaped like the rows."""
-    x3, rows = _rows_view(np.asarray(block, dtype=dtype), axes)
-    t3 = None if targets is None else _rows_view(np.asarray(targets, dtype=dtype), axes)[0]
-    c2 = None if classes is None else np.asarray(classes, dtype=np.int64).reshape(-1, 1)
+    # (kernel_ready: a chunk received from another worker can sit at an unaligned address)
+    x3, rows = _rows_view(kernel_ready(np.asarray(block), dtype), axes)
+    t3 = (None if targets is None else
+          _rows_view(kernel_ready(np.asarray(targets), dtype), axes)[0])
+    c2 = (None if classes is None else
+          kernel_ready(np.asarray(classes), np.dtype(np.int64)).reshape(-1, 1))
     out = np.zeros((_FIELDS, x3.shape[0], 1))
     kernels.row_partials(x=x3, targets=t3, classes=c2, first_class=first_class,
                          ignore_index=ignore_index, weight=weight, x_sums=x_sums, keep=keep,
@@ -585,15 +588,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
     Any chunking: where a reduced axis is split across chunks, each chunk's float64
     ``(log|sum|, sign)`` is combined in a tree, as SciPy would weigh the terms."""
-    a = _dask(a, "a")
+    a, b, dtype = _softmax.lse_operands(a, b, _dask)
     if b is not None:
-        weak = is_weak_scalar(b)
-        b = _dask(b, "b")
-        dtype = compute_dtype(a) if weak else compute_dtype(a, b)
-        a, b = broadcast_b(a, b)
         b = _aligned(b, a.chunks)
-    else:
-        dtype = compute_dtype(a)
     axes = normalize_axes(axis, a.ndim)
     ind = _ind(a.ndim)
     flat = [a, ind] + ([] if b is None else [b, ind])
@@ -849,12 +846,9 @@ def entropy(pk, qk=None, base=None, axis=0):
     sums = da.blockwise(_task(_entropy_sums_chunk, axis=ax), ind + _FIELD, *flat,
                         adjust_chunks={ind[ax]: 1}, new_axes={_FIELD: 3}, dtype=np.float64)
     sums = sums.sum(axis=ax, dtype=np.float64)
-    scale = 1.0
-    if base is not None:
-        with np.errstate(divide="ignore"):
-            scale = float(np.float64(1.0) / np.log(np.float64(base)))
-    return sums.map_blocks(_entropy_finish, relative=q is not None, scale=scale,
-                           out_dtype=dtype, dtype=dtype, drop_axis=sums.ndim - 1, meta=np.empty((0,) * len(out_ind), dtype))
+    return sums.map_blocks(_entropy_finish, relative=q is not None,
+                           scale=_entropy.log_base_scale(base), out_dtype=dtype, dtype=dtype,
+                           drop_axis=sums.ndim - 1, meta=np.empty((0,) * len(out_ind), dtype))
 
 
 # --------------------------------------------------------------------- data ----
