@@ -5,13 +5,15 @@ from fastnll._lse cimport RowStats, RowSums, row_stats
 
 cdef enum:
     # the fields of each row's statistics, out[:, o, k] of row_partials
+    # (in this order so that a prefix serves: the log-sum-exp, then the target's logit, then
+    # the sums for label smoothing and probability targets; fastnll.dask sends no more)
     PART_MAXIMUM = 0    # the row's maximum (nan ignored)
     PART_REST = 1       # sum of exp(x - shift) over the terms below the maximum ...
     PART_AT_MAX = 2     # ... and over the maximal ones (shift: the maximum if finite, else 0)
-    PART_REF = 3        # the reference of x_sum
-    PART_X_SUM = 4      # sum_j w_j (x_j - ref), or sum_j w_j t'_j (x_j - ref) with targets
-    PART_WT_SUM = 5     # sum_j w_j t'_j (with targets)
-    PART_X_T = 6        # the target's logit (class-index targets)
+    PART_X_T = 3        # the target's logit (class-index targets)
+    PART_REF = 4        # the reference of x_sum
+    PART_X_SUM = 5      # sum_j w_j (x_j - ref), or sum_j w_j t'_j (x_j - ref) with targets
+    PART_WT_SUM = 6     # sum_j w_j t'_j (with targets)
     PART_W_CHUNK = 7    # the weight of the piece's classes, which re-centres x_sum (filled
                         # in by the caller: sum w_j, or wt_sum with targets)
     PART_FIELDS = 8
@@ -23,8 +25,8 @@ def row_partials(const floating[:, :, :] x not None, const floating[:, :, :] tar
                  const int64_t[:, :] classes, int64_t first_class, int64_t ignore_index,
                  const floating[:] weight, bint x_sums, double keep, double spread,
                  double[:, :, :] out not None, int nthreads):
-    """out[:, o, k] = the statistics of row x[o, :, k] (the PART_ fields up to PART_X_T, in
-    float64; one field after the other, as fastnll.dask combines them).
+    """out[:, o, k] = the statistics of row x[o, :, k] (the PART_ fields but PART_W_CHUNK,
+    in float64; one field after the other, as fastnll.dask combines them).
 
     x_sums: also the weighted sums of x (PART_X_SUM), against the smoothed probability
     targets t' = keep * targets + spread when targets is not None (and then PART_WT_SUM).
@@ -121,4 +123,4 @@ def combine_partials(const double[:, :, :] parts not None, double[:, :] out not 
 
 # the names of the fields, in their order, for the Python side (fastnll/dask.py); row_partials
 # fills in all but the last
-ROW_PARTIAL_FIELDS = ("maximum", "rest", "at_max", "ref", "x_sum", "wt_sum", "x_t", "w_chunk")
+ROW_PARTIAL_FIELDS = ("maximum", "rest", "at_max", "x_t", "ref", "x_sum", "wt_sum", "w_chunk")

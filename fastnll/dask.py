@@ -57,12 +57,14 @@ _LETTERS = "abcdefghijklmnopqrstuvwxy"      # blockwise indices of array axes
 _FIELD = "z"                                # ... of the partial statistics' fields
 _PAIR = "Z"                                 # ... and of a chunk's (sum, divisor part)
 
-# A row's partial statistics, fields first (see _partial_kernels.pxi): the kernel's, then the
-# target's logit (class-index targets) and the weight of the piece's classes.
-(_MAXIMUM, _REST, _AT_MAX, _REF, _X_SUM, _WT_SUM, _X_T, _W_CHUNK) = (
+# A row's partial statistics, fields first (see _partial_kernels.pxi).  Chunks send the prefix
+# their loss needs (what travels between workers): the log-sum-exp's 3 fields, the target's
+# logit too for class-index targets, all of them for label smoothing or probability targets.
+(_MAXIMUM, _REST, _AT_MAX, _X_T, _REF, _X_SUM, _WT_SUM, _W_CHUNK) = (
     kernels.ROW_PARTIAL_FIELDS.index(name)
-    for name in ("maximum", "rest", "at_max", "ref", "x_sum", "wt_sum", "x_t", "w_chunk"))
+    for name in ("maximum", "rest", "at_max", "x_t", "ref", "x_sum", "wt_sum", "w_chunk"))
 _FIELDS = len(kernels.ROW_PARTIAL_FIELDS)
+_LSE_FIELDS, _TARGET_FIELDS = _AT_MAX + 1, _X_T + 1
 
 
 # ------------------------------------------------------------------ plumbing ----
@@ -243,7 +245,7 @@ def _rows_view(block, axes):
 
 def _with_reduced(stats, rows_shape, axes):
     """(F, rows) statistics as (F,) + the chunk's layout with the reduced axes of length 1."""
-    out = stats.reshape((_FIELDS,) + rows_shape + (1,) * len(axes))
+    out = stats.reshape((stats.shape[0],) + rows_shape + (1,) * len(axes))
     return np.moveaxis(out, tuple(range(1 + len(rows_shape), out.ndim)),
                        tuple(1 + a for a in axes))
 
@@ -268,16 +270,20 @@ def _row_stats(block, axes, dtype, targets=None, weight=None, x_sums=False, keep
 
 def _combine_rows(parts, axis, keepdims):
     """The statistics of whole rows from those of their pieces along `axis` (the combine
-    and aggregate of dask.array.reduction; the arithmetic is the kernel's)."""
+    and aggregate of dask.array.reduction; the arithmetic is the kernel's), with the pieces'
+    fields (a prefix: the others are 0)."""
     axis = (axis,) if isinstance(axis, int) else tuple(axis)
+    n = parts.shape[0]
     p = np.moveaxis(parts, axis, tuple(range(-len(axis), 0)))
     rows_shape = p.shape[1:p.ndim - len(axis)]
-    p = p.reshape(_FIELDS, int(np.prod(rows_shape, dtype=np.int64)),
+    p = p.reshape(n, int(np.prod(rows_shape, dtype=np.int64)),
                   int(np.prod(p.shape[p.ndim - len(axis):], dtype=np.int64)))
+    if n < _FIELDS:
+        p = np.concatenate([p, np.zeros((_FIELDS - n,) + p.shape[1:])])
     out = np.empty(p.shape[:2])
     kernels.combine_partials(parts=p, out=out)
     # back to the pieces' layout, the reduced axes of length 1
-    out = out.reshape((_FIELDS,) + rows_shape + (1,) * len(axis))
+    out = out[:n].reshape((n,) + rows_shape + (1,) * len(axis))
     out = np.moveaxis(out, tuple(range(out.ndim - len(axis), out.ndim)), axis)
     return out if keepdims else out.squeeze(axis)
 
@@ -293,6 +299,11 @@ def _combined(stats, axes):
                         keepdims=True,
                         dtype=np.float64, concatenate=True, combine=_combine_rows,
                         meta=np.empty((0,) * stats.ndim))
+
+
+def _shift(st):
+    """The rows' shift: their maximum where it is finite, else 0."""
+    return np.where(np.isfinite(st[_MAXIMUM]), st[_MAXIMUM], 0.0)
 
 
 def _log_sum(st):
@@ -381,13 +392,18 @@ def _class_stats_chunk(x, t, classes, *, ax, w, ignore_index, eps, C, kind, dtyp
                              first_class=c0, ignore_index=ignore_index)
     stats[_W_CHUNK] = (stats[_WT_SUM] if prob else
                        (cb if wb is None else wb.sum(dtype=np.float64)))
-    return _with_reduced(stats, rows, (ax,))
+    return _with_reduced(stats[:_class_fields(kind, eps)], rows, (ax,))
+
+
+def _class_fields(kind, eps):
+    """How many statistics a class loss's chunks send (a prefix of the fields)."""
+    return _TARGET_FIELDS if kind != "prob" and not eps else _FIELDS
 
 
 def _class_terms(st, t, *, w, ignore_index, eps, C, kind):
     """Per row of whole-row statistics st (rows + F): the row's loss (float64, 0 where the
     target is ignored), log-sum-exp parts (shift, log_sum) and the target's weight."""
-    shift, log_sum = st[_REF], _log_sum(st)
+    shift, log_sum = _shift(st), _log_sum(st)
     with np.errstate(invalid="ignore"):
         log_sum = np.where(st[_MAXIMUM] == np.inf, np.nan, log_sum)   # PyTorch's nan
     if kind == "prob":
@@ -507,7 +523,8 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     classes = da.arange(C, chunks=x.chunks[ax])
     stats = da.blockwise(
         _task(_class_stats_chunk, ax=ax, dtype=dtype, **options), _FIELD + x_ind,
-        x, x_ind, t, t_ind, classes, cl, adjust_chunks={cl: 1}, new_axes={_FIELD: _FIELDS},
+        x, x_ind, t, t_ind, classes, cl, adjust_chunks={cl: 1},
+        new_axes={_FIELD: _class_fields(kind, eps)},
         dtype=np.float64, concatenate=False, meta=np.empty((0,) * (x.ndim + 1)))
     rows_stats = _combined(stats, (ax,)).squeeze(axis=ax + 1)
     r_ind = x_ind.replace(cl, "")
@@ -616,14 +633,14 @@ def _softmax_chunk(x, *, axes, take_log):
 
 def _lse_stats_chunk(x, *, axes, dtype):
     stats, rows = _row_stats(x, axes, dtype)
-    return _with_reduced(stats, rows, axes)
+    return _with_reduced(stats[:_LSE_FIELDS], rows, axes)
 
 
 def _softmax_from_stats(x, st, *, take_log, dtype):
     # SciPy's (x - shift) - log(sum exp(x - shift)), shift the maximum (0 where not finite)
     st = np.asarray(st)
     with np.errstate(invalid="ignore", over="ignore"):
-        r = (np.asarray(x, dtype=np.float64) - st[_REF]) - _log_sum(st)
+        r = (np.asarray(x, dtype=np.float64) - _shift(st)) - _log_sum(st)
         if not take_log:
             r = np.exp(r)
             r[np.broadcast_to(st[_MAXIMUM] == np.inf, r.shape)] = np.nan   # SciPy: all nan
@@ -640,7 +657,8 @@ def _softmax_graph(x, axis, take_log):
                             meta=meta)
     ind = _ind(x.ndim)
     stats = da.blockwise(_task(_lse_stats_chunk, axes=axes, dtype=dtype), _FIELD + ind, x, ind,
-                         adjust_chunks={ind[i]: 1 for i in axes}, new_axes={_FIELD: _FIELDS},
+                         adjust_chunks={ind[i]: 1 for i in axes},
+                         new_axes={_FIELD: _LSE_FIELDS},
                          dtype=np.float64, meta=np.empty((0,) * (x.ndim + 1)))
     return da.blockwise(_task(_softmax_from_stats, take_log=take_log, dtype=dtype), ind,
                         x, ind, _combined(stats, axes), _FIELD + ind, dtype=dtype,
