@@ -475,7 +475,10 @@ def main(argv=None):
     header = machine_line(threads)
     cluster = None
     if args.dask_cluster and any(w[0] in NEEDS_DASK for w in workloads):
-        import distributed
+        try:
+            import distributed
+        except ImportError:
+            raise SystemExit("--dask-cluster needs distributed: pip install 'fastnll[dask]'")
         cluster = distributed.LocalCluster(n_workers=threads, threads_per_worker=1,
                                            processes=True, dashboard_address=":0")
         DASK_CLIENT = distributed.Client(cluster)

@@ -6,6 +6,7 @@ TypeError that names it and the offending value.  Nothing in this module compute
 views and results are _layout.py's, whose kernel_ready gives class targets and class weights
 their kernel dtype here, before the checks that report their values.
 """
+import math
 import operator
 
 import numpy as np
@@ -234,6 +235,25 @@ def target_array(target, what):
     return t
 
 
+def check_class_target_dtype(dtype):
+    """Class-index targets must be integers (floats and bools are refused)."""
+    if dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {dtype!s}")
+
+
+def check_class_target_shape(t_shape, x_shape, axis):
+    """Class-index targets are shaped like the input without its class axis."""
+    check_shape("target", t_shape, x_shape[:axis] + x_shape[axis + 1:],
+                f"input has shape {tuple(x_shape)} with classes on axis {axis}; expected")
+
+
+def check_known_shape(name, shape):
+    """A Dask array's shape must be known (not nan, as after boolean indexing)."""
+    if any(isinstance(n, float) and math.isnan(n) for n in shape):
+        raise ValueError(f"{name} has unknown chunk sizes (shape {tuple(shape)}): call "
+                         f"{name}.compute_chunk_sizes() first")
+
+
 def class_targets(target, x_shape, axis, C, ignore_index):
     """Class-index targets as an int64 array shaped like the input without its class axis
     (the values are checked against [0, C) by the kernels, which report the first invalid
@@ -245,16 +265,12 @@ def class_targets(target, x_shape, axis, C, ignore_index):
                 for v in t.flat:
                     if type(v) is int and not -(2 ** 63) <= v < 2 ** 63:
                         raise out_of_bounds(v, C, ignore_index)
-            raise TypeError(
-                f"target must hold integer class indices, got dtype {t.dtype!s}"
-            )
+            check_class_target_dtype(t.dtype)
         if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
             raise out_of_bounds(int(t.max()), C, ignore_index)
     t = kernel_ready(t, _I64)          # also aligns e.g. a field of a structured array
     if t.shape != x_shape[:axis] + x_shape[axis + 1:]:
-        check_shape("target", t.shape, x_shape[:axis] + x_shape[axis + 1:],
-                    f"input has shape {tuple(x_shape)} with classes on axis {axis}; "
-                    "expected")
+        check_class_target_shape(t.shape, x_shape, axis)
     return t
 
 

@@ -18,7 +18,8 @@ How the graphs are built:
   its rows' partial log-sum-exp statistics (maximum, sums of exponentials shifted by it,
   weighted sums of logits, the target's logit), which combine in a tree (dask.array.reduction)
   into what one pass over the whole row gives (_combine_rows).
-- Results are rounded to the output dtype once, at the end.
+- Losses are rounded to the output dtype once, at the end (a mean's gradient twice: the chunk's
+  gradient of the sum, then its product by 1 / divisor).
 
 Errors that the shapes and arguments show are raised when the graph is built; an invalid
 value (a target out of range, a negative probability or variance) raises the in-memory
@@ -38,7 +39,8 @@ except ImportError as exc:          # pragma: no cover (the tests skip without D
 
 from . import _class_losses, _elementwise, _entropy, _softmax, _threads
 from ._checks import (
-    as_real_array, broadcast_pk_qk, check_base, check_broadcast,
+    as_real_array, broadcast_pk_qk, check_base, check_broadcast, check_class_target_dtype,
+    check_class_target_shape, check_known_shape,
     check_gaussian_var_shape, check_ignore_index, check_label_smoothing, check_probabilities,
     check_probability_ignore_index, check_reduction, check_shape, class_axis, class_targets,
     class_weight, normalize_axes, normalize_axis, out_of_bounds, real_number, target_array,
@@ -53,6 +55,14 @@ __all__ = [
 ]
 
 TASK_THREADS = 1        # kernel threads inside one task: the scheduler runs tasks in parallel
+
+# The graphs are dask.array.blockwise calls.  Each array axis has a letter (the input's axes
+# a, b, c, ... in order); "z" is the axis of a row's partial statistics (first) or of
+# logsumexp's (result, sign) pair (last), "Z" that of a chunk's (sum, divisor part).  An index
+# that the output lacks is contracted: the task then gets a list of blocks (one block here,
+# _unwrap takes it out).  Non-array arguments go in with the index None (_arg).  Tasks that
+# compute a loss and its gradient return a (loss, [gradients]) tuple as their "block", which
+# the next blockwise calls take apart (_pick).
 _LETTERS = "abcdefghijklmnopqrstuvwxy"      # blockwise indices of array axes
 _FIELD = "z"                                # ... of the partial statistics' fields
 _PAIR = "Z"                                 # ... and of a chunk's (sum, divisor part)
@@ -69,17 +79,24 @@ _LSE_FIELDS, _TARGET_FIELDS = _AT_MAX + 1, _X_T + 1
 
 # ------------------------------------------------------------------ plumbing ----
 
-def _dask(value, name):
-    """value as a Dask array of a real dtype (NumPy arrays and lists are wrapped)."""
+def _dask(value, name, whole=None):
+    """value as a Dask array of a real dtype and a known shape.  NumPy arrays and lists are
+    wrapped in Dask's automatic chunks, but along the axes whole(ndim) (the class or reduced
+    axes), which are kept in one chunk: whole rows take the in-memory kernels."""
     if isinstance(value, da.Array):
         if value.dtype.kind not in "biuf":
             as_real_array(np.empty(0, value.dtype), name)     # the in-memory TypeError
+        check_known_shape(name, value.shape)
         return value
-    return da.asarray(as_real_array(value, name))
+    arr = as_real_array(value, name)
+    axes = whole(arr.ndim) if whole is not None and arr.ndim else ()
+    return da.from_array(arr, chunks=tuple(-1 if a in axes else "auto"
+                                           for a in range(arr.ndim)) or "auto")
 
 
 def _whole(value):
-    """A small operand every chunk needs whole (class weights): computed now if lazy."""
+    """A small operand every chunk needs whole (class weights): computed when the graph is
+    built, if it is a Dask array."""
     return value.compute() if isinstance(value, da.Array) else value
 
 
@@ -128,7 +145,8 @@ def _divide(total, denom, dtype):
 
 
 def _scale_grad(g, scale):
-    """g * scale computed in float64, rounded once to g's dtype (in place)."""
+    """g * scale computed in float64 and rounded to g's dtype, in place (g, the chunk's
+    gradient of the sum, was rounded once already)."""
     if scale is not None:
         with np.errstate(invalid="ignore"):
             np.multiply(g, np.float64(scale), out=g, dtype=np.float64, casting="unsafe")
@@ -240,7 +258,7 @@ def _rows_view(block, axes):
     moved = np.moveaxis(block, axes, tuple(range(-len(axes), 0)))
     rows = moved.shape[:moved.ndim - len(axes)]
     k = int(np.prod(moved.shape[len(rows):], dtype=np.int64))
-    return moved.reshape(-1, k)[:, :, None], rows
+    return moved.reshape(int(np.prod(rows, dtype=np.int64)), k)[:, :, None], rows
 
 
 def _with_reduced(stats, rows_shape, axes):
@@ -459,8 +477,8 @@ def _class_grad_chunk(x, t, classes, st, scale, *, ax, w, ignore_index, eps, C, 
                 g -= np.where(keep[..., None], (eps / C) * wb, 0.0)
         if kind != "prob":              # the target's entry (rows flattened: 1-D input too)
             shape = g.shape
-            t, g, wt = np.asarray(t).reshape(-1), np.ascontiguousarray(g).reshape(-1, cb), \
-                np.reshape(wt, -1)
+            t, wt = np.asarray(t).reshape(-1), np.reshape(wt, -1)
+            g = np.ascontiguousarray(g).reshape(t.size, cb)
             rows = np.flatnonzero((t != ignore_index) & (t >= c0) & (t < c0 + cb))
             g[rows, t[rows] - c0] -= (1.0 - eps) * wt[rows] if kind == "index" else wt[rows]
             g = g.reshape(shape)
@@ -470,7 +488,7 @@ def _class_grad_chunk(x, t, classes, st, scale, *, ax, w, ignore_index, eps, C, 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
                 return_grad, is_nll):
     eps = 0.0 if is_nll else check_label_smoothing(label_smoothing)
-    x = _dask(input, "input")
+    x = _dask(input, "input", whole=lambda ndim: (class_axis(ndim, axis),))
     reduction = check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
     dtype = compute_dtype(x)
@@ -483,9 +501,10 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     rows_chunks = x.chunks[:ax] + x.chunks[ax + 1:]
     if isinstance(target, da.Array):
         t = target
+        check_known_shape("target", t.shape)
         prob = t.dtype.kind == "f" and not is_nll
-        if not prob and t.dtype.kind not in "iu":
-            raise TypeError(f"target must hold integer class indices, got dtype {t.dtype!s}")
+        if not prob:
+            check_class_target_dtype(t.dtype)
     else:
         t = target_array(
             target, "integer class indices" if is_nll else
@@ -499,10 +518,9 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
         check_shape("target", t.shape, x.shape,
                     "probability targets must have the input's shape")
         t, t_ind = _aligned(t, x.chunks), x_ind
-        denom = (x.size // C if C else 0) if x.size else 0
+        denom = x.size // C if x.size else 0        # the rows ("mean" of nothing: nan)
     else:
-        check_shape("target", t.shape, x.shape[:ax] + x.shape[ax + 1:],
-                    f"input has shape {tuple(x.shape)} with classes on axis {ax}; expected")
+        check_class_target_shape(t.shape, x.shape, ax)
         t = _aligned(t, rows_chunks)
         denom = _KeptWeight(w, C, ignore_index)
     if reduction != "mean":
@@ -530,6 +548,9 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     r_ind = x_ind.replace(cl, "")
     # (probability targets are read by the statistics alone)
     row_args = (rows_stats, _FIELD + r_ind) + (() if prob else (t, t_ind))
+    scale = None
+    if return_grad:     # the divisor from the targets first: the gradients need it
+        denom, scale = _divisor_and_scale(denom, t, t_ind)
     if reduction == "none":
         loss = da.blockwise(_task(_class_rows_chunk, out_dtype=dtype, **options), r_ind,
                             *row_args, dtype=dtype, concatenate=False,
@@ -543,7 +564,6 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
                             denom, dtype)
     if not return_grad:
         return loss
-    scale = _divisor_and_scale(denom, t, t_ind)[1]
     grad = da.blockwise(
         _task(_class_grad_chunk, ax=ax, dtype=dtype, **options), x_ind, x, x_ind, t, t_ind,
         classes, cl, rows_stats, _FIELD + r_ind, *_arg(scale), dtype=dtype,
@@ -605,7 +625,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
     Any chunking: where a reduced axis is split across chunks, each chunk's float64
     ``(log|sum|, sign)`` is combined in a tree, as SciPy would weigh the terms."""
-    a, b, dtype = _softmax.lse_operands(a, b, _dask)
+    a, b, dtype = _softmax.lse_operands(
+        a, b, lambda value, name: _dask(value, name, whole=(
+            (lambda ndim: normalize_axes(axis, ndim)) if name == "a" else None)))
     if b is not None:
         b = _aligned(b, a.chunks)
     axes = normalize_axes(axis, a.ndim)
@@ -648,7 +670,7 @@ def _softmax_from_stats(x, st, *, take_log, dtype):
 
 
 def _softmax_graph(x, axis, take_log):
-    x = _dask(x, "x")
+    x = _dask(x, "x", whole=lambda ndim: normalize_axes(axis, ndim))
     dtype = compute_dtype(x)
     axes = normalize_axes(axis, x.ndim)
     meta = np.empty((0,) * x.ndim, dtype)
@@ -839,8 +861,9 @@ def entropy(pk, qk=None, base=None, axis=0):
     An axis split across chunks is reduced in float64 partial sums (sum p, sum q, sum p log p
     or sum p log(p/q)), combined in a tree; a negative probability raises the in-memory
     ValueError when computed."""
-    p = _dask(pk, "pk")
-    q = None if qk is None else _dask(qk, "qk")
+    keep = (lambda ndim: ()) if axis is None else (lambda ndim: (normalize_axis(axis, ndim),))
+    p = _dask(pk, "pk", whole=keep)
+    q = None if qk is None else _dask(qk, "qk")        # (aligned with pk's chunks below)
     check_base(base)
     dtype = compute_dtype(p) if q is None or is_weak_scalar(qk) else compute_dtype(p, q)
     if axis is None:      # SciPy flattens each array first, then broadcasts
@@ -883,6 +906,11 @@ class _NpyFile:
     def __getitem__(self, index):
         return np.array(np.load(self.path, mmap_mode="r")[index])
 
+    def __dask_tokenize__(self):
+        # the file's identity: another file, or this one rewritten, is another array
+        return (os.path.abspath(self.path), os.path.getmtime(self.path), self.shape,
+                str(self.dtype))
+
 
 def from_npy(path, chunks="auto"):
     """A Dask array over a ``.npy`` file, each chunk read by its own task from a memory map.
@@ -916,6 +944,4 @@ def from_npy(path, chunks="auto"):
     >>> print(f"{float(fastnll.dask.logsumexp(x, axis=1).sum().compute()):.4f}")   # 6 log 4
     8.3178
     """
-    return da.from_array(_NpyFile(path), chunks=chunks, asarray=False, fancy=False,
-                         name="from-npy-" + da.core.tokenize(os.path.abspath(path),
-                                                               os.path.getmtime(path)))
+    return da.from_array(_NpyFile(path), chunks=chunks, asarray=False, fancy=False)

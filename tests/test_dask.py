@@ -20,7 +20,8 @@ import fastnll  # noqa: E402
 import fastnll.dask as fd  # noqa: E402
 
 SHAPE2, SHAPE3 = (60, 40), (12, 10, 6)
-CHUNKS2 = {"rows": (15, 40), "classes": (60, (13, 13, 1, 13)), "both": (25, 9)}
+CHUNKS2 = {"rows": (15, 40), "classes": (60, (13, 13, 1, 13)), "both": (25, 9),
+           "empty-chunks": ((30, 0, 30), (0, 20, 0, 20))}
 CHUNKS3 = {"rows": (5, 10, 6), "classes": (12, 4, 6), "all": (5, 3, 2)}
 
 
@@ -481,6 +482,51 @@ def test_from_npy(tmp_path, rng):
     assert X.chunks[0][:2] == (7, 7) and X.dtype == np.float32
     np.testing.assert_array_equal(X.compute(), x)
     assert_close(fd.logsumexp(X, axis=1).compute(), fastnll.logsumexp(x, axis=1))
+    # the same file in other chunks is another graph (its keys name the chunks)
+    Y = fd.from_npy(tmp_path / "x.npy", chunks=(5, 40))
+    assert X.name != Y.name and not (X - Y).compute().any()
+
+
+def test_unknown_chunk_sizes_are_refused(rng):
+    X = da.from_array(logits(rng, SHAPE2, np.float32), chunks=(15, 40))
+    unknown = X[X[:, 0] > 0]                      # boolean indexing: nan chunk sizes
+    for call in (lambda: fd.poisson_nll_loss(unknown, unknown),
+                 lambda: fd.cross_entropy(unknown, np.zeros(3, np.int64)),
+                 lambda: fd.cross_entropy(X, da.zeros(60, dtype=int)[X[:, 0] > 0]),
+                 lambda: fd.logsumexp(unknown, axis=1)):
+        with pytest.raises(ValueError, match="unknown chunk sizes .*compute_chunk_sizes"):
+            call()
+    known = unknown.compute_chunk_sizes()
+    assert_close(fd.logsumexp(known, axis=1).compute(),
+                 fastnll.logsumexp(known.compute(), axis=1))
+
+
+def test_numpy_inputs_keep_the_class_axis_whole():
+    """A wrapped NumPy array gets Dask's automatic chunks, but for the class (or reduced)
+    axis, which stays in one chunk so that whole rows take the in-memory kernels."""
+    big = np.zeros((4096, 32000), np.float32)
+    assert da.from_array(big).numblocks[1] > 1                   # what "auto" alone gives
+    X = fd.log_softmax(big, axis=1)
+    assert X.numblocks[1] == 1 and X.numblocks[0] > 1
+    assert fd.softmax(big, axis=0).numblocks[0] == 1
+    assert fd.entropy(big, axis=0).numblocks[0] > 1
+
+
+@pytest.mark.parametrize("scale", [10.0, 40.0])
+def test_split_rows_near_zero(rng, scale):
+    """On a split class axis each row's loss and log-softmax come from the combined
+    statistics (float32 exponentials, float64 sums, the sums at the maximum kept apart), so
+    values near 0 keep their relative precision: confident rows, whose loss is
+    log1p(sum_j exp(x_j - max)), against that formula in float64."""
+    x = (rng.standard_normal(SHAPE2) * scale).astype(np.float32)
+    t = x.argmax(axis=1)                           # confident rows: losses near 0
+    X = da.from_array(x, chunks=CHUNKS2["classes"])
+    z = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    log_sum = np.log1p(np.where(z == 0, 0.0, np.exp(z)).sum(axis=1))
+    got = fd.cross_entropy(X, t, reduction="none").compute()
+    assert ulps(got, log_sum.astype(np.float32)) <= 4
+    assert ulps(fd.log_softmax(X, axis=1).compute(),
+                (z - log_sum[:, None]).astype(np.float32)) <= 4
 
 
 # ---------------------------------------------------------- a real cluster ----
