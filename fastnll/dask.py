@@ -279,6 +279,8 @@ def _row_stats(block, axes, dtype, targets=None, weight=None, x_sums=False, keep
           _rows_view(kernel_ready(np.asarray(targets), dtype), axes)[0])
     c2 = (None if classes is None else
           kernel_ready(np.asarray(classes), np.dtype(np.int64)).reshape(-1, 1))
+    # (the class weights too: unpickled in a worker, an array can sit at any address)
+    weight = None if weight is None else kernel_ready(np.asarray(weight), dtype)
     out = np.zeros((_FIELDS, x3.shape[0], 1))
     kernels.row_partials(x=x3, targets=t3, classes=c2, first_class=first_class,
                          ignore_index=ignore_index, weight=weight, x_sums=x_sums, keep=keep,
