@@ -42,6 +42,9 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=1000, help="vocabulary (default 1000)")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", type=int, default=None, metavar="BYTES",
+                        help="each LocalCluster worker's memory limit (default: a third of "
+                             "the file over the workers, at least 250 MB; 0: none)")
     parser.add_argument("--address", help="the scheduler of an existing Dask cluster "
                         "(whose workers see the same file system); default: a LocalCluster")
     parser.add_argument("--dir", help="where to write the files (default: a temporary one)")
@@ -66,12 +69,15 @@ def main(argv=None):
         cluster = None
     else:
         # each worker's limit: a third of the file over the workers, at least 250 MB
-        limit = max(250_000_000, size // (3 * args.workers))
+        limit = args.memory_limit
+        if limit is None:
+            limit = max(250_000_000, size // (3 * args.workers))
         cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                            memory_limit=limit, dashboard_address=":0")
         client = distributed.Client(cluster)
-        print(f"LocalCluster: {args.workers} worker processes x 1 thread, memory limit "
-              f"{limit / 1e6:,.0f} MB each ({args.workers * limit / size:.0%} of the file)")
+        print(f"LocalCluster: {args.workers} worker processes x 1 thread, "
+              + (f"memory limit {limit / 1e6:,.0f} MB each ({args.workers * limit / size:.0%} "
+                 "of the file)" if limit else "no memory limit"))
     try:
         x = fastnll.dask.from_npy(path_x, chunks=(args.chunk_rows, args.classes))
         t = fastnll.dask.from_npy(path_t, chunks=args.chunk_rows)
