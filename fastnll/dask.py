@@ -235,7 +235,7 @@ def _chunk_total(*blocks, fn, ndim, kept):
     """A chunk's float64 (sum of losses, part of the divisor) (the part 0 unless the divisor
     is the targets' kept weight), shaped (1,) * ndim + (2,)."""
     total = fn(*blocks, reduction="sum", return_grad=False)
-    part = 0.0 if kept is None else kept.chunk(blocks[1])
+    part = 0.0 if kept is None else kept.chunk(blocks[1], checked=True)   # fn checked them
     return np.array([total, part]).reshape((1,) * ndim + (2,))
 
 
@@ -350,10 +350,12 @@ class _KeptWeight:
     def __init__(self, w, C, ignore_index):
         self.w, self.C, self.ignore_index = w, C, ignore_index
 
-    def chunk(self, t, count=False):
-        """A chunk's part of the divisor (and its number of kept targets)."""
+    def chunk(self, t, count=False, checked=False):
+        """A chunk's part of the divisor (and its number of kept targets); checked: the
+        task has already checked these targets (its loss did)."""
         t = np.asarray(t)
-        _check_targets(t, self.C, self.ignore_index)
+        if not checked:
+            _check_targets(t, self.C, self.ignore_index)
         keep = t != self.ignore_index
         n = float(np.count_nonzero(keep))
         weight = n if self.w is None else self.w.astype(np.float64)[t[keep]].sum()
@@ -449,7 +451,7 @@ def _class_rows_chunk(st, t=None, *, out_dtype, **options):
 def _class_total_chunk(st, t=None, *, kept, **options):
     """(sum of the rows' losses, part of the divisor), as _chunk_total."""
     rows = _class_terms(np.asarray(st), t, **options)[0]
-    part = 0.0 if kept is None else kept.chunk(t)
+    part = 0.0 if kept is None else kept.chunk(t, checked=True)   # _class_terms checked
     return np.array([rows.sum(), part]).reshape((1,) * rows.ndim + (2,))
 
 
