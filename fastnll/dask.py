@@ -46,7 +46,9 @@ from ._checks import (
     class_weight, normalize_axes, normalize_axis, out_of_bounds, real_number, target_array,
 )
 from ._dispatch import kernels
-from ._layout import compute_dtype, float64_sums, is_weak_scalar, kernel_ready
+from ._layout import (
+    compute_dtype, finish_reduction, float64_sums, is_weak_scalar, kernel_ready,
+)
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
@@ -140,8 +142,9 @@ def _one_per_chunk(value, ndim):
 
 
 def _divide(total, denom, dtype):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.float64(total) / np.float64(denom)).astype(dtype)
+    # the in-memory mean's IEEE division (+-inf or nan over a zero divisor), as a 0-d block
+    return np.asarray(finish_reduction("mean", np.float64(total), np.float64(denom), None,
+                                       dtype))
 
 
 def _scale_grad(g, scale):
