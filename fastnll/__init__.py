@@ -18,6 +18,7 @@ except ImportError as exc:  # pragma: no cover
 
 from ._softmax import logsumexp, softmax, log_softmax
 from ._class_losses import nll_loss, cross_entropy
+from ._linear import linear_cross_entropy
 from ._elementwise import (
     binary_cross_entropy_with_logits, gaussian_nll_loss, poisson_nll_loss, kl_div,
 )
@@ -28,7 +29,7 @@ from ._config import show_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
+    "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy", "linear_cross_entropy",
     "binary_cross_entropy_with_logits", "gaussian_nll_loss", "poisson_nll_loss", "kl_div",
     "entropy",
     "get_num_threads", "set_num_threads", "threads", "show_config", "__version__",

@@ -57,6 +57,24 @@ def check_label_smoothing(label_smoothing):
     return eps
 
 
+def check_softcap(softcap):
+    """None, or the positive finite cap c of c * tanh(logits / c)."""
+    if softcap is None:
+        return None
+    c = real_number(softcap, "softcap")
+    if not (c > 0 and math.isfinite(c)):
+        raise ValueError(f"softcap must be a positive finite number or None, got {softcap!r}")
+    return c
+
+
+def check_z_loss(z_loss):
+    """The z-loss coefficient: a finite number >= 0."""
+    z = real_number(z_loss, "z_loss")
+    if not (z >= 0 and math.isfinite(z)):
+        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    return z
+
+
 def check_ignore_index(ignore_index):
     """ignore_index as an int that fits in int64."""
     if type(ignore_index) is int and _I64_MIN <= ignore_index < _I64_END:

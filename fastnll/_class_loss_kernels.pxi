@@ -84,6 +84,7 @@ cdef struct ClassArgs:
     View2 rows                 # per-row losses (reduction NONE); data NULL when not asked
     View3 grad                 # the gradient; data NULL when not asked (or empty)
     bint want_grad
+    double sum_scale           # the gradient's scale for SUM and NONE (1 from class_args)
     # set by run_class_loss
     RowSums row_sums           # SUMS_WX with label smoothing (the rows also sum w (x - ref))
     bint plain                 # no weights, smoothing, gradient or per-row output
@@ -111,6 +112,7 @@ cdef inline ClassArgs class_args(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inne
     args.rows = rows
     args.grad = grad
     args.want_grad = want_grad
+    args.sum_scale = 1.0
     return args
 
 
@@ -420,7 +422,7 @@ cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction
     args.plain = (args.row_sums == SUMS_LSE and w == NULL and not args.want_grad
                   and args.rows.data == NULL)
     args.W = args.C
-    args.sigma = 1.0
+    args.sigma = args.sum_scale
     args.ws = NULL
     if (args.want_grad and reduction == MEAN) or nrows == 0:
         # only the gradient of the mean needs its scale first: a serial pre-pass
@@ -496,12 +498,14 @@ cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction
 def class_loss(const floating[:, :, :] x not None, const int64_t[:, :] targets not None,
                const floating[:] weight, int64_t ignore_index, double label_smoothing,
                bint is_nll, Reduction reduction, floating[:, :] rows,
-               floating[:, :, :] grad, int nthreads):
+               floating[:, :, :] grad, int nthreads, double sum_scale=1.0):
     """Cross-entropy (or NLL when is_nll) with class-index targets, in one call.
 
     weight: class weights or None.  reduction: a Reduction; with NONE the per-row losses go
     into rows (else None).  grad (or None): d(loss)/dx, of the mean for MEAN and of the sum
-    otherwise; for NLL it must arrive zero-filled.  Returns (bad, bad_value, total,
+    otherwise, times sum_scale for SUM and NONE (a caller's own divisor, as of the rows of a
+    larger batch); for NLL it must arrive zero-filled.  With inner = 1 (the row traversal) grad may
+    be x itself: each row is read whole before its gradient is written.  Returns (bad, bad_value, total,
     weight_sum): bad >= 0 is the flat index of the first invalid target (the outputs are then
     meaningless); total is the float64 sum of the per-row losses in a fixed order; weight_sum
     the summed weights of the kept targets."""
@@ -517,6 +521,7 @@ def class_loss(const floating[:, :, :] x not None, const int64_t[:, :] targets n
                    ignore_index, label_smoothing, is_nll,
                    view2(rows) if rows is not None and reduction == NONE else View2(NULL, 0, 0),
                    view3(grad) if grad is not None else View3(NULL, 0, 0, 0), grad is not None)
+    args.sum_scale = sum_scale
     run_class_loss(<const floating *>args.x.data, &args, reduction, nthreads, &res)
     if res.bad_row >= 0:
         return res.bad_row, res.bad_value, 0.0, 0.0

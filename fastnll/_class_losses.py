@@ -4,10 +4,11 @@ import numpy as np
 from . import _threads
 from ._checks import (
     REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing,
-    check_probability_ignore_index, check_reduction, check_shape, class_axis, class_targets,
-    class_weight, out_of_bounds, target_array,
+    check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
+    class_axis, class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
+from ._linear import cross_entropy_capped
 from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
 
 # the kernels' code of each reduction name (class_loss's `reduction`)
@@ -218,7 +219,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, axis=None, return_grad=False):
+                  label_smoothing=0.0, axis=None, return_grad=False, *, softcap=None,
+                  z_loss=0.0):
     """Cross-entropy between logits ``input`` and class targets: log-softmax and NLL fused.
 
     A drop-in for ``torch.nn.functional.cross_entropy`` on NumPy arrays, in one pass over the
@@ -254,6 +256,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``, computed in the same
         fused kernel pass.
+    softcap : float, optional
+        Keyword only.  Cap the logits to ``softcap * tanh(input / softcap)`` before the loss
+        (Gemma 2's logit soft-capping); the gradient is taken through the cap.  A positive
+        number, or None (the default) for no cap.
+    z_loss : float, default 0.0
+        Keyword only.  Add ``z_loss * lse**2`` per sample, ``lse`` the log-sum-exp of its
+        (capped) logits: PaLM's auxiliary z-loss.  It is 0 for ignored targets, is not
+        multiplied by class weights, and under ``"mean"`` is divided by the number of kept
+        samples (the cross-entropy part keeps PyTorch's weighted mean).
 
     Returns
     -------
@@ -298,6 +309,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     A row holding +inf gives nan, as in PyTorch (``log_softmax`` is nan there).  PyTorch
     silently accepts a negative ``label_smoothing``; fastnll raises ValueError.
 
+    ``softcap`` and ``z_loss`` (which PyTorch's function does not have) work on a copy of the
+    logits with the classes last, composed from the same kernels; without them the call
+    reads the input once and allocates nothing of its size (but the gradient).
+
     Examples
     --------
     >>> import numpy as np
@@ -329,11 +344,20 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> print(loss.dtype, f"{loss:.4f}")              # log(10)
     float32 2.3026
     """
-    fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction,
-                                   label_smoothing, axis, return_grad, False, _threads.for_work)
-    if fast is not None:
-        return fast
+    if softcap is None and (type(z_loss) is float and z_loss == 0.0):
+        fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction,
+                                       label_smoothing, axis, return_grad, False,
+                                       _threads.for_work)
+        if fast is not None:
+            return fast
     eps = check_label_smoothing(label_smoothing)
+    softcap = check_softcap(softcap)
+    z_loss = check_z_loss(z_loss)
+    if softcap is not None or z_loss:
+        x, reduction, ignore_index, dtype, ax, _ = _prepare(input, reduction, ignore_index,
+                                                            axis)
+        return cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps,
+                                    softcap, z_loss, return_grad, dtype)
     t = target_array(target, "integer class indices or float class probabilities")
     if t.dtype.kind != "f":
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,

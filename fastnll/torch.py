@@ -29,9 +29,10 @@ except ImportError as exc:  # pragma: no cover  (the tests run with PyTorch inst
 
 import numpy as np
 
-from . import _class_losses, _elementwise
+from . import _class_losses, _elementwise, _linear
 
-__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits"]
+__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
+           "linear_cross_entropy"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int64, torch.uint8)     # the class-index dtypes PyTorch accepts
@@ -384,6 +385,181 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             pass
     return _F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
                                                reduction, pos_weight)
+
+
+class _FastnllLinear(torch.autograd.Function):
+    """linear_cross_entropy with the gradients of input, linear_weight and linear_bias computed
+    in the forward pass, block by block (fastnll's linear_blocks), and kept for the backward
+    pass.  forward(input, linear_weight, linear_bias, call): ``call(needs, row_scale)`` runs
+    fastnll on NumPy views of the tensors."""
+
+    @staticmethod
+    def forward(ctx, input, linear_weight, linear_bias, call):
+        ctx.call = call
+        ctx.needs = (input.requires_grad, linear_weight.requires_grad,
+                     linear_bias is not None and linear_bias.requires_grad)
+        loss, grads = call(ctx.needs, None)
+        ctx.reduced = loss.dim() == 0
+        ctx.grads = grads if ctx.reduced else None   # "none": recomputed with the row scales
+        ctx.save_for_backward(input, linear_weight, linear_bias)
+        return loss
+
+    @staticmethod
+    @_once_differentiable
+    def backward(ctx, grad_output):
+        if ctx.reduced:
+            grads = ctx.grads
+            if grads is None:          # a second backward through a retained graph
+                grads = ctx.call(ctx.needs, None)[1]
+            ctx.grads = None
+            if grad_output.item() != 1.0:
+                grads = [None if g is None else g.mul_(grad_output) for g in grads]
+        else:
+            # each row's loss has its own incoming gradient: weigh the rows' logit gradients
+            # before the products (a second pass over the blocks)
+            grads = ctx.call(ctx.needs, grad_output.detach().numpy())[1]
+        return (*grads, None)
+
+
+def _linear_can_run(input, linear_weight, linear_bias, target, weight):
+    """The fast path of linear_cross_entropy: input, linear_weight and linear_bias (if any)
+    float32 or float64 tensors of one dtype; weight and probability targets of that dtype
+    and needing no gradient; class indices int64 or uint8; at most 2-D, as PyTorch's
+    function takes; all plain, dense CPU tensors, nothing tracing the call."""
+    if not isinstance(input, torch.Tensor) or input.dim() > 2:
+        return False
+    for t in (linear_weight, linear_bias):
+        if t is not None and (not isinstance(t, torch.Tensor) or t.dtype != input.dtype
+                              or not t.is_cpu or t.layout != torch.strided
+                              or torch.overrides.has_torch_function((t,))):
+            return False
+    float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
+    return _fastnll_can_run(input, (target, weight) if float_target else (weight,),
+                            None if float_target else target)
+
+
+def _linear_reference(input, linear_weight, target, linear_bias, weight, reduction,
+                      ignore_index, label_smoothing, softcap, z_loss):
+    """softcap and z_loss composed from PyTorch's functions: the fallback where fastnll does
+    not run (PyTorch's linear_cross_entropy has neither)."""
+    logits = _F.linear(input, linear_weight, linear_bias)
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    loss = _F.cross_entropy(logits, target, weight, ignore_index=ignore_index,
+                            reduction=reduction, label_smoothing=label_smoothing)
+    if z_loss:
+        lse = torch.logsumexp(logits, dim=-1)
+        if target.is_floating_point():
+            kept = torch.ones_like(lse, dtype=torch.bool)
+        else:
+            kept = target != ignore_index
+        rows = torch.where(kept, z_loss * lse.square(), torch.zeros_like(lse))
+        if reduction == "mean":
+            loss = loss + rows.sum() / kept.sum()
+        elif reduction == "sum":
+            loss = loss + rows.sum()
+        else:
+            loss = loss + rows
+    return loss
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=None, label_smoothing=0.0,
+                         options=None, softcap=None, z_loss=0.0):
+    """Cross-entropy of a linear layer's logits without forming them, on fastnll's kernels.
+
+    ``torch.nn.functional.linear_cross_entropy`` (PyTorch 2.13) with the same arguments and
+    results, plus ``softcap`` and ``z_loss``; on CPU float32 and float64 tensors the loss and
+    the gradients of ``input``, ``linear_weight`` and ``linear_bias`` come from
+    `fastnll.linear_cross_entropy`, one block of rows at a time.
+
+    Parameters
+    ----------
+    input : Tensor, shape (H,) or (N, H)
+    linear_weight : Tensor, shape (V, H)
+    target : Tensor
+        Class indices (int64 or uint8), shape () or (N,), or class probabilities, shape
+        (V,) or (N, V).
+    linear_bias : Tensor, shape (V,), optional
+    weight : Tensor, shape (V,), optional
+        Class weights.
+    reduction : {"mean", "sum", "none"}
+    ignore_index : int, optional
+        None (the default) means -100, as in PyTorch.
+    label_smoothing : float in [0, 1]
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        Accepted and ignored on the fast path (fastnll always works in blocks); passed to
+        PyTorch when it takes the call.
+    softcap : float, optional
+        Keyword only: cap the logits to ``softcap * tanh(logits / softcap)`` (Gemma 2).
+    z_loss : float, default 0.0
+        Keyword only: add ``z_loss * logsumexp(logits)**2`` per kept row (PaLM).
+
+    Returns
+    -------
+    Tensor
+        The loss, of ``input``'s dtype, with a gradient function when an operand needs one.
+
+    Notes
+    -----
+    The gradients are computed in the forward pass (where the logits' blocks are) and kept
+    for the backward pass, which only scales them; for ``reduction="none"`` the backward
+    pass runs the blocks again with the incoming gradient of each row.  PyTorch takes the
+    call (``options`` passed on) when fastnll's fast path does not apply: a tensor not on
+    the CPU or not dense, another dtype than float32 or float64, mixed dtypes, ``weight``
+    or probability targets needing a gradient, an ``input`` of more than 2 dimensions,
+    tracing or transforms, or arguments fastnll refuses.  With ``softcap`` or ``z_loss``,
+    PyTorch's functions compose them there (its function has neither).
+
+    See Also
+    --------
+    torch.nn.functional.linear_cross_entropy : the reference semantics.
+    fastnll.linear_cross_entropy : the same loss on NumPy arrays.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnll.torch as fnt
+    >>> h = torch.randn(8, 16, requires_grad=True)
+    >>> W = torch.randn(100, 16, requires_grad=True)
+    >>> y = torch.randint(0, 100, (8,))
+    >>> loss = fnt.linear_cross_entropy(h, W, y)
+    >>> loss.backward()
+    >>> ref = torch.nn.functional.cross_entropy(h @ W.T, y)
+    >>> torch.allclose(loss, ref)
+    True
+    """
+    ii = -100 if ignore_index is None else ignore_index
+    if _linear_can_run(input, linear_weight, linear_bias, target, weight):
+        try:
+            arrays = [_as_array(t) for t in (input, linear_weight, linear_bias, target, weight)]
+        except RuntimeError:          # e.g. a tensor with its negative bit set
+            arrays = None
+        if arrays is not None:
+            x, W, b, t, w = arrays
+
+            def call(needs, row_scale):
+                out = _linear.linear_blocks_checked(
+                    x, W, b, t, w, ii, reduction, label_smoothing, softcap, z_loss,
+                    any(needs), needs, row_scale)
+                loss, grads = out if any(needs) else (out, ())
+                return (torch.from_numpy(np.asarray(loss)),
+                        [None if g is None else torch.from_numpy(g) for g in grads])
+            try:
+                if torch.is_grad_enabled() and any(
+                        t is not None and t.requires_grad
+                        for t in (input, linear_weight, linear_bias)):
+                    return _FastnllLinear.apply(input, linear_weight, linear_bias, call)
+                return call((False, False, False), None)[0]
+            except _REFUSALS:
+                pass
+    if softcap is not None or z_loss:
+        return _linear_reference(input, linear_weight, target, linear_bias, weight, reduction,
+                                 ii, label_smoothing, softcap, z_loss)
+    return _F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                   weight=weight, reduction=reduction,
+                                   ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                   options=options)
 
 
 def _add_notes(func, **names):

@@ -63,6 +63,11 @@ FORMS = {
                 ["input", "target"]),
     "kl_div": (F.kl_div, lambda: dict(input=_x() - 3, target=_p()), ["input", "target"]),
     "entropy": (F.entropy, lambda: dict(pk=_pos(), qk=_p(), axis=1), ["pk", "qk"]),
+    "linear_cross_entropy": (
+        F.linear_cross_entropy,
+        lambda: dict(input=_x((4, 3)), linear_weight=_x((5, 3)), target=_t(),
+                     linear_bias=_w(), weight=_w()),
+        ["input", "linear_weight", "linear_bias", "target", "weight"]),
 }
 REDUCING = ["nll_loss", "cross_entropy", "cross_entropy_prob", "bce", "gaussian", "poisson",
             "kl_div"]

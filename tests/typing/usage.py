@@ -42,3 +42,13 @@ fastnll.set_num_threads(None)
 config: dict[str, Any] = fastnll.show_config(mode="dicts")
 fastnll.show_config()
 version: str = fastnll.__version__
+
+
+def linear_head() -> float:
+    h = np.zeros((4, 3), dtype=np.float32)
+    W = np.zeros((5, 3), dtype=np.float32)
+    y = np.array([0, 1, 2, -100])
+    loss, grads = fastnll.linear_cross_entropy(h, W, y, softcap=30.0, return_grad=True)
+    g_input: npt.NDArray[np.floating[Any]] = grads.input
+    assert grads.linear_bias is None
+    return float(loss) + float(g_input.sum())

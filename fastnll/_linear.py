@@ -1,0 +1,453 @@
+"""Cross-entropy on blocks of logits that the caller owns: linear_cross_entropy (the logits of a
+linear layer, never formed whole) and cross_entropy's softcap and z_loss.
+
+Design
+(a) linear_cross_entropy walks the rows of ``input`` in blocks.  For each block it forms the
+    block's logits with one BLAS product into a preallocated buffer (NumPy's ``matmul``, so
+    NumPy's own BLAS: no dependency and no GEMM of ours), runs the cross-entropy kernel on the
+    buffer, which overwrites the logits with their gradient in place, and feeds that gradient
+    into the two products of the backward pass before the next block.  The N x V logits and
+    their gradient exist one block at a time.
+(b) Only kept rows are visited: rows whose target is ``ignore_index`` are left out of every
+    product (their gradient rows are 0 and they add nothing to the loss).
+(c) The gradient of a "mean" is scaled inside the kernel by the divisor of the whole batch,
+    which depends on the targets alone and is computed first (``sum_scale`` of
+    ``kernels.class_loss``; ``sigma`` of ``kernels.prob_loss``).
+(d) ``grad_linear_weight`` is the sum over blocks of ``G_b.T @ x_b``: the first block's
+    product is written into the result, later ones are added through a small buffer, one
+    slice of the vocabulary at a time (NumPy's matmul cannot accumulate into its output), the
+    slice sized to stay in the L2 cache while it is added.
+(e) BlockLoss holds what one call's blocks share, and is the whole of cross_entropy's softcap
+    and z_loss: capped logits ``c tanh(z / c)``, the z-loss ``z_loss * lse**2`` of each kept
+    row, and their gradients, composed from the softmax-family kernels on the block.
+(f) Block sizes: the block buffers are bounded by a memory budget (_BLOCK_BYTES, which bounds
+    the call's extra memory whatever N is); the vocabulary slices of (d) by the L2 cache.
+"""
+import os
+from collections import namedtuple
+
+import numpy as np
+
+from . import _threads
+from ._checks import (
+    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing,
+    check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
+    class_targets, class_weight, out_of_bounds, target_array,
+)
+from ._dispatch import kernels
+from ._layout import kernel_ready, with_grad
+
+_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
+_SUM = kernels.Reduction.SUM
+_NONE = kernels.Reduction.NONE
+
+# The block buffers' memory (the logits block and, with softcap or z_loss and a gradient, one
+# or two more of its size): enough rows for the BLAS products to run at full speed at the
+# usual vocabulary sizes, a bound on the memory a call adds whatever the number of rows.
+_BLOCK_BYTES = 32 * 2 ** 20
+
+
+def _l2_bytes():
+    """The L2 cache of one core as the OS reports it (1 MiB where it does not)."""
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        size = 0
+    return size if size and size > 0 else 2 ** 20
+
+
+_L2_BYTES = _l2_bytes()
+
+LinearGrads = namedtuple("LinearGrads", ["input", "linear_weight", "linear_bias"])
+LinearGrads.__doc__ = """The gradients of `linear_cross_entropy`'s loss (``return_grad=True``).
+
+Fields: ``input`` (shaped like ``input``), ``linear_weight`` (``(V, H)``) and ``linear_bias``
+(``(V,)``, or None without a bias), all of the input's dtype."""
+
+
+class BlockLoss:
+    """The loss of blocks of logits (rows, C), C-contiguous buffers the caller owns.
+
+    ``targets`` are int64 class indices (``prob`` False) or class probabilities; ``w`` the
+    kernel-ready class weights or None.  ``sigma_ce`` scales the cross-entropy gradient,
+    ``sigma_z`` the z-loss gradient (the divisors of a mean, else 1)."""
+
+    def __init__(self, C, dtype, w, ignore_index, eps, softcap, z_loss, prob, sigma_ce,
+                 sigma_z):
+        self.C, self.dtype, self.w = C, dtype, w
+        self.ignore_index, self.eps = ignore_index, eps
+        self.softcap, self.z_loss, self.prob = softcap, z_loss, prob
+        self.sigma_ce, self.sigma_z = sigma_ce, sigma_z
+
+    def buffers(self, want_grad):
+        """How many block-sized buffers a block needs (the logits' and the temporaries')."""
+        return 1 + want_grad * ((self.softcap is not None) + (self.z_loss > 0))
+
+    def __call__(self, z, t, rows, want_grad):
+        """The loss of the block z (overwritten; with want_grad it holds the gradient on
+        return).  t: the block's targets; rows: its per-row losses for "none" (or None).
+        Returns (sum of the cross-entropy losses, sum of the z-losses)."""
+        deriv = p = None
+        if self.softcap is not None:
+            c = self.softcap
+            np.divide(z, c, out=z)
+            np.tanh(z, out=z)
+            if want_grad:                  # d(c tanh(u / c))/du = 1 - tanh(u / c)**2
+                deriv = np.square(z)
+                np.subtract(1, deriv, out=deriv)
+            np.multiply(z, c, out=z)
+        z_sum = 0.0
+        if self.z_loss:
+            from ._softmax import logsumexp, softmax
+            lse = logsumexp(z, axis=1).astype(np.float64)
+            kept = (np.ones(len(z), dtype=bool) if self.prob
+                    else t != self.ignore_index)
+            z_rows = np.where(kept, self.z_loss * np.square(lse), 0.0)
+            z_sum = float(z_rows.sum())
+            if want_grad:                  # d(z_loss lse**2)/dz = 2 z_loss lse softmax(z)
+                p = softmax(z, axis=1)
+                coef = np.where(kept, (2 * self.z_loss * self.sigma_z) * lse, 0.0)
+                np.multiply(p, coef.astype(self.dtype)[:, None], out=p)
+        ce_rows = None if rows is None else np.empty(len(z), dtype=self.dtype)
+        ce_sum = self._cross_entropy(z, t, ce_rows, want_grad)
+        if rows is not None:
+            if self.z_loss:
+                rows[...] = (ce_rows + z_rows).astype(self.dtype)
+            else:
+                rows[...] = ce_rows
+        if p is not None:
+            np.add(z, p, out=z)
+        if deriv is not None:
+            np.multiply(z, deriv, out=z)
+        return ce_sum, z_sum
+
+    def _cross_entropy(self, z, t, ce_rows, want_grad):
+        n, C = z.shape
+        x3 = z.reshape(n, C, 1)
+        grad = x3 if want_grad else None
+        rows2 = None if ce_rows is None else ce_rows.reshape(n, 1)
+        nthreads = _threads.for_work(z.size)
+        if self.prob:
+            return kernels.prob_loss(
+                x=x3, targets=kernel_ready(t, self.dtype).reshape(n, C, 1), weight=self.w,
+                label_smoothing=self.eps, sigma=self.sigma_ce, rows=rows2, grad=grad,
+                nthreads=nthreads)
+        bad, bad_value, total, _ = kernels.class_loss(
+            x=x3, targets=t.reshape(n, 1), weight=self.w, ignore_index=self.ignore_index,
+            label_smoothing=self.eps, is_nll=False,
+            reduction=_NONE if ce_rows is not None else _SUM, rows=rows2, grad=grad,
+            nthreads=nthreads, sum_scale=self.sigma_ce)
+        if bad >= 0:              # (the targets were checked before any block ran)
+            raise out_of_bounds(bad_value, C, self.ignore_index)
+        return total
+
+
+def _divisors(reduction, prob, t, w, ignore_index, n_rows):
+    """(cross-entropy divisor, z-loss divisor) of a "mean" (the summed weights of the kept
+    targets, or the number of rows with probability targets; the number of kept rows), both
+    1 otherwise."""
+    if reduction != "mean":
+        return 1.0, 1.0
+    if prob:
+        return float(n_rows), float(n_rows)
+    kept = t[t != ignore_index]
+    ce = float(len(kept)) if w is None else float(w.astype(np.float64)[kept].sum())
+    return ce, float(len(kept))
+
+
+def _scale(divisor):
+    """The gradient's scale 1 / divisor: inf for a zero divisor (the kernels' convention: the
+    gradient of a mean over zero summed weight, 0 / 0 on the kept rows)."""
+    return 1.0 / divisor if divisor != 0 else np.inf
+
+
+def _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype):
+    if reduction == "none":
+        return rows[()] if rows.ndim == 0 else rows
+    if reduction == "sum":
+        return dtype.type(ce_total + z_total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = np.float64(ce_total) / np.float64(ce_div)
+        if z_total or z_div == 0:
+            loss = loss + np.float64(z_total) / np.float64(z_div)
+    return dtype.type(loss)
+
+
+def _check_range(t, C, ignore_index):
+    """Every class-index target in [0, C) or ignore_index (IndexError naming the first
+    other), before any block runs."""
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        raise out_of_bounds(int(t.reshape(-1)[np.argmax(bad.reshape(-1))]), C, ignore_index)
+
+
+def _targets(target, x_shape, ax, C, ignore_index):
+    """(targets, prob): int64 class indices shaped like x_shape without axis ax,
+    range-checked, or class probabilities of shape x_shape."""
+    t = target_array(target, "integer class indices or float class probabilities")
+    if t.dtype.kind == "f":
+        check_probability_ignore_index(ignore_index)
+        check_shape("target", t.shape, x_shape,
+                    "probability targets must have the logits' shape")
+        return t, True
+    t = class_targets(t, x_shape, ax, C, ignore_index)
+    _check_range(t, C, ignore_index)
+    return t, False
+
+
+def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, softcap,
+                         z_loss, return_grad, dtype):
+    """cross_entropy with softcap or z_loss on an in-memory input x (classes on axis ax):
+    one block, a C-contiguous copy of the logits with the classes last."""
+    C = x.shape[ax]
+    moved = np.moveaxis(x, ax, -1)
+    t, prob = _targets(target, x.shape, ax, C, ignore_index)
+    if prob:
+        t = np.moveaxis(t, ax, -1)
+    w = class_weight(weight, C, dtype)
+    z = np.array(moved, dtype=dtype, order="C").reshape(-1, C)
+    n = z.shape[0]
+    t2 = t.reshape(n, C) if prob else t.reshape(n)
+    ce_div, z_div = _divisors(reduction, prob, t2, w, ignore_index, n)
+    loss_of = BlockLoss(C, dtype, w, ignore_index, eps, softcap, z_loss, prob, _scale(ce_div),
+                        _scale(z_div))
+    rows = np.zeros(moved.shape[:-1], dtype=dtype) if reduction == "none" else None
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ce_total, z_total = loss_of(z, t2, None if rows is None else rows.reshape(n),
+                                    return_grad)
+    loss = _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
+    grad = np.moveaxis(z.reshape(moved.shape), -1, ax) if return_grad else None
+    return with_grad(loss, grad, return_grad)
+
+
+def _linear_operands(input, linear_weight, linear_bias):
+    """(x, W, b, dtype): the checked operands of linear_cross_entropy."""
+    x = as_real_array(input, "input")
+    W = as_real_array(linear_weight, "linear_weight")
+    if x.ndim == 0:
+        raise ValueError("input must have at least one dimension (its features), got a scalar")
+    if W.ndim != 2:
+        raise ValueError(f"linear_weight must be 2-D (classes, features), got shape {W.shape}")
+    if x.shape[-1] != W.shape[1]:
+        raise ValueError(f"input has {x.shape[-1]} features (shape {x.shape}) but "
+                         f"linear_weight has {W.shape[1]} (shape {W.shape})")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"input must be float32 or float64, got dtype {x.dtype}")
+    if W.dtype != x.dtype:
+        raise TypeError(f"linear_weight must have input's dtype {x.dtype}, got {W.dtype}")
+    b = None
+    if linear_bias is not None:
+        b = as_real_array(linear_bias, "linear_bias")
+        check_shape("linear_bias", b.shape, (W.shape[0],),
+                    f"linear_weight has shape {W.shape}; expected")
+        if b.dtype != x.dtype:
+            raise TypeError(f"linear_bias must have input's dtype {x.dtype}, got {b.dtype}")
+    if not (W.flags.c_contiguous or W.flags.f_contiguous):
+        W = np.ascontiguousarray(W)        # (once, rather than in every block's product)
+    return x, W, b, x.dtype
+
+
+def _add_product(out, a, b, tmp):
+    """out += a @ b, one slice of out's rows at a time through tmp (rows of a slice)."""
+    step = tmp.shape[0]
+    for r0 in range(0, out.shape[0], step):
+        r1 = min(r0 + step, out.shape[0])
+        part = tmp[:r1 - r0]
+        np.matmul(a[r0:r1], b, out=part)
+        np.add(out[r0:r1], part, out=out[r0:r1])
+
+
+def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=None,
+                         ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                         softcap=None, z_loss=0.0, return_grad=False):
+    """Cross-entropy of a linear layer's logits, without forming the logits.
+
+    The value of ``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` with
+    the classes last, and its gradients, computed one block of rows at a time: a language
+    model's head (``V`` classes, a vocabulary of 32k to 256k tokens) never holds the
+    ``N x V`` logits or their gradient, and rows whose target is ``ignore_index`` cost
+    nothing.  The arguments are those of ``torch.nn.functional.linear_cross_entropy``
+    (PyTorch 2.13), plus ``softcap`` and ``z_loss``.
+
+    Parameters
+    ----------
+    input : array_like, shape (..., H)
+        Features (hidden states), float32 or float64.
+    linear_weight : array_like, shape (V, H)
+        The output layer's weight, of ``input``'s dtype (PyTorch's ``Linear`` layout).
+    target : array_like
+        Integer class indices in ``[0, V)`` or ``ignore_index``, shaped ``input.shape[:-1]``
+        (any integer dtype), or float class probabilities shaped ``input.shape[:-1] + (V,)``.
+    linear_bias : array_like, shape (V,), optional
+        The output layer's bias, of ``input``'s dtype.
+    weight : array_like, shape (V,), optional
+        Class weights, as in `cross_entropy`.
+    ignore_index : int, default -100
+        Class-index targets equal to it add nothing, get a zero gradient and are left out of
+        the mean.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in `cross_entropy`; ``"none"`` gives a loss per row, shaped ``input.shape[:-1]``.
+    label_smoothing : float, default 0.0
+        As in `cross_entropy`.
+    softcap : float, optional
+        Cap the logits to ``softcap * tanh(logits / softcap)`` before the loss (Gemma 2).
+        A positive number, or None (the default) for no cap.
+    z_loss : float, default 0.0
+        Add ``z_loss * logsumexp(logits)**2`` per row (PaLM's auxiliary loss): 0 for ignored
+        rows, not multiplied by class weights, and under ``"mean"`` divided by the number of
+        kept rows (the cross-entropy part keeps its weighted mean).
+    return_grad : bool, default False
+        Also return the gradients, as ``(loss, grads)``.
+
+    Returns
+    -------
+    loss : NumPy scalar or ndarray
+        A scalar of ``input``'s dtype, or for ``"none"`` an array shaped
+        ``input.shape[:-1]``.
+    grads : LinearGrads
+        Only with ``return_grad=True``: a named tuple of the gradients of the loss (of the
+        sum of the losses for ``"none"``) with respect to ``input``, ``linear_weight`` and
+        ``linear_bias`` (None without a bias), each shaped like its operand.
+
+    Raises
+    ------
+    IndexError
+        A class target outside ``[0, V)`` that is not ``ignore_index``.
+    ValueError
+        ``input`` is 0-d; ``linear_weight`` is not 2-D or its features differ from
+        ``input``'s; ``target``, ``linear_bias`` or ``weight`` has the wrong shape; a value
+        `cross_entropy` refuses; ``softcap`` not positive and finite; ``z_loss`` negative or
+        not finite.
+    TypeError
+        ``input`` is not float32 or float64; ``linear_weight`` or ``linear_bias`` has another
+        dtype; a target, weight or option of the wrong type.
+
+    See Also
+    --------
+    torch.nn.functional.linear_cross_entropy : The PyTorch function mirrored here.
+    cross_entropy : The loss on logits that are already formed.
+    fastnll.torch.linear_cross_entropy : This function as a PyTorch autograd function.
+
+    Notes
+    -----
+    Every check, the targets' range included, runs before the first product.  The matrix
+    products are NumPy's (``numpy.matmul``, on NumPy's BLAS); the loss and the logits'
+    gradient come from fastnll's kernels on each block while it is in memory.  The memory a
+    call adds beyond its results is bounded (about 32 MB of block buffers and a slice of
+    ``V x H`` in L2 cache) whatever the number of rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnll
+    >>> rng = np.random.default_rng(0)
+    >>> h = rng.standard_normal((6, 4))          # 6 tokens, 4 features
+    >>> W = rng.standard_normal((10, 4))         # 10 classes
+    >>> y = np.array([1, 2, 3, -100, 5, 6])
+    >>> loss = fastnll.linear_cross_entropy(h, W, y)
+    >>> bool(np.isclose(loss, fastnll.cross_entropy(h @ W.T, y)))
+    True
+    >>> loss, grads = fastnll.linear_cross_entropy(h, W, y, return_grad=True)
+    >>> grads.input.shape, grads.linear_weight.shape, grads.linear_bias
+    ((6, 4), (10, 4), None)
+    """
+    return linear_blocks_checked(input, linear_weight, linear_bias, target, weight,
+                                 ignore_index, reduction, label_smoothing, softcap, z_loss,
+                                 return_grad)
+
+
+def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ignore_index,
+                          reduction, label_smoothing, softcap, z_loss, return_grad,
+                          needs=(True, True, True), row_scale=None):
+    """linear_cross_entropy's checks, then linear_blocks (whose needs and row_scale see)."""
+    x, W, b, dtype = _linear_operands(input, linear_weight, linear_bias)
+    reduction = check_reduction(reduction)
+    ignore_index = check_ignore_index(ignore_index)
+    eps = check_label_smoothing(label_smoothing)
+    softcap = check_softcap(softcap)
+    z_loss = check_z_loss(z_loss)
+    t, prob = _targets(target, x.shape[:-1] + (W.shape[0],), x.ndim - 1, W.shape[0],
+                       ignore_index)
+    w = class_weight(weight, W.shape[0], dtype)
+    return linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
+                         return_grad, needs, row_scale)
+
+
+def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
+                  return_grad, needs=(True, True, True), row_scale=None):
+    """linear_cross_entropy on checked arguments (design notes (a)-(d) above).
+
+    needs: which of the gradients (input, linear_weight, linear_bias) to compute (the others
+    are None); row_scale: per-row factors of the gradient (the incoming gradient of a "none"
+    loss in fastnll.torch), shaped like the rows, or None."""
+    dtype = x.dtype
+    V, H = W.shape
+    x2 = x.reshape(-1, H)
+    N = x2.shape[0]
+    t2 = t.reshape(N, V) if prob else t.reshape(N)
+    ce_div, z_div = _divisors(reduction, prob, t2, w, ignore_index, N)
+    loss_of = BlockLoss(V, dtype, w, ignore_index, eps, softcap, z_loss, prob, _scale(ce_div),
+                        _scale(z_div))
+    # the kept rows: all of them (slices), or the indices of those not ignored
+    kept = None if prob else np.flatnonzero(t2 != ignore_index)
+    if kept is not None and len(kept) == N:
+        kept = None
+    n_kept = N if kept is None else len(kept)
+    scale = None if row_scale is None else np.asarray(row_scale, dtype=dtype).reshape(N)
+
+    rows = np.zeros(N, dtype=dtype) if reduction == "none" else None
+    gx = gW = gb = None
+    if return_grad:
+        need_x, need_W, need_b = needs
+        need_b = need_b and b is not None
+        gx = np.zeros((N, H), dtype=dtype) if need_x else None
+        if need_W:
+            gW = np.zeros((V, H), dtype=dtype) if n_kept == 0 else np.empty((V, H), dtype=dtype)
+        gb = np.zeros(V, dtype=np.float64) if need_b else None
+    itemsize = dtype.itemsize
+    # (the gradient's buffer count also without it: the same blocks, so the same loss bits)
+    nb = max(1, min(n_kept, _BLOCK_BYTES // (loss_of.buffers(True) * V * itemsize)))
+    buf = np.empty((nb, V), dtype=dtype) if n_kept else None
+    tmp = None
+    if gW is not None and n_kept > nb:
+        tmp = np.empty((max(1, min(V, _L2_BYTES // (2 * H * itemsize))), H), dtype=dtype)
+    W_T = W.T
+    ce_total = z_total = 0.0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for r0 in range(0, n_kept, nb):
+            r1 = min(r0 + nb, n_kept)
+            sel = slice(r0, r1) if kept is None else kept[r0:r1]
+            xb = np.ascontiguousarray(x2[sel])
+            z = buf[:r1 - r0]
+            np.matmul(xb, W_T, out=z)
+            if b is not None:
+                np.add(z, b, out=z)
+            rows_b = None if rows is None else np.empty(r1 - r0, dtype=dtype)
+            ce, zl = loss_of(z, t2[sel], rows_b, return_grad)
+            ce_total += ce
+            z_total += zl
+            if rows is not None:
+                rows[sel] = rows_b
+            if not return_grad:
+                continue
+            if scale is not None:
+                np.multiply(z, scale[sel][:, None], out=z)
+            if gx is not None:
+                if kept is None:
+                    np.matmul(z, W, out=gx[sel])
+                else:
+                    gx[sel] = z @ W
+            if gW is not None:
+                if r0 == 0:
+                    np.matmul(z.T, xb, out=gW)
+                else:
+                    _add_product(gW, z.T, xb, tmp)
+            if gb is not None:
+                gb += z.sum(axis=0, dtype=np.float64)
+    if rows is not None:
+        rows = rows.reshape(x.shape[:-1])
+    loss = _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
+    if not return_grad:
+        return loss
+    return loss, LinearGrads(None if gx is None else gx.reshape(x.shape), gW,
+                             None if gb is None else gb.astype(dtype))
