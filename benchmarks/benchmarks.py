@@ -16,6 +16,9 @@ from fastnll import _bench
 
 IMPLS = ["fastnll", "numpy", "scipy", "torch", "sklearn", "numpy-read", "numpy-copy",
          "dask-numpy", "in-memory"]
+# the language-model head's implementations (fastnll._bench._linear_impls)
+LINEAR_IMPLS = ["fastnll", "fastnll-half-ignored", "fastnll.torch", "numpy", "torch",
+                "torch-chunked", "matmul-floor"]
 
 
 def _key(workload):
@@ -32,11 +35,11 @@ class _Suite:
         dtype, shape = workload.split(" ")
         shape = tuple(int(v) for v in shape.split("x"))
         # find out on a tiny array whether impl exists here, before building the real one
-        tiny = _bench.make_data((2, 3), dtype)
+        tiny = _bench.make_data((2, 3) if len(shape) == 2 else (2, 3, 4), dtype)
         if impl not in _bench.implementations(self.func, *tiny):
             raise NotImplementedError(f"{impl} is not available for {self.func}")
-        self.x, t = _bench.make_data(shape, dtype)
-        impls = _bench.implementations(self.func, self.x, t)
+        self.x, self.t = _bench.make_data(shape, dtype)
+        impls = _bench.implementations(self.func, self.x, self.t)
         if impl not in impls:
             raise NotImplementedError(f"{impl} is not available for {self.func}")
         self.call = impls[impl]
@@ -65,7 +68,8 @@ ALL = _bench.DEFAULT_WORKLOADS + _bench.EXTRA_WORKLOADS
 
 
 def _params(func):
-    return [IMPLS, [_key(w) for w in ALL if w[0] == func]]
+    impls = LINEAR_IMPLS if func in _bench.LINEAR else IMPLS
+    return [impls, [_key(w) for w in ALL if w[0] == func]]
 
 
 class CrossEntropy(_Suite):
@@ -144,4 +148,37 @@ class DaskCrossEntropy(_Suite):
 class DaskCrossEntropyClasses(_Suite):
     """The same with the class axis in 4 chunks too."""
     func = "dask_cross_entropy_classes"
+    params = _params(func)
+
+
+class _LinearSuite(_Suite):
+    """A language model's head, cross_entropy(x @ W.T, t) with shape (N, H, V): fastnll's
+    blocks against the logits formed (NumPy, PyTorch), PyTorch's chunked
+    F.linear_cross_entropy, fastnll.torch, and the matrix products alone (matmul-floor)."""
+
+    def track_traced_allocation_fraction(self, impl, workload):
+        """Peak NumPy/Python allocation during one call, as a fraction of the size of the
+        logits (N x V) it would form (PyTorch's own allocator is not traced; peakmem_call
+        measures every implementation)."""
+        tracemalloc.start()
+        try:
+            self.call()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        head = self.t
+        return peak / (self.x.shape[0] * head.weight.shape[0] * self.x.itemsize)
+
+    track_traced_allocation_fraction.unit = "fraction of the logits"
+
+
+class LinearCrossEntropy(_LinearSuite):
+    """Forward only (evaluation)."""
+    func = "linear_cross_entropy"
+    params = _params(func)
+
+
+class LinearCrossEntropyGrad(_LinearSuite):
+    """Forward and backward: the loss and the gradients of x and W."""
+    func = "linear_cross_entropy_grad"
     params = _params(func)

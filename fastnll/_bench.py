@@ -6,6 +6,7 @@ in the machine's speed hits all of them alike; the table shows medians and each 
 multiple of fastnll's.
 """
 import argparse
+import collections
 import platform
 import statistics
 import time
@@ -59,10 +60,14 @@ def _scipy_special():
 
 
 def implementations(func, x, t):
-    """{name: zero-argument callable} for one workload."""
+    """{name: zero-argument callable} for one workload (for the linear_* workloads, x is the
+    features and t a LinearHead, as make_data builds them)."""
     impls = {}
     torch, F = _torch()
     sp = _scipy_special()
+    if func in LINEAR:
+        _linear_impls(func, x, t, impls, torch, F)
+        return impls
     if func == "cross_entropy":
         impls["fastnll"] = lambda: fastnll.cross_entropy(x, t)
         impls["numpy"] = lambda: _np_cross_entropy(x, t)
@@ -253,6 +258,100 @@ def _dask_impls(func, x, t, impls):
     impls["in-memory"] = lambda: fastnll.cross_entropy(x, t)
 
 
+# ------------------------------------------------------------- language-model heads ----
+
+LINEAR = ("linear_cross_entropy", "linear_cross_entropy_grad")
+LinearHead = collections.namedtuple("LinearHead", ["weight", "target", "half_ignored"])
+
+
+def _np_linear_cross_entropy_grad(x, W, t):
+    """What a NumPy user writes: the logits, the loss and its gradient, two more products."""
+    loss, g = _np_cross_entropy_grad(x @ W.T, t)
+    return loss, g @ W, g.T @ x
+
+
+def _linear_impls(func, x, head, impls, torch, F):
+    """The head of a language model, cross_entropy(x @ W.T, t) (mean): fastnll's blocks,
+    NumPy (the logits formed), PyTorch plain (the logits formed, autograd) and chunked
+    (F.linear_cross_entropy with LinearCrossEntropyOptions), fastnll.torch, and the floor:
+    the matrix products alone in NumPy's BLAS (forward: x @ W.T; with the gradient also
+    G @ W and G.T @ x).  fastnll-half-ignored: half the targets are ignore_index."""
+    W, t, t_half = head
+    grad = func.endswith("_grad")
+    impls["fastnll"] = lambda: fastnll.linear_cross_entropy(x, W, t, return_grad=grad)
+    impls["fastnll-half-ignored"] = lambda: fastnll.linear_cross_entropy(
+        x, W, t_half, return_grad=grad)
+    if grad:
+        impls["numpy"] = lambda: _np_linear_cross_entropy_grad(x, W, t)
+        out = np.empty((x.shape[0], W.shape[0]), dtype=x.dtype)
+
+        def floor():
+            np.matmul(x, W.T, out=out)
+            return out @ W, out.T @ x
+        impls["matmul-floor"] = floor
+    else:
+        impls["numpy"] = lambda: _np_cross_entropy(x @ W.T, t)
+        impls["matmul-floor"] = lambda: x @ W.T
+    if torch is None:
+        return
+    import fastnll.torch as fnt
+    xt, Wt, tt = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(t)
+    options = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+    peers = {"fastnll.torch": fnt.linear_cross_entropy,
+             "torch": lambda a, b, c: F.cross_entropy(a @ b.T, c)}
+    if options is not None:
+        peers["torch-chunked"] = lambda a, b, c: F.linear_cross_entropy(a, b, c,
+                                                                         options=options())
+    for name, fn in peers.items():
+        if grad:
+            def run(fn=fn):
+                a = xt.detach().requires_grad_(True)
+                b = Wt.detach().requires_grad_(True)
+                loss = fn(a, b, tt)
+                loss.backward()
+                return loss, a.grad, b.grad
+        else:
+            def run(fn=fn):
+                with torch.no_grad():
+                    return fn(xt, Wt, tt)
+        impls[name] = run
+
+
+def peak_rss_growth(fn):
+    """How far one call of fn raises the process's peak resident memory, in bytes (Linux:
+    the peak is reset through /proc/self/clear_refs first), or None elsewhere.  Results the
+    call returns are included; malloc is told to map large blocks itself (_map_large_blocks),
+    so a block freed earlier is not reused unseen."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _proc_status("VmHWM")
+        fn()
+        return _proc_status("VmHWM") - before
+    except OSError:
+        return None
+
+
+def _proc_status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _map_large_blocks():
+    """glibc: allocations from 128 KiB up are mapped and unmapped on their own (no dynamic
+    threshold), so that peak_rss_growth sees every large block a call allocates."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        M_MMAP_THRESHOLD = -3
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 def _sklearn_impl(x, t, impls):
     try:
         from sklearn._loss.loss import HalfMultinomialLoss
@@ -280,6 +379,8 @@ DEFAULT_WORKLOADS = [
     ("torch_cross_entropy_grad", (4096, 32000), "float32"),   # needs PyTorch
     ("dask_cross_entropy", (400000, 1000), "float32"),         # needs Dask
     ("dask_cross_entropy_classes", (400000, 1000), "float32"),
+    ("linear_cross_entropy", (2048, 512, 32000), "float32"),        # (N, H, V)
+    ("linear_cross_entropy_grad", (2048, 512, 32000), "float32"),
 ]
 NEEDS_TORCH = ("torch_cross_entropy_grad",)
 NEEDS_DASK = ("dask_cross_entropy", "dask_cross_entropy_classes")
@@ -295,7 +396,18 @@ FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS + EXTRA_WORKLOADS})
 
 
 def make_data(shape, dtype, seed=0):
+    """(x, t): logits (N, C) and class targets; for a linear_* shape (N, H, V), features
+    (N, H) and a LinearHead (weight (V, H), targets, the targets with half ignored)."""
     rng = np.random.default_rng(seed)
+    if len(shape) == 3:
+        N, H, V = shape
+        x = rng.standard_normal((N, H), dtype=np.float32).astype(dtype, copy=False)
+        W = (rng.standard_normal((V, H), dtype=np.float32) / np.float32(np.sqrt(H))).astype(
+            dtype, copy=False)
+        t = rng.integers(0, V, size=N, dtype=np.int64)
+        half = t.copy()
+        half[rng.permutation(N)[:N // 2]] = -100
+        return x, LinearHead(W, t, half)
     x = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
     t = rng.integers(0, shape[1], size=shape[0], dtype=np.int64)
     return x, t
@@ -324,7 +436,15 @@ def run_workload(func, shape, dtype, repeat, min_time=0.05):
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    medians = {name: statistics.median(v) for name, v in samples.items()}
+    if func in LINEAR:
+        PEAKS[(func, shape, dtype)] = {name: peak_rss_growth(fn) for name, fn in impls.items()}
+    return medians
+
+
+# (func, shape, dtype) -> {implementation: peak memory growth of one call, bytes}: the
+# linear_* rows, where memory is the point (format_table adds the column)
+PEAKS = {}
 
 
 def _fmt_time(sec):
@@ -336,14 +456,24 @@ def _fmt_time(sec):
 
 
 def format_table(results):
-    lines = [f"{'workload':<46} {'implementation':<12} {'median':>12} {'x fastnll':>10}"]
+    peaks = any(wl in PEAKS for wl, _ in results)
+    lines = [f"{'workload':<46} {'implementation':<20} {'median':>12} {'x fastnll':>10}"
+             + (f" {'peak MB':>8}" if peaks else "")]
     lines.append("-" * len(lines[0]))
-    for (func, shape, dtype), medians in results:
+    for wl, medians in results:
+        func, shape, dtype = wl
         label = f"{func} {dtype} {shape}"
         base = medians["fastnll"]
         for name, med in sorted(medians.items(), key=lambda kv: kv[1]):
-            lines.append(f"{label:<46} {name:<12} {_fmt_time(med):>12} {med / base:>9.2f}x")
+            line = f"{label:<46} {name:<20} {_fmt_time(med):>12} {med / base:>9.2f}x"
+            peak = PEAKS.get(wl, {}).get(name)
+            if peak is not None:
+                line += f" {peak / 2 ** 20:8.0f}"
+            lines.append(line)
             label = ""
+    if peaks:
+        lines.append("peak MB: how far one call raised the peak resident memory (results "
+                     "included)")
     return "\n".join(lines)
 
 
@@ -424,7 +554,8 @@ def main(argv=None):
                                 description="Time fastnll against NumPy and installed peers.")
     p.add_argument("--function", choices=FUNCTIONS,
                    help="one function (with --shape/--dtype) instead of the default workloads")
-    p.add_argument("--shape", help="N,C (default 4096,32000)")
+    p.add_argument("--shape", help="N,C (default 4096,32000); N,H,V for linear_* (default "
+                                   "2048,512,32000)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--repeat", type=int, default=7, help="interleaved rounds (default 7)")
     p.add_argument("--threads", type=int, default=None,
@@ -444,14 +575,18 @@ def main(argv=None):
         _rerun_at_level(args.simd_level, argv)   # returns only if already at that level
 
     if args.function:
-        shape = tuple(int(v) for v in (args.shape or "4096,32000").split(","))
+        default = "2048,512,32000" if args.function in LINEAR else "4096,32000"
+        shape = tuple(int(v) for v in (args.shape or default).split(","))
         workloads = [(args.function, shape, args.dtype)]
     else:
         workloads = DEFAULT_WORKLOADS
     repeat = args.repeat
     if args.quick:
-        workloads = [(f, (min(s[0], 256), min(s[1], 1000)), d) for f, s, d in workloads]
+        workloads = [(f, (min(s[0], 256),) + tuple(min(n, 1000) for n in s[1:]), d)
+                     for f, s, d in workloads]
         repeat = min(repeat, 3)
+    if any(w[0] in LINEAR for w in workloads):
+        _map_large_blocks()
 
     threads = args.threads or fastnll.get_num_threads()
     torch, _ = _torch()
