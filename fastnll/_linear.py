@@ -73,7 +73,8 @@ class BlockLoss:
     ``sigma_z`` the z-loss gradient (the divisors of a mean, else 1)."""
 
     def __init__(self, C, dtype, w, ignore_index, eps, softcap, z_loss, prob, sigma_ce,
-                 sigma_z):
+                 sigma_z, one_thread=False):
+        self.one_thread = one_thread
         self.C, self.dtype, self.w = C, dtype, w
         self.ignore_index, self.eps = ignore_index, eps
         self.softcap, self.z_loss, self.prob = softcap, z_loss, prob
@@ -126,7 +127,7 @@ class BlockLoss:
         x3 = z.reshape(n, C, 1)
         grad = x3 if want_grad else None
         rows2 = None if ce_rows is None else ce_rows.reshape(n, 1)
-        nthreads = _threads.for_work(z.size)
+        nthreads = 1 if self.one_thread else _threads.for_work(z.size)
         if self.prob:
             return kernels.prob_loss(
                 x=x3, targets=kernel_ready(t, self.dtype).reshape(n, C, 1), weight=self.w,
@@ -387,7 +388,7 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     t2 = t.reshape(N, V) if prob else t.reshape(N)
     ce_div, z_div = _divisors(reduction, prob, t2, w, ignore_index, N)
     loss_of = BlockLoss(V, dtype, w, ignore_index, eps, softcap, z_loss, prob, _scale(ce_div),
-                        _scale(z_div))
+                        _scale(z_div), one_thread=True)
     # the kept rows: all of them (slices), or the indices of those not ignored
     kept = None if prob else np.flatnonzero(t2 != ignore_index)
     if kept is not None and len(kept) == N:
@@ -411,6 +412,7 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     tmp = None
     if gW is not None and n_kept > nb:
         tmp = np.empty((max(1, min(V, _L2_BYTES // (2 * H * itemsize))), H), dtype=dtype)
+    gx_buf = np.empty((H, nb), dtype=dtype) if gx is not None and kept is not None else None
     W_T = W.T
     ce_total = z_total = 0.0
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -433,10 +435,13 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
             if scale is not None:
                 np.multiply(z, scale[sel][:, None], out=z)
             if gx is not None:
+                # (W.T @ G.T).T: OpenBLAS splits this form better on its threads than G @ W
                 if kept is None:
-                    np.matmul(z, W, out=gx[sel])
+                    np.matmul(W.T, z.T, out=gx[sel].T)
                 else:
-                    gx[sel] = z @ W
+                    gx_t = gx_buf[:, :r1 - r0]
+                    np.matmul(W.T, z.T, out=gx_t)
+                    gx[sel] = gx_t.T
             if gW is not None:
                 if r0 == 0:
                     np.matmul(z.T, xb, out=gW)
