@@ -217,7 +217,8 @@ def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, so
         ce_total, z_total = loss_of(z, t2, None if rows is None else rows.reshape(n),
                                     return_grad)
     loss = _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
-    grad = np.moveaxis(z.reshape(moved.shape), -1, ax) if return_grad else None
+    grad = (np.ascontiguousarray(np.moveaxis(z.reshape(moved.shape), -1, ax)) if return_grad
+            else None)
     return with_grad(loss, grad, return_grad)
 
 
@@ -331,6 +332,9 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
 
     Notes
     -----
+    Rows whose target is ``ignore_index`` take part in no product: their gradient rows are
+    0 and their features are not read, so a nan or inf there does not spread into
+    ``grad_linear_weight`` as it would through the formed logits (where 0 * nan is nan).
     Every check, the targets' range included, runs before the first product.  The matrix
     products are NumPy's (``numpy.matmul``, on NumPy's BLAS); the loss and the logits'
     gradient come from fastnll's kernels on each block while it is in memory.  The memory a
@@ -383,8 +387,8 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     loss in fastnll.torch), shaped like the rows, or None."""
     dtype = x.dtype
     V, H = W.shape
-    x2 = x.reshape(-1, H)
-    N = x2.shape[0]
+    N = int(np.prod(x.shape[:-1]))
+    x2 = x.reshape(N, H)
     t2 = t.reshape(N, V) if prob else t.reshape(N)
     ce_div, z_div = _divisors(reduction, prob, t2, w, ignore_index, N)
     loss_of = BlockLoss(V, dtype, w, ignore_index, eps, softcap, z_loss, prob, _scale(ce_div),
@@ -407,11 +411,12 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
         gb = np.zeros(V, dtype=np.float64) if need_b else None
     itemsize = dtype.itemsize
     # (the gradient's buffer count also without it: the same blocks, so the same loss bits)
-    nb = max(1, min(n_kept, _BLOCK_BYTES // (loss_of.buffers(True) * V * itemsize)))
+    nb = max(1, min(n_kept, _BLOCK_BYTES // (loss_of.buffers(True) * max(V, 1) * itemsize)))
     buf = np.empty((nb, V), dtype=dtype) if n_kept else None
     tmp = None
     if gW is not None and n_kept > nb:
-        tmp = np.empty((max(1, min(V, _L2_BYTES // (2 * H * itemsize))), H), dtype=dtype)
+        tmp = np.empty((max(1, min(V, _L2_BYTES // (2 * max(H, 1) * itemsize))), H),
+                       dtype=dtype)
     gx_buf = np.empty((H, nb), dtype=dtype) if gx is not None and kept is not None else None
     W_T = W.T
     ce_total = z_total = 0.0

@@ -23,9 +23,10 @@ try:
     import torch
     import torch.nn.functional as _F
     from torch.autograd import forward_ad as _forward_ad
-    from torch.autograd.function import once_differentiable as _once_differentiable
 except ImportError as exc:  # pragma: no cover  (the tests run with PyTorch installed)
     raise ImportError("fastnll.torch needs PyTorch: pip install torch") from exc
+
+import functools
 
 import numpy as np
 
@@ -85,6 +86,38 @@ def _fastnll_can_run(input, floats=(), index=None):
     if torch.overrides.has_torch_function(tensors):
         return False
     return not _transformed()
+
+
+class _FirstDerivative(torch.autograd.Function):
+    """A gradient fastnll computed, tied under create_graph=True to the operands it depends
+    on (forward(grad, *operands) returns a copy of grad), whose own backward raises."""
+
+    @staticmethod
+    def forward(ctx, grad, *operands):
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise RuntimeError("fastnll.torch computes first derivatives only: use "
+                           "torch.nn.functional's function for double backward")
+
+
+def _once_differentiable(backward):
+    """backward without a graph of its own, as torch.autograd.function.once_differentiable,
+    but whose gradients, under create_graph=True, are tied to the operands through
+    _FirstDerivative, so that differentiating them raises (once_differentiable ties them to
+    nothing unless an incoming gradient requires grad: a gradient penalty built on them
+    would silently lose its second-order terms)."""
+    @functools.wraps(backward)
+    def wrapper(ctx, *grad_outputs):
+        with torch.no_grad():
+            grads = backward(ctx, *grad_outputs)
+        if not torch.is_grad_enabled():
+            return grads
+        operands = [t for t in ctx.saved_tensors if t is not None and t.requires_grad]
+        return tuple(None if g is None else _FirstDerivative.apply(g, *operands)
+                     for g in grads)
+    return wrapper
 
 
 class _Unsupported(Exception):
@@ -394,19 +427,23 @@ class _FastnllLinear(torch.autograd.Function):
     fastnll on NumPy views of the tensors."""
 
     @staticmethod
-    def forward(ctx, input, linear_weight, linear_bias, call):
+    def forward(ctx, input, linear_weight, linear_bias, target, weight, reduced, call):
         ctx.call = call
         ctx.needs = (input.requires_grad, linear_weight.requires_grad,
                      linear_bias is not None and linear_bias.requires_grad)
-        loss, grads = call(ctx.needs, None)
-        ctx.reduced = loss.dim() == 0
-        ctx.grads = grads if ctx.reduced else None   # "none": recomputed with the row scales
-        ctx.save_for_backward(input, linear_weight, linear_bias)
+        ctx.reduced = reduced
+        # "none": the loss only; the backward pass runs the blocks with each row's incoming
+        # gradient (the gradients of the sum would not serve)
+        loss, grads = call(ctx.needs if reduced else (False, False, False), None)
+        ctx.grads = grads if reduced else None
+        # (saved for PyTorch's check that none of them is modified in place before backward)
+        ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
         return loss
 
     @staticmethod
     @_once_differentiable
     def backward(ctx, grad_output):
+        ctx.saved_tensors          # raises if an operand was modified in place since forward
         if ctx.reduced:
             grads = ctx.grads
             if grads is None:          # a second backward through a retained graph
@@ -418,7 +455,7 @@ class _FastnllLinear(torch.autograd.Function):
             # each row's loss has its own incoming gradient: weigh the rows' logit gradients
             # before the products (a second pass over the blocks)
             grads = ctx.call(ctx.needs, grad_output.detach().numpy())[1]
-        return (*grads, None)
+        return (*grads, None, None, None, None)
 
 
 def _linear_can_run(input, linear_weight, linear_bias, target, weight):
@@ -427,6 +464,8 @@ def _linear_can_run(input, linear_weight, linear_bias, target, weight):
     and needing no gradient; class indices int64 or uint8; at most 2-D, as PyTorch's
     function takes; all plain, dense CPU tensors, nothing tracing the call."""
     if not isinstance(input, torch.Tensor) or input.dim() > 2:
+        return False
+    if (isinstance(linear_weight, torch.Tensor) and linear_weight.dim() != 2):
         return False
     for t in (linear_weight, linear_bias):
         if t is not None and (not isinstance(t, torch.Tensor) or t.dtype != input.dtype
@@ -441,7 +480,13 @@ def _linear_can_run(input, linear_weight, linear_bias, target, weight):
 def _linear_reference(input, linear_weight, target, linear_bias, weight, reduction,
                       ignore_index, label_smoothing, softcap, z_loss):
     """softcap and z_loss composed from PyTorch's functions: the fallback where fastnll does
-    not run (PyTorch's linear_cross_entropy has neither)."""
+    not run (PyTorch's linear_cross_entropy has neither), for the inputs PyTorch's function
+    takes (1-D or 2-D input, a 2-D linear_weight)."""
+    if input.dim() > 2:
+        raise RuntimeError(f"expected input with dimensionality 1 or 2, got {input.dim()}")
+    if linear_weight.dim() != 2:
+        raise ValueError("softcap and z_loss need a 2-D linear_weight (classes, features), "
+                         f"got {linear_weight.dim()} dimensions")
     logits = _F.linear(input, linear_weight, linear_bias)
     if softcap is not None:
         logits = softcap * torch.tanh(logits / softcap)
@@ -502,9 +547,14 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
 
     Notes
     -----
-    The gradients are computed in the forward pass (where the logits' blocks are) and kept
-    for the backward pass, which only scales them; for ``reduction="none"`` the backward
-    pass runs the blocks again with the incoming gradient of each row.  PyTorch takes the
+    The gradients are computed in the forward pass (where the logits' blocks are) whenever
+    an operand requires a gradient, and kept for the backward pass, which only scales them
+    (evaluate under ``torch.no_grad()`` to pay for the loss alone); for
+    ``reduction="none"`` the forward pass computes the losses only and the backward pass
+    runs the blocks with the incoming gradient of each row.  Operands modified in place
+    between the forward and the backward pass raise PyTorch's error, and the gradients
+    cannot be differentiated again (``create_graph=True`` gives gradients whose own
+    backward raises ``RuntimeError``).  PyTorch takes the
     call (``options`` passed on) when fastnll's fast path does not apply: a tensor not on
     the CPU or not dense, another dtype than float32 or float64, mixed dtypes, ``weight``
     or probability targets needing a gradient, an ``input`` of more than 2 dimensions,
@@ -530,7 +580,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     True
     """
     ii = -100 if ignore_index is None else ignore_index
-    if _linear_can_run(input, linear_weight, linear_bias, target, weight):
+    float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
+    # (PyTorch refuses an explicit ignore_index with probability targets: its error)
+    if (_linear_can_run(input, linear_weight, linear_bias, target, weight)
+            and not (float_target and ignore_index is not None)):
         try:
             arrays = [_as_array(t) for t in (input, linear_weight, linear_bias, target, weight)]
         except RuntimeError:          # e.g. a tensor with its negative bit set
@@ -549,7 +602,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
                 if torch.is_grad_enabled() and any(
                         t is not None and t.requires_grad
                         for t in (input, linear_weight, linear_bias)):
-                    return _FastnllLinear.apply(input, linear_weight, linear_bias, call)
+                    return _FastnllLinear.apply(input, linear_weight, linear_bias, target,
+                                                weight, reduction != "none", call)
                 return call((False, False, False), None)[0]
             except _REFUSALS:
                 pass

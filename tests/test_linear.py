@@ -473,3 +473,87 @@ def test_torch_fallbacks(torch):
         fnt.linear_cross_entropy(x.reshape(1, N, H), W, y.reshape(1, N))
     with pytest.raises(RuntimeError):
         F.linear_cross_entropy(x.reshape(1, N, H), W, y.reshape(1, N))
+
+
+@pytest.mark.parametrize("x_shape, W_shape, target", [
+    ((3, 0), (4, 0), [0, 1, 2]),               # no features: every logit is the bias (0)
+    ((0,), (4, 0), 2),                         # 1-D, no features
+    ((3, 2), (0, 2), [-100, -100, -100]),      # no classes, every target ignored
+    ((0, 2), (5, 2), []),                      # no rows
+])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_dimensions(x_shape, W_shape, target, reduction):
+    """Zero features, classes or rows: cross_entropy's values on the formed logits, and
+    zero-sized or zero gradients."""
+    x = np.ones(x_shape)
+    W = np.ones(W_shape)
+    t = np.array(target, dtype=np.int64)
+    loss, g = fastnll.linear_cross_entropy(x, W, t, reduction=reduction, return_grad=True)
+    want = fastnll.cross_entropy(x @ W.T, t, reduction=reduction, axis=-1)
+    np.testing.assert_array_equal(loss, want)
+    assert g.input.shape == x.shape and g.linear_weight.shape == W.shape
+    assert not g.input.any() and not g.linear_weight.any()
+
+
+def test_torch_in_place_modification_raises(torch):
+    """An operand (or the target) changed in place between forward and backward raises
+    PyTorch's error, as autograd's own functions do, rather than giving a wrong gradient."""
+    import fastnll.torch as fnt
+    for reduction in ("mean", "none"):
+        for victim in ("W", "t"):
+            x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+            W = torch.randn(5, 3, dtype=torch.float64)
+            t = torch.tensor([0, 1, 2, 3])
+            loss = fnt.linear_cross_entropy(x, W, t, reduction=reduction)
+            (W.mul_(2) if victim == "W" else t.fill_(4))
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                loss.sum().backward()
+
+
+def test_torch_double_backward_raises(torch):
+    """A gradient penalty would need second derivatives: differentiating fastnll's gradient
+    raises instead of silently leaving them out."""
+    import fastnll.torch as fnt
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 3])
+    loss = fnt.linear_cross_entropy(x, W, t)
+    (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(loss + gx.pow(2).sum(), W)
+
+
+def test_torch_refuses_what_pytorch_refuses(torch):
+    """An explicit ignore_index with probability targets, and a 3-D input (also with softcap
+    or z_loss, which PyTorch's function does not have), raise as PyTorch does."""
+    import fastnll.torch as fnt
+    F = torch.nn.functional
+    x = torch.randn(4, 3, dtype=torch.float64)
+    W = torch.randn(5, 3, dtype=torch.float64)
+    p = torch.softmax(torch.randn(4, 5, dtype=torch.float64), 1)
+    for fn in (F.linear_cross_entropy, fnt.linear_cross_entropy):
+        with pytest.raises(RuntimeError, match="ignore_index"):
+            fn(x, W, p, ignore_index=-100)
+    x3 = torch.randn(2, 5, 3, dtype=torch.float64)
+    t3 = torch.randint(0, 5, (2, 5))
+    for kw in ({}, {"softcap": 5.0}, {"z_loss": 0.1}):
+        with pytest.raises(RuntimeError, match="dimensionality 1 or 2"):
+            fnt.linear_cross_entropy(x3, W, t3, **kw)
+
+
+def test_torch_none_reduction_computes_gradients_once(torch, monkeypatch):
+    """With reduction="none" the forward pass computes the losses alone; the backward pass
+    computes the gradients (with each row's incoming gradient) once."""
+    import fastnll.torch as fnt
+    calls = []
+    real = _linear.linear_blocks
+
+    def spy(*args):
+        calls.append(args[11])          # return_grad
+        return real(*args)
+    monkeypatch.setattr(_linear, "linear_blocks", spy)
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    loss = fnt.linear_cross_entropy(x, W, torch.tensor([0, 1, 2, 3]), reduction="none")
+    loss.sum().backward()
+    assert calls == [False, True]
