@@ -432,6 +432,11 @@ def run_workload(func, shape, dtype, repeat, min_time=0.05):
     for _ in range(repeat):
         for name, fn in impls.items():
             n = inner[name]
+            if func in LINEAR:
+                # the previous implementation's BLAS or OpenMP threads keep spinning for a
+                # while after its last product (OpenBLAS for up to about 0.1 s): let them
+                # sleep, so that no implementation pays for the one before it
+                time.sleep(0.25)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

@@ -380,7 +380,7 @@ def test_memory_does_not_grow_with_rows(rows):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("operands", ["-", "bias", "bias+weight", "probabilities"])
-def test_torch_matches_pytorch(torch, dtype, reduction, operands):
+def test_torch_matches_pytorch(torch, blocks, dtype, reduction, operands):
     import fastnll.torch as fnt
     F = torch.nn.functional
     dt = getattr(torch, dtype)
