@@ -50,16 +50,20 @@ class _Suite:
     def peakmem_call(self, impl, workload):
         self.call()
 
-    def track_traced_allocation_fraction(self, impl, workload):
-        """Peak NumPy/Python allocation during one call, as a fraction of the input's size
-        (memory NumPy and Python allocate; PyTorch's own allocator is not traced)."""
+    def traced_peak(self):
+        """Peak NumPy/Python allocation during one call, in bytes (memory NumPy and Python
+        allocate; PyTorch's own allocator is not traced)."""
         tracemalloc.start()
         try:
             self.call()
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        return peak / self.x.nbytes
+        return peak
+
+    def track_traced_allocation_fraction(self, impl, workload):
+        """traced_peak as a fraction of the input's size."""
+        return self.traced_peak() / self.x.nbytes
 
     track_traced_allocation_fraction.unit = "fraction of input"
 
@@ -157,17 +161,10 @@ class _LinearSuite(_Suite):
     F.linear_cross_entropy, fastnll.torch, and the matrix products alone (matmul-floor)."""
 
     def track_traced_allocation_fraction(self, impl, workload):
-        """Peak NumPy/Python allocation during one call, as a fraction of the size of the
-        logits (N x V) it would form (PyTorch's own allocator is not traced; peakmem_call
-        measures every implementation)."""
-        tracemalloc.start()
-        try:
-            self.call()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        head = self.t
-        return peak / (self.x.shape[0] * head.weight.shape[0] * self.x.itemsize)
+        """traced_peak as a fraction of the size of the logits (N x V) the call would form
+        (peakmem_call measures every implementation, PyTorch's allocations included)."""
+        logits = self.x.shape[0] * self.t.weight.shape[0] * self.x.itemsize
+        return self.traced_peak() / logits
 
     track_traced_allocation_fraction.unit = "fraction of the logits"
 

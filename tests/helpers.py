@@ -5,6 +5,7 @@
 # hooks.  Nothing here depends on fastnll.
 import copy
 import os
+import tracemalloc
 
 import numpy as np
 
@@ -366,3 +367,17 @@ if st is not None:
             for _ in range(data.draw(st.integers(0, 3), label=label)):
                 a.flat[rng.integers(a.size)] = data.draw(st.sampled_from(values), label=label)
         return a
+
+
+# ---------------------------------------------------------------------------- memory ----
+
+def traced_peak(fn):
+    """The peak of traced allocations (NumPy reports its allocations to tracemalloc) during
+    one call of fn, after a warm-up call (first-call caches are not the call's cost)."""
+    fn()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

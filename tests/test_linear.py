@@ -1,12 +1,11 @@
 """linear_cross_entropy, and cross_entropy's softcap and z_loss, against PyTorch autograd in
 float64 (the oracle composes F.linear, tanh, F.cross_entropy and logsumexp)."""
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import fastnll
 from fastnll import _linear
+from helpers import traced_peak
 
 N, H, V = 37, 6, 23
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -347,16 +346,6 @@ def test_cross_entropy_bad_options(change, words):
 
 # ---------------------------------------------------------------------------- memory ----
 
-def _peak(fn):
-    fn()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("rows", [4096, 16384])
 def test_memory_does_not_grow_with_rows(rows):
     """A call's traced allocations beyond its returned gradients stay within 40 MB, with
@@ -369,9 +358,9 @@ def test_memory_does_not_grow_with_rows(rows):
     b = np.zeros(Vb, np.float32)
     t = rng.integers(0, Vb, rows)
     returned = x.nbytes + W.nbytes + b.nbytes
-    peak = _peak(lambda: fastnll.linear_cross_entropy(x, W, t, b, return_grad=True))
+    peak = traced_peak(lambda: fastnll.linear_cross_entropy(x, W, t, b, return_grad=True))
     assert peak - returned <= 40 * 2 ** 20, peak
-    assert _peak(lambda: fastnll.linear_cross_entropy(x, W, t, b)) <= 40 * 2 ** 20
+    assert traced_peak(lambda: fastnll.linear_cross_entropy(x, W, t, b)) <= 40 * 2 ** 20
     assert rows * Vb * 4 > 40 * 2 ** 20         # the logits would not fit
 
 

@@ -2,24 +2,13 @@
 # tracemalloc sees every NumPy allocation (NumPy reports them to it), so the peak it records
 # during a call is what the wrapper allocated: conversions, copies, outputs.  The kernels' own
 # scratch (a few bytes per block of rows) is not traced, and is far below the bound anyway.
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import fastnll
+from helpers import traced_peak
 
 N, C = 2000, 500          # 4 MB of float32 logits
-
-
-def _peak(fn):
-    fn()                  # warm up: first-call caches are not the call's cost
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _cases():
@@ -56,14 +45,14 @@ CASES = _cases()
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_forward_allocates_under_one_percent_of_the_input(name):
     fn, x = CASES[name]
-    peak = _peak(fn)
+    peak = traced_peak(fn)
     assert peak < 0.01 * x.nbytes, f"{name}: {peak} bytes traced for a {x.nbytes}-byte input"
 
 
 def test_the_measure_sees_a_copy():
     # the bound above would catch a wrapper that copies its input
     _, x = CASES["cross_entropy"]
-    assert _peak(lambda: np.ascontiguousarray(x.T)) >= x.nbytes
+    assert traced_peak(lambda: np.ascontiguousarray(x.T)) >= x.nbytes
 
 
 def test_elementwise_losses_with_unmergeable_broadcasts_do_not_copy():
@@ -76,5 +65,5 @@ def test_elementwise_losses_with_unmergeable_broadcasts_do_not_copy():
     for fn in (lambda: fastnll.poisson_nll_loss(x, y),
                lambda: fastnll.gaussian_nll_loss(x, y, v),
                lambda: fastnll.binary_cross_entropy_with_logits(x, x, weight=y)):
-        peak = _peak(fn)
+        peak = traced_peak(fn)
         assert peak < 0.01 * x.nbytes, f"{peak} bytes traced for a {x.nbytes}-byte input"
