@@ -3,20 +3,21 @@ linear layer, never formed whole) and cross_entropy's softcap and z_loss.
 
 Design
 (a) linear_cross_entropy walks the rows of ``input`` in blocks.  For each block it forms the
-    block's logits with one BLAS product into a preallocated buffer (NumPy's ``matmul``, so
-    NumPy's own BLAS: no dependency and no GEMM of ours), runs the cross-entropy kernel on the
-    buffer, which overwrites the logits with their gradient in place, and feeds that gradient
-    into the two products of the backward pass before the next block.  The N x V logits and
-    their gradient exist one block at a time.
+    block's logits with one BLAS product into a preallocated buffer, runs the cross-entropy
+    kernel on the buffer, which overwrites the logits with their gradient in place, and feeds
+    that gradient into the two products of the backward pass before the next block.  The
+    N x V logits and their gradient exist one block at a time.  The products are a
+    three-method object: NumpyProducts (``numpy.matmul``, so NumPy's own BLAS: no dependency
+    and no GEMM of ours) for arrays, fastnll.torch's _TorchProducts for tensors.
 (b) Only kept rows are visited: rows whose target is ``ignore_index`` are left out of every
     product (their gradient rows are 0 and they add nothing to the loss).
 (c) The gradient of a "mean" is scaled inside the kernel by the divisor of the whole batch,
     which depends on the targets alone and is computed first (``sum_scale`` of
     ``kernels.class_loss``; ``sigma`` of ``kernels.prob_loss``).
 (d) ``grad_linear_weight`` is the sum over blocks of ``G_b.T @ x_b``: the first block's
-    product is written into the result, later ones are added through a small buffer, one
-    slice of the vocabulary at a time (NumPy's matmul cannot accumulate into its output), the
-    slice sized to stay in the L2 cache while it is added.
+    product is written into the result, later ones added to it (NumpyProducts through a small
+    buffer, one slice of the vocabulary at a time, since NumPy's matmul cannot accumulate into
+    its output; the slice sized to stay in the L2 cache while it is added).
 (e) BlockLoss holds what one call's blocks share, and is the whole of cross_entropy's softcap
     and z_loss: capped logits ``c tanh(z / c)``, the z-loss ``z_loss * lse**2`` of each kept
     row, and their gradients, composed from the softmax-family kernels on the block.
@@ -30,14 +31,14 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing,
+    as_real_array, check_ignore_index, check_label_smoothing,
     check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
     class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
 from ._layout import kernel_ready, with_grad
+from ._softmax import logsumexp, softmax
 
-_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
 _SUM = kernels.Reduction.SUM
 _NONE = kernels.Reduction.NONE
 
@@ -100,7 +101,6 @@ class BlockLoss:
             np.multiply(z, c, out=z)
         z_sum = 0.0
         if self.z_loss:
-            from ._softmax import logsumexp, softmax
             lse = logsumexp(z, axis=1).astype(np.float64)
             kept = (np.ones(len(z), dtype=bool) if self.prob
                     else t != self.ignore_index)
