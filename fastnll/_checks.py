@@ -292,6 +292,15 @@ def class_targets(target, x_shape, axis, C, ignore_index):
     return t
 
 
+def check_class_range(t, C, ignore_index):
+    """Every class-index target in [0, C) or ignore_index: the IndexError of the first other
+    (for callers that check the targets before any kernel runs; the kernels check on the
+    fly and report the same error)."""
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        raise out_of_bounds(int(t[bad].flat[0]), C, ignore_index)
+
+
 def check_probability_ignore_index(ignore_index):
     """PyTorch: "ignore_index is not supported for floating point target" (a negative one, the
     default -100 included, is accepted and unused)."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    as_real_array, check_ignore_index, check_label_smoothing,
+    as_real_array, check_class_range, check_ignore_index, check_label_smoothing,
     check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
     class_targets, class_weight, out_of_bounds, target_array,
 )
@@ -175,14 +175,6 @@ def _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype):
     return dtype.type(loss)
 
 
-def _check_range(t, C, ignore_index):
-    """Every class-index target in [0, C) or ignore_index (IndexError naming the first
-    other), before any block runs."""
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise out_of_bounds(int(t.reshape(-1)[np.argmax(bad.reshape(-1))]), C, ignore_index)
-
-
 def _targets(target, x_shape, ax, C, ignore_index):
     """(targets, prob): int64 class indices shaped like x_shape without axis ax,
     range-checked, or class probabilities of shape x_shape."""
@@ -193,7 +185,7 @@ def _targets(target, x_shape, ax, C, ignore_index):
                     "probability targets must have the logits' shape")
         return t, True
     t = class_targets(t, x_shape, ax, C, ignore_index)
-    _check_range(t, C, ignore_index)
+    check_class_range(t, C, ignore_index)
     return t, False
 
 

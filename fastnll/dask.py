@@ -39,11 +39,11 @@ except ImportError as exc:          # pragma: no cover (the tests skip without D
 
 from . import _class_losses, _elementwise, _entropy, _softmax, _threads
 from ._checks import (
-    as_real_array, broadcast_pk_qk, check_base, check_broadcast, check_class_target_dtype,
-    check_class_target_shape, check_known_shape,
+    as_real_array, broadcast_pk_qk, check_base, check_broadcast, check_class_range,
+    check_class_target_dtype, check_class_target_shape, check_known_shape,
     check_gaussian_var_shape, check_ignore_index, check_label_smoothing, check_probabilities,
     check_probability_ignore_index, check_reduction, check_shape, class_axis, class_targets,
-    class_weight, normalize_axes, normalize_axis, out_of_bounds, real_number, target_array,
+    class_weight, normalize_axes, normalize_axis, real_number, target_array,
 )
 from ._dispatch import kernels
 from ._layout import (
@@ -339,13 +339,6 @@ def _log_sum(st):
 
 # ------------------------------------------------------------- class losses ----
 
-def _check_targets(t, C, ignore_index):
-    """The in-memory IndexError for the first target outside [0, C) not ignore_index."""
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    if bad.any():
-        raise out_of_bounds(int(t[bad].flat[0]), C, ignore_index)
-
-
 class _KeptWeight:
     """The divisor of a class loss's "mean": the summed weights of the targets that are not
     ignored (their count without class weights), a float64 sum over the chunks of targets."""
@@ -358,7 +351,7 @@ class _KeptWeight:
         task has already checked these targets (its loss did)."""
         t = np.asarray(t)
         if not checked:
-            _check_targets(t, self.C, self.ignore_index)
+            check_class_range(t, self.C, self.ignore_index)
         keep = t != self.ignore_index
         n = float(np.count_nonzero(keep))
         weight = n if self.w is None else self.w.astype(np.float64)[t[keep]].sum()
@@ -435,7 +428,7 @@ def _class_terms(st, t, *, w, ignore_index, eps, C, kind):
         with np.errstate(invalid="ignore"):
             return st[_WT_SUM] * log_sum - st[_X_SUM], shift, log_sum, None
     t = np.asarray(t)
-    _check_targets(t, C, ignore_index)
+    check_class_range(t, C, ignore_index)
     keep = t != ignore_index
     wt = np.where(keep, 1.0 if w is None else w.astype(np.float64)[np.where(keep, t, 0)], 0.0)
     with np.errstate(invalid="ignore", over="ignore"):

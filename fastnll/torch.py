@@ -53,7 +53,7 @@ def _transformed():
             or getattr(_forward_ad, "_current_level", -1) >= 0)
 
 
-def _fastnll_can_run(input, floats=(), index=None):
+def _fastnll_can_run(input, floats=(), index=None, differentiable=()):
     """Whether the fast path applies to a call: the dispatch rule of this module.
 
     ``input`` must be a float32 or float64 tensor; ``floats`` are the other float operands
@@ -61,19 +61,21 @@ def _fastnll_can_run(input, floats=(), index=None):
     ``input``'s dtype (PyTorch promotes mixed dtypes, fastnll computes in the input's);
     ``index`` is a class-index target, int64 or uint8 as in PyTorch.  All of them must be plain
     (no ``__torch_function__`` override), dense, on the CPU, and the float operands must not
-    need a gradient (fastnll computes only the gradient with respect to ``input``).  Nothing
-    may be tracing or transforming the call (torch.compile, torch.jit.trace, torch.func
-    transforms, forward-mode AD).
+    need a gradient (fastnll computes the gradients of ``input`` and of the ``differentiable``
+    operands only: linear_cross_entropy's weight and bias, also of ``input``'s dtype).
+    Nothing may be tracing or transforming the call (torch.compile, torch.jit.trace,
+    torch.func transforms, forward-mode AD).
     """
     if not isinstance(input, torch.Tensor) or input.dtype not in _FLOAT_DTYPES:
         return False
     tensors = [input]
     grad_mode = torch.is_grad_enabled()
-    for t in floats:
+    operands = [(t, False) for t in floats] + [(t, True) for t in differentiable]
+    for t, may_need_grad in operands:
         if t is None:
             continue
         if (not isinstance(t, torch.Tensor) or t.dtype != input.dtype
-                or (grad_mode and t.requires_grad)):
+                or (grad_mode and t.requires_grad and not may_need_grad)):
             return False
         tensors.append(t)
     if index is not None:
@@ -492,16 +494,12 @@ def _linear_can_run(input, linear_weight, linear_bias, target, weight):
     function takes; all plain, dense CPU tensors, nothing tracing the call."""
     if not isinstance(input, torch.Tensor) or input.dim() > 2:
         return False
-    if (isinstance(linear_weight, torch.Tensor) and linear_weight.dim() != 2):
+    if isinstance(linear_weight, torch.Tensor) and linear_weight.dim() != 2:
         return False
-    for t in (linear_weight, linear_bias):
-        if t is not None and (not isinstance(t, torch.Tensor) or t.dtype != input.dtype
-                              or not t.is_cpu or t.layout != torch.strided
-                              or torch.overrides.has_torch_function((t,))):
-            return False
     float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
     return _fastnll_can_run(input, (target, weight) if float_target else (weight,),
-                            None if float_target else target)
+                            None if float_target else target,
+                            differentiable=(linear_weight, linear_bias))
 
 
 def _linear_reference(input, linear_weight, target, linear_bias, weight, reduction,
