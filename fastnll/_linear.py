@@ -36,7 +36,7 @@ from ._checks import (
     class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
-from ._layout import kernel_ready, with_grad
+from ._layout import finish_reduction, kernel_ready, with_grad
 from ._softmax import logsumexp, softmax
 
 _SUM = kernels.Reduction.SUM
@@ -164,14 +164,13 @@ def _scale(divisor):
 
 
 def _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype):
-    if reduction == "none":
-        return rows[()] if rows.ndim == 0 else rows
-    if reduction == "sum":
-        return dtype.type(ce_total + z_total)
+    """finish_reduction of the two parts: a "mean" divides each by its own divisor."""
+    if reduction != "mean":
+        return finish_reduction(reduction, ce_total + z_total, None, rows, dtype)
+    if not (z_total or z_div == 0):
+        return finish_reduction(reduction, ce_total, ce_div, rows, dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        loss = np.float64(ce_total) / np.float64(ce_div)
-        if z_total or z_div == 0:
-            loss = loss + np.float64(z_total) / np.float64(z_div)
+        loss = np.float64(ce_total) / np.float64(ce_div) + np.float64(z_total) / np.float64(z_div)
     return dtype.type(loss)
 
 
