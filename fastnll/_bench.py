@@ -618,7 +618,8 @@ def main(argv=None):
         try:
             import distributed
         except ImportError:
-            raise SystemExit("--dask-cluster needs distributed: pip install 'fastnll[dask]'")
+            raise SystemExit(
+                "--dask-cluster needs distributed: pip install 'fastnll[dask]'") from None
         cluster = distributed.LocalCluster(n_workers=threads, threads_per_worker=1,
                                            processes=True, dashboard_address=":0")
         DASK_CLIENT = distributed.Client(cluster)

@@ -134,14 +134,14 @@ def class_loss_fast(input, target, weight, ignore_index, reduction, label_smooth
         rows_view.s1 = 1
         grad_view.s1, grad_view.s2 = 1, C
         args = class_args(1, C, N, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
-                       want_grad)
+                          want_grad)
     else:
         x_view.s0, x_view.s1 = xs0, xs1
         t_view.s0 = ts
         rows_view.s0 = 1
         grad_view.s0, grad_view.s1 = C, 1
         args = class_args(N, C, 1, x_view, t_view, NULL, 0, ii, eps, is_nll, rows_view, grad_view,
-                       want_grad)
+                          want_grad)
     # nll_loss reads one logit a row: its work is the N rows, not the N x C logits
     nthreads = for_work(N if is_nll else N * C)
     if typ == cnp.NPY_FLOAT32:

@@ -11,8 +11,8 @@
 #     threads in fixed blocks (row_index splits a flat row index).  Columns: when the inner
 #     axis has the smaller stride (PyTorch's (N, C, d1, ...) layout, axis=0 of a C-ordered
 #     matrix), blocks of columns are reduced together so that the vector lanes run along the
-#     inner axis (col_lse below; col_blocks chooses their width, col_range names a block).  Few classes
-#     (C <= SMALL_C) also take the column traversal, over the transposed view the wrapper
+#     inner axis (col_lse below; col_blocks chooses their width, col_range names a block).  Few
+#     classes (C <= SMALL_C) also take the column traversal, over the transposed view the wrapper
 #     passes (is_swapped), so a short row costs a few vector lanes instead of a whole row setup.
 # (c) Per-row results never depend on the thread count; sums over rows are taken per fixed
 #     block in float64 and the block partials added in block order (sum_partials).

@@ -185,7 +185,7 @@ cdef BlockSum nll_block(const floating *x0, const ClassArgs *args, Py_ssize_t r0
         if bad >= 0:
             block.bad_row = r + bad
             block.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1
-                           else targets[(run.o + bad) * s_t0])
+                               else targets[(run.o + bad) * s_t0])
             return block
         r += run.n
     if rows == NULL and g == NULL:
@@ -346,7 +346,7 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
                 continue
             block.weight_sum = block.weight_sum + 1
             block.loss_sum = block.loss_sum + (log_sum_d[k]
-                                       + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
+                                               + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
         return block
     for k in range(ncols):
         t = targets[k * s_t]
@@ -504,11 +504,11 @@ def class_loss(const floating[:, :, :] x not None, const int64_t[:, :] targets n
     weight: class weights or None.  reduction: a Reduction; with NONE the per-row losses go
     into rows (else None).  grad (or None): d(loss)/dx, of the mean for MEAN and of the sum
     otherwise, times sum_scale for SUM and NONE (a caller's own divisor, as of the rows of a
-    larger batch); for NLL it must arrive zero-filled.  With inner = 1 (the row traversal) grad may
-    be x itself: each row is read whole before its gradient is written.  Returns (bad, bad_value, total,
-    weight_sum): bad >= 0 is the flat index of the first invalid target (the outputs are then
-    meaningless); total is the float64 sum of the per-row losses in a fixed order; weight_sum
-    the summed weights of the kept targets."""
+    larger batch); for NLL it must arrive zero-filled.  With inner = 1 (the row traversal) grad
+    may be x itself: each row is read whole before its gradient is written.  Returns (bad,
+    bad_value, total, weight_sum): bad >= 0 is the flat index of the first invalid target (the
+    outputs are then meaningless); total is the float64 sum of the per-row losses in a fixed
+    order; weight_sum the summed weights of the kept targets."""
     cdef ClassArgs args
     cdef BlockSum res
     cdef const void *w = NULL
@@ -518,9 +518,9 @@ def class_loss(const floating[:, :, :] x not None, const int64_t[:, :] targets n
         if weight.shape[0] > 0:
             w = &weight[0]
     args = class_args(x.shape[0], x.shape[1], x.shape[2], view3(x), target_view(targets), w, s_w,
-                   ignore_index, label_smoothing, is_nll,
-                   view2(rows) if rows is not None and reduction == NONE else View2(NULL, 0, 0),
-                   view3(grad) if grad is not None else View3(NULL, 0, 0, 0), grad is not None)
+                      ignore_index, label_smoothing, is_nll,
+                      view2(rows) if rows is not None and reduction == NONE else View2(NULL, 0, 0),
+                      view3(grad) if grad is not None else View3(NULL, 0, 0, 0), grad is not None)
     args.sum_scale = sum_scale
     run_class_loss(<const floating *>args.x.data, &args, reduction, nthreads, &res)
     if res.bad_row >= 0:

@@ -24,7 +24,7 @@ def _thread_source():
     if not _dispatch.kernels.built_with_openmp():
         return "serial build"
     env = os.environ.get("OMP_NUM_THREADS")
-    return ("OpenMP default (OMP_NUM_THREADS=%s, or threadpoolctl)" % env if env
+    return (f"OpenMP default (OMP_NUM_THREADS={env}, or threadpoolctl)" if env
             else "OpenMP default (all cores, or threadpoolctl)")
 
 

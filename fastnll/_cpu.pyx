@@ -7,8 +7,14 @@ cdef extern from *:
         && __GNUC__ >= 12
     /* gcc 12 checks exactly the feature sets that -march=x86-64-v3/-v4 may use */
     static int fnl_cpu_is_x86_64(void) { return 1; }
-    static int fnl_has_v3(void) { __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v3"); }
-    static int fnl_has_v4(void) { __builtin_cpu_init(); return __builtin_cpu_supports("x86-64-v4"); }
+    static int fnl_has_v3(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("x86-64-v3");
+    }
+    static int fnl_has_v4(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("x86-64-v4");
+    }
     #elif (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
     static int fnl_cpu_is_x86_64(void) { return 1; }
     static int fnl_has_v3(void) {

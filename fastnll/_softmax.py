@@ -206,8 +206,8 @@ def softmax(x, axis=None):
     Returns
     -------
     s : ndarray
-        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or float16
-        input, float64 otherwise.
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or
+        float16 input, float64 otherwise.
 
     Raises
     ------
@@ -266,8 +266,8 @@ def log_softmax(x, axis=None):
     Returns
     -------
     s : ndarray
-        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or float16
-        input, float64 otherwise.
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or
+        float16 input, float64 otherwise.
 
     Raises
     ------

@@ -445,7 +445,7 @@ class _FastnllLinear(torch.autograd.Function):
     @staticmethod
     @_once_differentiable
     def backward(ctx, grad_output):
-        ctx.saved_tensors          # raises if an operand was modified in place since forward
+        _ = ctx.saved_tensors      # raises if an operand was modified in place since forward
         if ctx.reduced:
             grads = ctx.grads
             if grads is None:          # a second backward through a retained graph
@@ -650,7 +650,8 @@ _add_notes(cross_entropy, name="cross_entropy",
            index=";\n    - class-index targets are not int64 or uint8 (PyTorch refuses other "
                  "integer dtypes);",
            grads=": probability targets and ``weight``",
-           extra="  (PyTorch\n      accepts a negative ``label_smoothing``, which fastnll refuses.)")
+           extra="  (PyTorch\n      accepts a negative ``label_smoothing``, which fastnll "
+                 "refuses.)")
 _add_notes(nll_loss, name="nll_loss",
            index=";\n    - the target is not int64 or uint8 (PyTorch refuses other integer "
                  "dtypes);",

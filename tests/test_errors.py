@@ -126,7 +126,7 @@ def _bad_dtype_values(good):
     }
 
 
-for form, (fn, make, arrays) in FORMS.items():
+for form, (_fn, make, arrays) in FORMS.items():
     for arg in arrays:
         for kind, value in _bad_dtype_values(make()[arg]).items():
             # the message names the argument and the dtype it got

@@ -407,7 +407,7 @@ def test_torch_gradcheck(torch):
     b = torch.randn(9, dtype=torch.float64, generator=g, requires_grad=True)
     y = torch.tensor([0, 8, -100, 3, 3, 5])
     for reduction in ("mean", "sum", "none"):
-        def fn(x, W, b):
+        def fn(x, W, b, reduction=reduction):
             return fnt.linear_cross_entropy(x, W, y, linear_bias=b, reduction=reduction,
                                             label_smoothing=0.1, softcap=2.0, z_loss=0.1)
         assert torch.autograd.gradcheck(fn, (x, W, b))

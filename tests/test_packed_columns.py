@@ -1,4 +1,5 @@
-"""Few classes over many rows (packed into class rows), and blocks of contiguous columns, against NumPy references."""
+"""Few classes over many rows (packed into class rows), and blocks of contiguous columns,
+against NumPy references."""
 # The kernels copy blocks of rows into class rows before reducing them (with AVX2 / AVX-512,
 # whole tiles of 8 / 16 floats or 4 / 8 doubles at a time, reading a little past a row's
 # classes when more rows follow).  These cases put rows inside wider rows (a slice of a wider

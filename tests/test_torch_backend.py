@@ -11,9 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import fastnll
-import fastnll.torch as fnt
-from fastnll import _class_losses, _elementwise
+import fastnll  # noqa: E402
+import fastnll.torch as fnt  # noqa: E402
+from fastnll import _class_losses, _elementwise  # noqa: E402
 
 F = torch.nn.functional
 
