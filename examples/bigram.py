@@ -1,4 +1,7 @@
-"""A character-level bigram language model, trained in pure NumPy with fastnll as the loss.
+"""A character-level bigram language model
+=======================================
+
+A character-level bigram language model, trained in pure NumPy with fastnll as the loss.
 
 The model is one 27 x 27 weight matrix W (26 letters and a boundary token "."): the logits for
 the character after `c` are one_hot(c) @ W, i.e. row c of W.  Training minimises the
@@ -77,7 +80,8 @@ def sample(W, n, seed=0, max_len=20):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description="A character-level bigram language model, with fastnll as the loss.")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=50.0)
     p.add_argument("--samples", type=int, default=10)

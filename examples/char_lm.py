@@ -1,4 +1,7 @@
-"""A character-level MLP language model in NumPy, with fastnll.linear_cross_entropy as its head.
+"""A next-character language model with a fused output head
+========================================================
+
+A character-level MLP language model in NumPy, with fastnll.linear_cross_entropy as its head.
 
 The model (after Bengio et al., 2003) predicts the next character of a name from the k
 characters before it (k = 3 by default; the start of a name is padded with the boundary
@@ -168,7 +171,10 @@ def sample(params, n, seed=0, max_len=20):
 def bigram_cross_entropy(steps=300, names=None):
     """The cross-entropy on the same data of examples/bigram.py's model trained with its
     defaults (its reported loss adds an L2 term; this is the cross-entropy alone)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bigram.py")
+    # this file's directory (the documentation's gallery runs the examples from their own
+    # directory, without a __file__)
+    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else "."
+    path = os.path.join(here, "bigram.py")
     spec = importlib.util.spec_from_file_location("bigram_example", path)
     bigram = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bigram)
@@ -179,7 +185,8 @@ def bigram_cross_entropy(steps=300, names=None):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description="A character-level MLP language model, with linear_cross_entropy as its head.")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)

@@ -1,4 +1,7 @@
-"""Generate fastnll/data/names.txt: 3000 made-up names for the bigram example.
+"""The names data set
+==================
+
+Generate fastnll/data/names.txt: 3000 made-up names for the bigram example.
 
 The names are synthetic (syllables drawn with a fixed seed), so the data set has no licence
 to respect and regenerates byte for byte:  python examples/make_names.py

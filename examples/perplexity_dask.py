@@ -1,4 +1,7 @@
-"""Perplexity of a model over more logits than the workers' memory holds, with fastnll.dask.
+"""Perplexity over more logits than memory holds, with fastnll.dask
+================================================================
+
+Perplexity of a model over more logits than the workers' memory holds, with fastnll.dask.
 
 Writes a memory-mapped .npy file of logits (and one of targets) in pieces, starts a Dask
 LocalCluster whose workers together have less memory than the file, and computes the
@@ -37,7 +40,8 @@ def write_logits(path_x, path_t, rows, classes, piece=50_000, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Perplexity over more logits than the workers' memory holds.")
     parser.add_argument("--rows", type=int, default=500_000, help="tokens (default 500000)")
     parser.add_argument("--classes", type=int, default=1000, help="vocabulary (default 1000)")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
