@@ -73,7 +73,8 @@ sphinx_gallery_conf = {
     "write_computation_times": False,
     "show_signature": False,
     "remove_config_comments": True,
-    "image_scrapers": (),              # the examples print; they draw no figures
+    "image_scrapers": (),              # the examples print; they draw no figures (and
+    "reset_modules": (),               # matplotlib is not needed)
 }
 
 html_theme = "pydata_sphinx_theme"
@@ -90,7 +91,8 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "navigation_with_keys": False,
 }
-html_sidebars = {"index": [], "changelog": []}
+# one-page sections: no section navigation
+html_sidebars = {"index": [], "benchmarks": [], "development": [], "changelog": []}
 # sphinx_gallery_conf holds a function (reset_argv), which Sphinx cannot pickle into its
 # environment cache: the gallery is rebuilt on every run anyway.
 suppress_warnings = ["config.cache"]
