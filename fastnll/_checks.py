@@ -161,6 +161,45 @@ def check_shape(name, shape, expected, what):
         )
 
 
+def check_out(out, name, shape, dtype, what="result"):
+    """A caller's output array, with NumPy's rules for `out=`: an ndarray of the result's
+    shape, writeable, of a dtype that the result casts to under casting="same_kind"."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    check_shape(name, out.shape, shape, f"the {what} has shape")
+    if not np.can_cast(dtype, out.dtype, casting="same_kind"):
+        raise TypeError(f"{name} has dtype {out.dtype!s}, which cannot hold the {dtype!s} "
+                        f"{what} (casting='same_kind')")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def check_grad_out(grad_out, return_grad, shapes, dtype, names=("grad_out",)):
+    """grad_out= of a function with return_grad: None, or (with return_grad=True) one array
+    shaped like the gradient, or for a function that returns several gradients a tuple of
+    them (None where that gradient is None).  Returns the arrays as a tuple."""
+    if grad_out is None:
+        return (None,) * len(shapes)
+    if not return_grad:
+        raise ValueError("grad_out is given but return_grad is False: the gradient is only "
+                         "computed with return_grad=True")
+    if len(shapes) == 1:
+        return (check_out(grad_out, names[0], shapes[0], dtype, "gradient"),)
+    if not isinstance(grad_out, tuple) or len(grad_out) != len(shapes):
+        raise TypeError(f"grad_out must be a tuple of {len(shapes)} arrays "
+                        f"({', '.join(names)}), got {type(grad_out).__name__}")
+    outs = []
+    for out, shape, name in zip(grad_out, shapes, names):
+        if shape is None:
+            if out is not None:
+                raise ValueError(f"{name} must be None: there is no such gradient")
+            outs.append(None)
+        else:
+            outs.append(check_out(out, name, shape, dtype, "gradient"))
+    return tuple(outs)
+
+
 def check_broadcast(name, arr, shape, ref_name="input"):
     """arr broadcast (as a view) to `shape`, which must stay the shape of the result."""
     if arr.shape == tuple(shape):

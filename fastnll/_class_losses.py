@@ -3,13 +3,16 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    REDUCTIONS, as_real_array, check_ignore_index, check_label_smoothing,
-    check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
-    class_axis, class_targets, class_weight, out_of_bounds, target_array,
+    REDUCTIONS, as_real_array, check_class_range, check_grad_out, check_ignore_index,
+    check_label_smoothing, check_probability_ignore_index, check_reduction, check_shape,
+    check_softcap, check_z_loss, class_axis, class_targets, class_weight, out_of_bounds,
+    target_array,
 )
 from ._dispatch import kernels
 from ._linear import cross_entropy_capped
-from ._layout import ClassView, compute_dtype, finish_reduction, kernel_ready, with_grad
+from ._layout import (
+    ClassView, compute_dtype, deliver, finish_reduction, kernel_ready, output_array, with_grad,
+)
 
 # the kernels' code of each reduction name (class_loss's `reduction`)
 _REDUCTION_CODES = {name: kernels.Reduction[name.upper()] for name in REDUCTIONS}
@@ -26,25 +29,30 @@ def _prepare(input, reduction, ignore_index, axis):
     return x, reduction, ignore_index, dtype, ax, x.shape[ax]
 
 
-def _outputs(shape, ax, dtype, reduction, return_grad, zero_grad):
+def _outputs(view, shape, ax, dtype, reduction, return_grad, zero_grad, grad_out, inputs):
     """The arrays the kernels write: per-row losses ("none") and the gradient (return_grad;
-    zero-filled for NLL, whose kernel writes only the target entries), None where not asked."""
+    zero-filled for NLL, whose kernel writes only the target entries; the caller's grad_out
+    itself where the kernel can write it), None where not asked."""
     rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype) if reduction == "none" else None
     grad = None
     if return_grad:
-        grad = np.zeros(shape, dtype=dtype) if zero_grad else np.empty(shape, dtype=dtype)
+        grad = output_array(grad_out, shape, dtype, inputs, zero=zero_grad, view=view)
     return rows, grad
 
 
 def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing, axis,
-                return_grad, is_nll):
+                return_grad, is_nll, grad_out=None):
     """nll_loss and cross_entropy with class-index targets, on the general path."""
     x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
     w = class_weight(weight, C, dtype)
     t = class_targets(target, x.shape, ax, C, ignore_index)
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
-    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, zero_grad=is_nll)
+    rows, grad = _outputs(view, x.shape, ax, dtype, reduction, return_grad, is_nll, grad_out,
+                          (input, x, t, w))
+    if grad is not None and grad is grad_out:
+        check_class_range(t, C, ignore_index)    # before the kernel writes the caller's array
     bad, bad_value, total, weight_sum = kernels.class_loss(
         x=view.x3, targets=view.to2(t), weight=w, ignore_index=ignore_index,
         label_smoothing=label_smoothing, is_nll=is_nll, reduction=_REDUCTION_CODES[reduction],
@@ -59,9 +67,9 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
             and (label_smoothing or return_grad) and np.any(t != ignore_index)):
         loss, grad = _mean_over_zero_weight(x, ax, t, w, ignore_index, label_smoothing,
                                             return_grad, dtype)
-        return with_grad(loss, grad, return_grad)
-    return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype), grad,
-                     return_grad)
+        return with_grad(loss, deliver(grad_out, grad), return_grad)
+    return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype),
+                     deliver(grad_out, grad), return_grad)
 
 
 def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
@@ -101,17 +109,20 @@ def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
     return dtype.type(loss), grad
 
 
-def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad):
+def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
+               grad_out=None):
     """cross_entropy with class-probability targets t (an array of floats)."""
     x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
     check_probability_ignore_index(ignore_index)
     check_shape("target", t.shape, x.shape,
                 "probability targets must have the input's shape")
     w = class_weight(weight, C, dtype)
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
     nrows = view.outer * view.inner
-    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, zero_grad=False)
+    rows, grad = _outputs(view, x.shape, ax, dtype, reduction, return_grad, False, grad_out,
+                          (input, x, t, w))
     total = kernels.prob_loss(
         x=view.x3, targets=view.to3(kernel_ready(t, dtype)), weight=w, label_smoothing=eps,
         sigma=1.0 / nrows if (reduction == "mean" and nrows) else 1.0,
@@ -120,11 +131,11 @@ def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad
     )
     # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
     loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
-    return with_grad(loss, grad, return_grad)
+    return with_grad(loss, deliver(grad_out, grad), return_grad)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", axis=None,
-             return_grad=False):
+             return_grad=False, *, grad_out=None):
     """Negative log-likelihood of class indices under log-probabilities ``input``.
 
     A drop-in for ``torch.nn.functional.nll_loss`` on NumPy arrays.  The loss of a sample
@@ -154,6 +165,11 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
         1-D ``input``.
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``.
+    grad_out : ndarray, optional
+        Keyword only.  With ``return_grad=True``, an array to write the gradient into, as
+        NumPy's ``out=``: ``input``'s shape, a dtype the gradient casts to under
+        ``casting="same_kind"``, writeable.  It is returned as the gradient: in a training
+        loop, one buffer serves every call instead of a new gradient each time.
 
     Returns
     -------
@@ -172,10 +188,13 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
         A target outside ``[0, C)`` that is not ``ignore_index``.
     ValueError
         ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape; unknown
-        ``reduction``; ``axis`` out of range; ``ignore_index`` does not fit in 64 bits.
+        ``reduction``; ``axis`` out of range; ``ignore_index`` does not fit in 64 bits;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
         ``input`` or ``weight`` is not a real numeric array; ``target`` does not hold integers
-        (floats and bools are refused); ``ignore_index`` or ``axis`` is not an integer.
+        (floats and bools are refused); ``ignore_index`` or ``axis`` is not an integer;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -210,17 +229,18 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
     array([[-0.5,  0. ,  0. ],
            [ 0. ,  0. , -0.5]])
     """
-    fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction, 0.0, axis,
-                                   return_grad, True, _threads.for_work)
-    if fast is not None:
-        return fast
+    if grad_out is None:
+        fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction, 0.0,
+                                       axis, return_grad, True, _threads.for_work)
+        if fast is not None:
+            return fast
     return _class_loss(input, target, weight, ignore_index, reduction, 0.0, axis, return_grad,
-                       True)
+                       True, grad_out)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, axis=None, return_grad=False, *, softcap=None,
-                  z_loss=0.0):
+                  z_loss=0.0, grad_out=None):
     """Cross-entropy between logits ``input`` and class targets: log-softmax and NLL fused.
 
     A drop-in for ``torch.nn.functional.cross_entropy`` on NumPy arrays, in one pass over the
@@ -265,6 +285,11 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         (capped) logits: PaLM's auxiliary z-loss.  It is 0 for ignored targets, is not
         multiplied by class weights, and under ``"mean"`` is divided by the number of kept
         samples (the cross-entropy part keeps PyTorch's weighted mean).
+    grad_out : ndarray, optional
+        Keyword only.  With ``return_grad=True``, an array to write the gradient into, as
+        NumPy's ``out=``: ``input``'s shape, a dtype the gradient casts to under
+        ``casting="same_kind"``, writeable.  It is returned as the gradient: in a training
+        loop, one buffer serves every call instead of a new gradient each time.
 
     Returns
     -------
@@ -285,11 +310,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         ``input`` is 0-d; ``target`` or ``weight`` has the wrong shape (including a float
         target that is not shaped like ``input``); unknown ``reduction``; ``axis`` out of
         range; ``label_smoothing`` outside ``[0, 1]`` or nan; ``ignore_index`` does not fit
-        in 64 bits.
+        in 64 bits;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
         ``input`` or ``weight`` is not a real numeric array; ``target`` is neither integer
         nor float (bools, strings, complex, a ragged list); ``label_smoothing`` is not a real
-        number; ``ignore_index`` or ``axis`` is not an integer.
+        number; ``ignore_index`` or ``axis`` is not an integer;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -344,7 +372,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> print(loss.dtype, f"{loss:.4f}")              # log(10)
     float32 2.3026
     """
-    if softcap is None and (type(z_loss) is float and z_loss == 0.0):
+    if softcap is None and (type(z_loss) is float and z_loss == 0.0) and grad_out is None:
         fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction,
                                        label_smoothing, axis, return_grad, False,
                                        _threads.for_work)
@@ -357,9 +385,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         x, reduction, ignore_index, dtype, ax, _ = _prepare(input, reduction, ignore_index,
                                                             axis)
         return cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps,
-                                    softcap, z_loss, return_grad, dtype)
+                                    softcap, z_loss, return_grad, dtype, grad_out)
     t = target_array(target, "integer class indices or float class probabilities")
     if t.dtype.kind != "f":
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
-                           False)
-    return _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad)
+                           False, grad_out)
+    return _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
+                      grad_out)

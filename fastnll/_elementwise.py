@@ -4,28 +4,38 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    as_real_array, check_broadcast, check_gaussian_var_shape, check_nonnegative,
+    as_real_array, check_broadcast, check_gaussian_var_shape, check_grad_out, check_nonnegative,
     check_reduction, check_shape, real_number,
 )
 from ._dispatch import kernels
-from ._layout import compute_dtype, finish_reduction, joint_3d, kernel_ready, with_grad
+from ._layout import (
+    compute_dtype, deliver, finish_reduction, joint_3d, kernel_ready, output_array, with_grad,
+)
 
 _KIND = kernels.Elementwise
 
 
 def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_target=False,
-         reduction="mean", return_grad=False, divisor=None, dtype=None):
+         reduction="mean", return_grad=False, divisor=None, dtype=None, grad_out=None):
     """Allocate outputs, run the elementwise kernel, finish the reduction.
 
     x is the input (its shape is the result's); y, and a and b where given, are already
-    broadcast to it.  Returns (loss, grad_x, grad_a); grad_a only for the Gaussian's var."""
+    broadcast to it.  Returns (loss, grad_x, grad_a); grad_a only for the Gaussian's var.
+    grad_x is the caller's grad_out itself where the kernel can write it."""
     shape = x.shape
     n = x.size
     if divisor is None:
         divisor = n
     sigma = 1.0 / divisor if (reduction in ("mean", "batchmean") and divisor) else 1.0
     rows = np.empty(shape, dtype=dtype) if reduction == "none" else None
-    gx = np.empty(shape, dtype=dtype) if return_grad else None
+    gx = None
+    if return_grad:
+        gx = output_array(grad_out, shape, dtype, (x, y, a, b))
+        if gx is grad_out and not gx.flags.c_contiguous:
+            # the kernel's loops (and so the loss's order of summation) follow the layouts of
+            # all the arrays it walks: the gradient array's must be the one it has without
+            # grad_out, so that the loss does not depend on where the gradient goes
+            gx = np.empty(shape, dtype=dtype)
     ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _KIND.GAUSSIAN) else None
     optional = (a, b, rows, gx, ga)
     nthreads = _threads.for_work(n)
@@ -48,7 +58,7 @@ def _operands(input, target):
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
-                                     pos_weight=None, return_grad=False):
+                                     pos_weight=None, return_grad=False, *, grad_out=None):
     """Binary cross-entropy between logits ``input`` and targets in [0, 1].
 
     A drop-in for ``torch.nn.functional.binary_cross_entropy_with_logits`` on NumPy arrays:
@@ -74,6 +84,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         shape (typically one per class, along the last axis).  None (the default) means 1.
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``.
+    grad_out : ndarray, optional
+        Keyword only.  With ``return_grad=True``, an array to write the gradient into, as
+        NumPy's ``out=``: ``input``'s shape, a dtype the gradient casts to under
+        ``casting="same_kind"``, writeable.  It is returned as the gradient: in a training
+        loop, one buffer serves every call instead of a new gradient each time.
 
     Returns
     -------
@@ -90,9 +105,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     ------
     ValueError
         ``target`` of another shape; ``weight`` or ``pos_weight`` that does not broadcast to
-        the input's shape; unknown ``reduction``.
+        the input's shape; unknown ``reduction``;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
-        ``input``, ``target``, ``weight`` or ``pos_weight`` is not a real numeric array.
+        ``input``, ``target``, ``weight`` or ``pos_weight`` is not a real numeric array;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -144,9 +162,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             continue
         arr = kernel_ready(as_real_array(val, name), dtype)     # any sign, as in PyTorch
         extra.append(check_broadcast(name, arr, x.shape))
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     loss, gx, _ = _run(_KIND.BCE, x, y, a=extra[0], b=extra[1], reduction=reduction,
-                       return_grad=return_grad, dtype=dtype)
-    return with_grad(loss, gx, return_grad)
+                       return_grad=return_grad, dtype=dtype, grad_out=grad_out)
+    return with_grad(loss, deliver(grad_out, gx), return_grad)
 
 
 def _gaussian_var(var, x_shape, dtype):
@@ -171,7 +190,7 @@ def _gaussian_var(var, x_shape, dtype):
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean",
-                      return_grad=False):
+                      return_grad=False, *, grad_out=None):
     """Negative log-likelihood of ``target`` under normal distributions N(input, var).
 
     A drop-in for ``torch.nn.functional.gaussian_nll_loss`` on NumPy arrays, for regression
@@ -198,6 +217,11 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         The mean or sum over all elements, or ``"none"`` for one loss per element.
     return_grad : bool, default False
         Also return the gradients with respect to ``input`` and ``var``.
+    grad_out : tuple of two ndarrays, optional
+        Keyword only.  With ``return_grad=True``, arrays ``(grad_input, grad_var)`` shaped like
+        ``input`` and ``var`` to write the two gradients into, as NumPy's ``out=`` (a dtype
+        the gradient casts to under ``casting="same_kind"``, writeable); they are returned
+        as the gradients.
 
     Returns
     -------
@@ -215,10 +239,13 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     ------
     ValueError
         A negative entry in ``var``; ``var`` or ``target`` of a shape that does not fit the
-        input's; unknown ``reduction``.
+        input's; unknown ``reduction``;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
         ``input``, ``target`` or ``var`` is not a real numeric array; ``eps`` is not a real
-        number.
+        number;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -253,13 +280,18 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
     v, reduce_var = _gaussian_var(var, x.shape, dtype)
-    loss, gx, gv = _run(_KIND.GAUSSIAN, x, y, a=v, eps=real_number(eps, "eps"), full=full,
-                        reduction=reduction, return_grad=return_grad, dtype=dtype)
-    return (loss, (gx, reduce_var(gv))) if return_grad else loss
+    eps = real_number(eps, "eps")
+    out_x, out_var = check_grad_out(grad_out, return_grad, [x.shape, np.shape(var)], dtype,
+                                    names=("grad_out[0]", "grad_out[1]"))
+    loss, gx, gv = _run(_KIND.GAUSSIAN, x, y, a=v, eps=eps, full=full, reduction=reduction,
+                        return_grad=return_grad, dtype=dtype, grad_out=out_x)
+    if not return_grad:
+        return loss
+    return loss, (deliver(out_x, gx), deliver(out_var, reduce_var(gv)))
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean",
-                     return_grad=False):
+                     return_grad=False, *, grad_out=None):
     """Negative log-likelihood of counts ``target`` under Poisson rates given by ``input``.
 
     A drop-in for ``torch.nn.functional.poisson_nll_loss`` on NumPy arrays, for count
@@ -284,6 +316,11 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
         The mean or sum over all elements, or ``"none"`` for one loss per element.
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``.
+    grad_out : ndarray, optional
+        Keyword only.  With ``return_grad=True``, an array to write the gradient into, as
+        NumPy's ``out=``: ``input``'s shape, a dtype the gradient casts to under
+        ``casting="same_kind"``, writeable.  It is returned as the gradient: in a training
+        loop, one buffer serves every call instead of a new gradient each time.
 
     Returns
     -------
@@ -299,9 +336,12 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     Raises
     ------
     ValueError
-        ``target`` does not broadcast to the input's shape; unknown ``reduction``.
+        ``target`` does not broadcast to the input's shape; unknown ``reduction``;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
-        ``input`` or ``target`` is not a real numeric array; ``eps`` is not a real number.
+        ``input`` or ``target`` is not a real numeric array; ``eps`` is not a real number;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -335,13 +375,16 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
-    loss, gx, _ = _run(_KIND.POISSON, x, y, eps=real_number(eps, "eps"), full=full,
-                       log_input=log_input, reduction=reduction, return_grad=return_grad,
-                       dtype=dtype)
-    return with_grad(loss, gx, return_grad)
+    eps = real_number(eps, "eps")
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
+    loss, gx, _ = _run(_KIND.POISSON, x, y, eps=eps, full=full, log_input=log_input,
+                       reduction=reduction, return_grad=return_grad, dtype=dtype,
+                       grad_out=grad_out)
+    return with_grad(loss, deliver(grad_out, gx), return_grad)
 
 
-def kl_div(input, target, reduction="mean", log_target=False, return_grad=False):
+def kl_div(input, target, reduction="mean", log_target=False, return_grad=False, *,
+           grad_out=None):
     """Kullback-Leibler divergence D(target || exp(input)) for log-probabilities ``input``.
 
     A drop-in for ``torch.nn.functional.kl_div`` on NumPy arrays.  The loss of an element is
@@ -364,6 +407,11 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False)
         Whether ``target`` holds log-probabilities.
     return_grad : bool, default False
         Also return the gradient of the loss with respect to ``input``.
+    grad_out : ndarray, optional
+        Keyword only.  With ``return_grad=True``, an array to write the gradient into, as
+        NumPy's ``out=``: ``input``'s shape, a dtype the gradient casts to under
+        ``casting="same_kind"``, writeable.  It is returned as the gradient: in a training
+        loop, one buffer serves every call instead of a new gradient each time.
 
     Returns
     -------
@@ -378,9 +426,12 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False)
     Raises
     ------
     ValueError
-        ``target`` does not broadcast to the input's shape; unknown ``reduction``.
+        ``target`` does not broadcast to the input's shape; unknown ``reduction``;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
-        ``input`` or ``target`` is not a real numeric array.
+        ``input`` or ``target`` is not a real numeric array;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -410,6 +461,7 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False)
     divisor = None
     if reduction == "batchmean":
         divisor = x.shape[0] if x.ndim else 1
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     loss, gx, _ = _run(_KIND.KL, x, y, log_target=log_target, reduction=reduction,
-                       return_grad=return_grad, divisor=divisor, dtype=dtype)
-    return with_grad(loss, gx, return_grad)
+                       return_grad=return_grad, divisor=divisor, dtype=dtype, grad_out=grad_out)
+    return with_grad(loss, deliver(grad_out, gx), return_grad)

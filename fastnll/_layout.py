@@ -76,6 +76,14 @@ class ClassView:
         v = arr.reshape(self.outer, self.C, self.inner)
         return v.transpose(2, 1, 0) if self.swap else v
 
+    def to3_view(self, arr):
+        """to3(arr) where it is a view of arr, else None (a caller's out= array whose strides
+        do not merge: the kernel must not write into a copy)."""
+        v = reshape_view(arr, (self.outer, self.C, self.inner))
+        if v is None:
+            return None
+        return v.transpose(2, 1, 0) if self.swap else v
+
     def to2(self, arr):
         if self.swap:       # inner == 1: the (1, outer) view
             return arr.reshape(1, self.outer)
@@ -145,6 +153,63 @@ def _view(a, shape, strides):
     except TypeError:    # NumPy < 2.1 has no copy= in reshape
         return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides,
                                                writeable=a.flags.writeable)
+
+
+# ------------------------------------------------------------------ outputs ----
+# A caller's out= (softmax, log_softmax, logsumexp) or grad_out= (every return_grad) array,
+# checked by _checks.check_out, is written by the kernel itself where its dtype, alignment
+# and strides allow and it shares no memory with an input; otherwise the result goes
+# through a fresh array that deliver() copies into it, as NumPy does for overlapping
+# operands.
+
+def reshape_view(a, shape):
+    """a reshaped to `shape` as a view of it, or None where that would need a copy."""
+    try:
+        return a.reshape(shape, copy=False)
+    except ValueError:
+        return None
+    except TypeError:    # NumPy < 2.1 has no copy= in reshape
+        v = a.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            return None
+        return v
+
+
+def same_memory(a, b):
+    """Whether a and b are the same elements in the same layout (an in-place call)."""
+    return (a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def kernel_writable(out, dtype, inputs=()):
+    """Whether a caller's out array can be a kernel's output itself: the compute dtype,
+    aligned element-multiple strides, and no memory shared with any of `inputs`."""
+    return (out is not None and out.dtype == dtype and out.flags.aligned
+            and all(s % out.itemsize == 0 for s in out.strides)
+            and not any(a is not None and np.may_share_memory(out, a) for a in inputs))
+
+
+def output_array(out, shape, dtype, inputs=(), zero=False, view=None):
+    """The array a kernel writes: the caller's `out` itself where kernel_writable allows
+    (and, given the input's ClassView, where it has that view without a copy), else a fresh
+    one; zero-filled with zero=True."""
+    if kernel_writable(out, dtype, inputs) and (view is None or view.to3_view(out) is not None):
+        if zero:
+            out.fill(0)
+        return out
+    return np.zeros(shape, dtype=dtype) if zero else np.empty(shape, dtype=dtype)
+
+
+def deliver(out, result):
+    """`result`, or with a caller's `out`, `out` holding it (NumPy's casting="same_kind";
+    nothing to copy where the kernel wrote `out` itself)."""
+    if out is None:
+        return result
+    if result is not out:
+        np.copyto(out, result, casting="same_kind")
+    return out
 
 
 # ------------------------------------------------------------------ results ----

@@ -31,12 +31,12 @@ import numpy as np
 
 from . import _threads
 from ._checks import (
-    as_real_array, check_class_range, check_ignore_index, check_label_smoothing,
+    as_real_array, check_class_range, check_grad_out, check_ignore_index, check_label_smoothing,
     check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
     class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
-from ._layout import finish_reduction, kernel_ready, with_grad
+from ._layout import deliver, finish_reduction, kernel_ready, kernel_writable, with_grad
 from ._softmax import logsumexp, softmax
 
 _SUM = kernels.Reduction.SUM
@@ -189,7 +189,7 @@ def _targets(target, x_shape, ax, C, ignore_index):
 
 
 def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, softcap,
-                         z_loss, return_grad, dtype):
+                         z_loss, return_grad, dtype, grad_out=None):
     """cross_entropy with softcap or z_loss on an in-memory input x (classes on axis ax):
     one block, a C-contiguous copy of the logits with the classes last."""
     C = x.shape[ax]
@@ -198,6 +198,7 @@ def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, so
     if prob:
         t = np.moveaxis(t, ax, -1)
     w = class_weight(weight, C, dtype)
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     z = np.array(moved, dtype=dtype, order="C").reshape(-1, C)
     n = z.shape[0]
     t2 = t.reshape(n, C) if prob else t.reshape(n)
@@ -209,8 +210,10 @@ def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, so
         ce_total, z_total = loss_of(z, t2, None if rows is None else rows.reshape(n),
                                     return_grad)
     loss = _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
-    grad = (np.ascontiguousarray(np.moveaxis(z.reshape(moved.shape), -1, ax)) if return_grad
-            else None)
+    grad = None
+    if return_grad:
+        grad = np.moveaxis(z.reshape(moved.shape), -1, ax)
+        grad = np.ascontiguousarray(grad) if grad_out is None else deliver(grad_out, grad)
     return with_grad(loss, grad, return_grad)
 
 
@@ -288,7 +291,7 @@ class NumpyProducts:
 
 def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=None,
                          ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                         softcap=None, z_loss=0.0, return_grad=False):
+                         softcap=None, z_loss=0.0, return_grad=False, *, grad_out=None):
     """Cross-entropy of a linear layer's logits, without forming the logits.
 
     The value of ``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` with
@@ -327,6 +330,13 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
         kept rows (the cross-entropy part keeps its weighted mean).
     return_grad : bool, default False
         Also return the gradients, as ``(loss, grads)``.
+    grad_out : tuple of three arrays, optional
+        Keyword only.  With ``return_grad=True``, arrays shaped like ``input``,
+        ``linear_weight`` and ``linear_bias`` (None without a bias), for example the
+        ``grads`` of an earlier call, to write the gradients into, as NumPy's ``out=`` (a
+        dtype the gradient casts to under ``casting="same_kind"``, writeable); they are
+        returned as ``grads``.  C-contiguous arrays of ``input``'s dtype are written by the
+        products directly, others through a copy.
 
     Returns
     -------
@@ -346,10 +356,13 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
         ``input`` is 0-d; ``linear_weight`` is not 2-D or its features differ from
         ``input``'s; ``target``, ``linear_bias`` or ``weight`` has the wrong shape; a value
         `cross_entropy` refuses; ``softcap`` not positive and finite; ``z_loss`` negative or
-        not finite.
+        not finite;
+        ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
         ``input`` is not float32 or float64; ``linear_weight`` or ``linear_bias`` has another
-        dtype; a target, weight or option of the wrong type.
+        dtype; a target, weight or option of the wrong type;
+        ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
+        has a dtype the gradient cannot be cast to.
 
     See Also
     --------
@@ -385,13 +398,15 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
     """
     return linear_blocks_checked(input, linear_weight, linear_bias, target, weight,
                                  ignore_index, reduction, label_smoothing, softcap, z_loss,
-                                 return_grad)
+                                 return_grad, grad_out=grad_out)
 
 
 def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ignore_index,
                           reduction, label_smoothing, softcap, z_loss, return_grad,
-                          needs=(True, True, True), row_scale=None, products=None):
-    """linear_cross_entropy's checks, then linear_blocks (whose needs and row_scale see)."""
+                          needs=(True, True, True), row_scale=None, products=None,
+                          grad_out=None):
+    """linear_cross_entropy's checks, then linear_blocks (whose needs, row_scale and
+    grad_out see)."""
     x, W, b, dtype = _linear_operands(input, linear_weight, linear_bias)
     reduction = check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
@@ -401,18 +416,24 @@ def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ign
     t, prob = _targets(target, x.shape[:-1] + (W.shape[0],), x.ndim - 1, W.shape[0],
                        ignore_index)
     w = class_weight(weight, W.shape[0], dtype)
+    grad_out = check_grad_out(grad_out, return_grad,
+                              [x.shape, W.shape, None if b is None else b.shape], dtype,
+                              names=("grad_out[0]", "grad_out[1]", "grad_out[2]"))
     return linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
-                         return_grad, needs, row_scale, products)
+                         return_grad, needs, row_scale, products, grad_out)
 
 
 def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
-                  return_grad, needs=(True, True, True), row_scale=None, products=None):
+                  return_grad, needs=(True, True, True), row_scale=None, products=None,
+                  grad_out=(None, None, None)):
     """linear_cross_entropy on checked arguments (design notes (a)-(d) above).
 
     needs: which of the gradients (input, linear_weight, linear_bias) to compute (the others
     are None); row_scale: per-row factors of the gradient (the incoming gradient of a "none"
     loss in fastnll.torch), shaped like the rows, or None; products: whose BLAS computes the
-    products (NumpyProducts, the default, or fastnll.torch's)."""
+    products (NumpyProducts, the default, or fastnll.torch's); grad_out: the caller's arrays
+    for the gradients (checked), written directly where they are C-contiguous, of the
+    dtype and apart from the operands, else copied into at the end."""
     dtype = x.dtype
     V, H = W.shape
     N = int(np.prod(x.shape[:-1]))
@@ -431,12 +452,22 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
 
     rows = np.zeros(N, dtype=dtype) if reduction == "none" else None
     gx = gW = gb = None
+    out_x, out_W, out_b = grad_out
     if return_grad:
         need_x, need_W, need_b = needs
         need_b = need_b and b is not None
-        gx = np.zeros((N, H), dtype=dtype) if need_x else None
+        if need_x:
+            gx = _direct(out_x, (N, H), dtype, (x, W, b, t))
+            if gx is None:
+                gx = np.zeros((N, H), dtype=dtype)
+            else:
+                gx.fill(0)
         if need_W:
-            gW = np.zeros((V, H), dtype=dtype) if n_kept == 0 else np.empty((V, H), dtype=dtype)
+            gW = _direct(out_W, (V, H), dtype, (x, W, b, t))
+            if gW is None:
+                gW = np.empty((V, H), dtype=dtype)
+            if n_kept == 0:
+                gW.fill(0)
         gb = np.zeros(V, dtype=np.float64) if need_b else None
     itemsize = dtype.itemsize
     # (the gradient's buffer count also without it: the same blocks, so the same loss bits)
@@ -478,5 +509,23 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     loss = _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
     if not return_grad:
         return loss
-    return loss, LinearGrads(None if gx is None else gx.reshape(x.shape), gW,
-                             None if gb is None else gb.astype(dtype))
+    return loss, LinearGrads(_delivered(out_x, gx, x.shape), _delivered(out_W, gW, (V, H)),
+                             None if gb is None else deliver(out_b, gb.astype(dtype)))
+
+
+def _direct(out, shape, dtype, operands):
+    """A caller's gradient array as the (rows, features) matrix the products write, where it
+    is C-contiguous, of dtype and shares no memory with the operands; else None."""
+    if out is None or not out.flags.c_contiguous or not kernel_writable(out, dtype, operands):
+        return None
+    return out.reshape(shape)
+
+
+def _delivered(out, grad, shape):
+    """A gradient as returned: the caller's array (written directly, or copied into), or
+    the computed one in its operand's shape."""
+    if grad is None:
+        return None
+    if out is not None and np.may_share_memory(grad, out):     # written directly
+        return out
+    return deliver(out, grad.reshape(shape))

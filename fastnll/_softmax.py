@@ -2,15 +2,15 @@
 import numpy as np
 
 from . import _threads
-from ._checks import as_real_array, broadcast_b, normalize_axes
+from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
 from ._layout import (
-    ClassView, compute_dtype, group_axes, is_weak_scalar, kernel_ready, merge_axes, mergeable,
-    scalar_or_array,
+    ClassView, compute_dtype, deliver, group_axes, is_weak_scalar, kernel_ready,
+    kernel_writable, merge_axes, mergeable, reshape_view, same_memory, scalar_or_array,
 )
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
     """Logarithm of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
 
     A drop-in for ``scipy.special.logsumexp`` on real input.  The largest term is factored
@@ -32,6 +32,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     return_sign : bool, default False
         Return ``(log|sum|, sign)`` instead of ``log(sum)``, so that a negative sum has a
         finite logarithm.
+    out : ndarray, optional
+        An array to write ``res`` into, as NumPy's ``out=``: the result's shape, a dtype the
+        result casts to under ``casting="same_kind"``, writeable.  It is returned in place of
+        a fresh result (a 0-d array, not a scalar, when every axis is reduced).
 
     Returns
     -------
@@ -49,9 +53,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ------
     TypeError
         ``a`` or ``b`` is not a real numeric array (strings, objects, complex, datetimes, a
-        ragged list); ``axis`` is not an integer or a tuple of integers.
+        ragged list); ``axis`` is not an integer or a tuple of integers; ``out`` is not a
+        NumPy array, or of a dtype the result cannot be cast to.
     ValueError
-        ``axis`` is out of range or repeated; ``b`` does not broadcast against ``a``.
+        ``axis`` is out of range or repeated; ``b`` does not broadcast against ``a``;
+        ``out`` has the wrong shape or is read-only.
 
     See Also
     --------
@@ -96,7 +102,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     >>> print(f"{res:.4f} {sgn:+.0f}")
     1.5413 -1
     """
-    return _logsumexp(a, axis, b, keepdims, return_sign, partial=False)
+    return _logsumexp(a, axis, b, keepdims, return_sign, partial=False, out=out)
 
 
 def lse_operands(a, b, as_array):
@@ -113,9 +119,11 @@ def lse_operands(a, b, as_array):
     return a, b, dtype
 
 
-def _logsumexp(a, axis, b, keepdims, return_sign, partial):
+def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     """logsumexp; with partial=True its results are float64 whatever the input's dtype (the
-    partial log-sum-exps of chunks that fastnll.dask combines, rounded once, at the end)."""
+    partial log-sum-exps of chunks that fastnll.dask combines, rounded once, at the end).
+    A caller's `out` receives a copy of the result: it is the input's size divided by the
+    reduced length, and the kernel's own buffer is needed for the signs anyway."""
     a, b, dtype = lse_operands(a, b, as_real_array)
     axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
@@ -123,6 +131,8 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial):
         b = None if b is None else b.reshape(1)
     out_shape_keep = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
     out_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
+    if out is not None:
+        check_out(out, "out", out_shape_keep if keepdims else out_shape, dtype)
     if not axes:   # axis=(): reduce over nothing, i.e. over a new axis of length 1
         a = a[..., np.newaxis]
         b = None if b is None else b[..., np.newaxis]
@@ -137,59 +147,82 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial):
             # their signs (0 for -inf, nan for nan), instead of copying the input.
             inner = min(axes, key=lambda i: (a.strides[i] == 0, abs(a.strides[i])))
             part, sign = _logsumexp(a, inner, None, True, True, partial)
-            return _logsumexp(part, axes, sign, keepdims, return_sign, partial)
+            return _logsumexp(part, axes, sign, keepdims, return_sign, partial, out)
         # With weights the same two steps would add signed partial sums rounded to the
         # input's precision (cancelling where SciPy's one sum does not) and turn an inf - inf
         # inside a row into inf: copy the input once instead (b is copied by the reshape).
         grouped = np.ascontiguousarray(grouped)
     view = ClassView(merge_axes(grouped, first, count), first)
-    out = np.empty(view.outer * view.inner, dtype=np.float64 if partial else dtype)
+    res = np.empty(view.outer * view.inner, dtype=np.float64 if partial else dtype)
     nthreads = _threads.for_work(a.size)
     if b is None:
-        kernels.logsumexp(x=view.x3, out=view.to2(out), nthreads=nthreads)
+        kernels.logsumexp(x=view.x3, out=view.to2(res), nthreads=nthreads)
         sgn = None
         if return_sign:
-            sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
-            sgn[np.isnan(out)] = np.nan
+            sgn = np.where(res == -np.inf, 0.0, 1.0).astype(res.dtype)
+            sgn[np.isnan(res)] = np.nan
     else:
         gb = group_axes(kernel_ready(b, dtype), axes)[0]
         b3 = view.to3(merge_axes(gb, first, count))
-        sgn = np.empty_like(out)
-        kernels.logsumexp_b(x=view.x3, b=b3, out=view.to2(out), sign=view.to2(sgn),
+        sgn = np.empty_like(res)
+        kernels.logsumexp_b(x=view.x3, b=b3, out=view.to2(res), sign=view.to2(sgn),
                             nthreads=nthreads)
         if not return_sign:
-            out[sgn < 0] = np.nan
+            res[sgn < 0] = np.nan
 
     shape = out_shape_keep if keepdims else out_shape
-    out = scalar_or_array(out.reshape(shape))
+    result = deliver(out, scalar_or_array(res.reshape(shape)))
     if return_sign:
-        return out, scalar_or_array(sgn.reshape(shape))
-    return out
+        return result, scalar_or_array(sgn.reshape(shape))
+    return result
 
 
-def _softmax_impl(x, axis, take_log):
+def _softmax_impl(x, axis, take_log, out=None):
     x = as_real_array(x, "x")
     dtype = compute_dtype(x)
     shape = x.shape
     axes = normalize_axes(axis, x.ndim)
+    if out is not None:
+        check_out(out, "out", shape, dtype)
     if x.ndim == 0:
         x = x.reshape(1)
     if not axes:   # axis=(): each element is its own slice
         x = x[..., np.newaxis]
         axes = (x.ndim - 1,)
-    grouped, first, count, perm = group_axes(kernel_ready(x, dtype), axes)
+    x = kernel_ready(x, dtype)
+    grouped, first, count, perm = group_axes(x, axes)
     merged = merge_axes(grouped, first, count)
     view = ClassView(merged, first)
-    out = np.empty(merged.shape, dtype=dtype)
-    kernels.softmax(x=view.x3, out=view.to3(out), take_log=take_log,
-                    nthreads=_threads.for_work(x.size))
-    out = out.reshape(grouped.shape)
+    y3 = None if out is None else _out_view(out, x, perm, merged.shape, view)
+    res = None
+    if y3 is None:
+        res = np.empty(merged.shape, dtype=dtype)
+        y3 = view.to3(res)
+    kernels.softmax(x=view.x3, out=y3, take_log=take_log, nthreads=_threads.for_work(x.size))
+    if res is None:                                # the kernel wrote the caller's out
+        return out
+    res = res.reshape(grouped.shape)
     if perm is not None:
-        out = out.transpose(np.argsort(perm))
-    return scalar_or_array(out.reshape(shape))     # a scalar for a scalar, as SciPy
+        res = res.transpose(np.argsort(perm))
+    return deliver(out, scalar_or_array(res.reshape(shape)))   # a scalar for a scalar, as SciPy
 
 
-def softmax(x, axis=None):
+def _out_view(out, x, perm, merged_shape, view):
+    """The kernel's 3-D view of a caller's `out` (shaped like the input), laid out as the
+    view of the kernel-ready input `x`, or None where the kernel cannot write it directly:
+    another dtype, strides that do not merge, or memory shared with `x` other than `out`
+    being `x` itself (an in-place softmax reads each slice before writing it)."""
+    o = reshape_view(out, x.shape)
+    if o is None or not (kernel_writable(o, x.dtype) and
+                         (same_memory(o, x) or not np.may_share_memory(o, x))):
+        return None
+    if perm is not None:
+        o = o.transpose(perm)
+    o = reshape_view(o, merged_shape)
+    return None if o is None else view.to3_view(o)
+
+
+def softmax(x, axis=None, *, out=None):
     """Softmax, ``exp(x) / sum(exp(x), axis)``: non-negative values summing to 1 along ``axis``.
 
     A drop-in for ``scipy.special.softmax``.  Each slice is shifted by its maximum before
@@ -202,6 +235,12 @@ def softmax(x, axis=None):
     axis : None, int or tuple of ints, default None
         The axis or axes over which each softmax is normalised; None normalises over the
         whole array, as in SciPy.
+    out : ndarray, optional
+        An array to write the result into, as NumPy's ``out=``: ``x``'s shape, a dtype the
+        result casts to under ``casting="same_kind"``, writeable; it may be ``x`` itself (an
+        in-place softmax).  It is returned in place of a fresh array (also for a 0-d ``x``).
+        In a loop over same-shaped batches it saves the allocation (and the page faults) of
+        a new output on every call.
 
     Returns
     -------
@@ -213,9 +252,10 @@ def softmax(x, axis=None):
     ------
     TypeError
         ``x`` is not a real numeric array (strings, objects, complex, datetimes, a ragged
-        list); ``axis`` is not an integer or a tuple of integers.
+        list); ``axis`` is not an integer or a tuple of integers; ``out`` is not a NumPy
+        array, or of a dtype the result cannot be cast to.
     ValueError
-        ``axis`` is out of range or repeated.
+        ``axis`` is out of range or repeated; ``out`` has the wrong shape or is read-only.
 
     See Also
     --------
@@ -244,11 +284,18 @@ def softmax(x, axis=None):
 
     >>> float(fastnll.softmax(x).sum())
     1.0
+
+    In a loop over same-shaped batches, ``out=`` reuses one buffer:
+
+    >>> buf = np.empty_like(x)
+    >>> y = fastnll.softmax(x, axis=1, out=buf)
+    >>> y is buf
+    True
     """
-    return _softmax_impl(x, axis, False)
+    return _softmax_impl(x, axis, False, out)
 
 
-def log_softmax(x, axis=None):
+def log_softmax(x, axis=None, *, out=None):
     """Logarithm of the softmax, ``x - logsumexp(x, axis)``, computed stably.
 
     A drop-in for ``scipy.special.log_softmax``.  It stays exact where the softmax itself
@@ -262,6 +309,12 @@ def log_softmax(x, axis=None):
     axis : None, int or tuple of ints, default None
         The axis or axes over which each softmax is normalised; None normalises over the
         whole array, as in SciPy.
+    out : ndarray, optional
+        An array to write the result into, as NumPy's ``out=``: ``x``'s shape, a dtype the
+        result casts to under ``casting="same_kind"``, writeable; it may be ``x`` itself (an
+        in-place softmax).  It is returned in place of a fresh array (also for a 0-d ``x``).
+        In a loop over same-shaped batches it saves the allocation (and the page faults) of
+        a new output on every call.
 
     Returns
     -------
@@ -273,9 +326,10 @@ def log_softmax(x, axis=None):
     ------
     TypeError
         ``x`` is not a real numeric array (strings, objects, complex, datetimes, a ragged
-        list); ``axis`` is not an integer or a tuple of integers.
+        list); ``axis`` is not an integer or a tuple of integers; ``out`` is not a NumPy
+        array, or of a dtype the result cannot be cast to.
     ValueError
-        ``axis`` is out of range or repeated.
+        ``axis`` is out of range or repeated; ``out`` has the wrong shape or is read-only.
 
     See Also
     --------
@@ -309,4 +363,4 @@ def log_softmax(x, axis=None):
     >>> fastnll.log_softmax([0.0, -1000.0])
     array([    0., -1000.])
     """
-    return _softmax_impl(x, axis, True)
+    return _softmax_impl(x, axis, True, out)

@@ -595,6 +595,54 @@ bad("named-entropy-axisNone-broadcast", F.entropy, ValueError, "broadcast", pk=n
     qk=np.ones((4, 5)), axis=None)
 
 
+# --- 15. output arrays: out= and grad_out= (NumPy's rules for out) --------------------------
+
+for form in ["softmax", "log_softmax", "logsumexp"]:
+    shape = (4, 5) if form != "logsumexp" else (4,)
+    bad(f"{form}-out-list", form, TypeError, "out must be a NumPy array, got list",
+        out=[0.0] * 4)
+    bad(f"{form}-out-shape", form, ValueError,
+        esc(f"out has shape (5, 4) but the result has shape {shape}"), out=np.zeros((5, 4)))
+    bad(f"{form}-out-int", form, TypeError, "out has dtype int64, which cannot hold the float64",
+        out=np.zeros(shape, dtype=np.int64))
+    bad(f"{form}-out-bool", form, TypeError, "out has dtype bool", out=np.zeros(shape, bool))
+bad("logsumexp-out-0d-for-a-vector", F.logsumexp, ValueError,
+    esc("out has shape () but the result has shape (4,)"), a=_x(), axis=1,
+    out=np.zeros(()))
+for form in REDUCING + ["linear_cross_entropy"]:
+    kw_shape = (4, 3) if form == "linear_cross_entropy" else (4, 5)
+    single = form not in ("gaussian", "linear_cross_entropy")
+    bad(f"{form}-grad_out-without-return_grad", form, ValueError,
+        "grad_out is given but return_grad is False", grad_out=np.zeros(kw_shape))
+    if single:
+        bad(f"{form}-grad_out-shape", form, ValueError,
+            esc("grad_out has shape (5, 4) but the gradient has shape (4, 5)"),
+            return_grad=True, grad_out=np.zeros((5, 4)))
+        bad(f"{form}-grad_out-int", form, TypeError, "grad_out has dtype int32",
+            return_grad=True, grad_out=np.zeros(kw_shape, dtype=np.int32))
+        bad(f"{form}-grad_out-list", form, TypeError, "grad_out must be a NumPy array",
+            return_grad=True, grad_out=np.zeros(kw_shape).tolist())
+    else:
+        bad(f"{form}-grad_out-one-array", form, TypeError, "grad_out must be a tuple of",
+            return_grad=True, grad_out=np.zeros(kw_shape))
+bad("gaussian-grad_out-var-shape", "gaussian", ValueError,
+    esc("grad_out[1] has shape (4, 1) but the gradient has shape (4, 5)"), return_grad=True,
+    grad_out=(np.zeros((4, 5)), np.zeros((4, 1))))
+bad("gaussian-grad_out-three", "gaussian", TypeError, "grad_out must be a tuple of 2 arrays",
+    return_grad=True, grad_out=(np.zeros((4, 5)),) * 3)
+bad("linear-grad_out-weight-dtype", "linear_cross_entropy", TypeError,
+    esc("grad_out[1] has dtype int64"), return_grad=True,
+    grad_out=(np.zeros((4, 3)), np.zeros((5, 3), np.int64), np.zeros(5)))
+bad("linear-grad_out-no-bias", "linear_cross_entropy", ValueError,
+    esc("grad_out[2] must be None"), linear_bias=None, return_grad=True,
+    grad_out=(np.zeros((4, 3)), np.zeros((5, 3)), np.zeros(5)))
+bad("linear-grad_out-input-shape", "linear_cross_entropy", ValueError,
+    esc("grad_out[0] has shape (3, 4) but the gradient has shape (4, 3)"), return_grad=True,
+    grad_out=(np.zeros((3, 4)), np.zeros((5, 3)), np.zeros(5)))
+bad("cross_entropy-grad_out-bad-target-first", "cross_entropy", IndexError, "9",
+    target=np.array([0, 9, 2, 1]), return_grad=True, grad_out=np.zeros((4, 5)))
+
+
 # ------------------------------------------------------------------------ the checks ----
 
 def test_every_function_and_argument_has_cases():

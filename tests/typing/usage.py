@@ -52,3 +52,17 @@ def linear_head() -> float:
     g_input: npt.NDArray[np.floating[Any]] = grads.input
     assert grads.linear_bias is None
     return float(loss) + float(g_input.sum())
+
+
+def preallocated() -> float:
+    """out= and grad_out=: one buffer reused across calls."""
+    x = np.zeros((4, 3), dtype=np.float32)
+    y = np.array([0, 1, 2, 0])
+    buf = np.empty_like(x)
+    s = fastnll.softmax(x, axis=1, out=buf)
+    lse = fastnll.logsumexp(x, axis=1, out=np.empty(4, dtype=np.float32))
+    loss, grad = fastnll.cross_entropy(x, y, return_grad=True, grad_out=buf)
+    v, (g_mean, g_var) = fastnll.gaussian_nll_loss(
+        x, x, np.ones(4, dtype=np.float32)[:, None], return_grad=True,
+        grad_out=(np.empty_like(x), np.empty((4, 1), dtype=np.float32)))
+    return float(loss) + float(np.sum(s)) + float(np.sum(lse)) + float(grad.sum()) + float(v)
