@@ -1,10 +1,10 @@
 """asv benchmarks for fastnll.
 
 Every benchmark takes the implementation as its first parameter (fastnll, numpy, and scipy,
-torch, sklearn when importable; `numpy-read` is `x.sum()`, the floor for one pass over the
-data, and `numpy-copy` is `np.copyto`, the floor for functions that write an output;
-`fastnll-out` writes into a preallocated array with out= or grad_out=), so the
-dashboard draws them side by side.  The implementations are the ones `python -m fastnll bench`
+torch, jax, optax, sklearn when importable; `numpy-read` is `x.sum()`, the floor for one pass
+over the data, and `numpy-copy` is `np.copyto`, the floor for functions that write an output;
+`fastnll-out` writes into a preallocated array with out= or grad_out=), so the dashboard
+draws them side by side.  The implementations are the ones `python -m fastnll bench`
 times (fastnll._bench), so both report the same thing.  A combination whose implementation is
 not installed is skipped (setup raises NotImplementedError).
 
@@ -15,8 +15,8 @@ import tracemalloc
 
 from fastnll import _bench
 
-IMPLS = ["fastnll", "fastnll-out", "numpy", "scipy", "torch", "sklearn", "numpy-read",
-         "numpy-copy", "dask-numpy", "in-memory"]
+IMPLS = ["fastnll", "fastnll-out", "numpy", "scipy", "torch", "jax", "optax", "sklearn",
+         "numpy-read", "numpy-copy", "dask-numpy", "in-memory"]
 # the language-model head's implementations (fastnll._bench._linear_impls)
 LINEAR_IMPLS = ["fastnll", "fastnll-half-ignored", "fastnll.torch", "numpy", "torch",
                 "torch-chunked", "matmul-floor"]

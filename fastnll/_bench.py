@@ -51,6 +51,64 @@ def _torch():
     return torch, F
 
 
+def _jax():
+    """(jax, optax or None), or (None, None) without JAX.  x64 is switched on so that the
+    float64 workloads run in float64 (JAX computes float32 otherwise, silently); float32
+    arrays stay float32."""
+    try:
+        import jax
+    except ImportError:
+        return None, None
+    jax.config.update("jax_enable_x64", True)
+    try:
+        import optax
+    except ImportError:
+        optax = None
+    return jax, optax
+
+
+def _jitted(jax, f, *args):
+    """A zero-argument call of jax.jit(f) on device copies of args, waiting for the result
+    (JAX dispatches asynchronously); compiled by a first call here, not in the timing."""
+    compiled = jax.jit(f)
+    dev = [jax.device_put(a) for a in args]
+    run = lambda: jax.block_until_ready(compiled(*dev))  # noqa: E731
+    run()
+    return run
+
+
+def _jax_impls(func, x, t, impls):
+    """JAX (jitted, on device arrays) and Optax's losses, where installed, for the class-axis
+    workloads."""
+    jax, optax = _jax()
+    if jax is None:
+        return
+    jnp, nn = jax.numpy, jax.nn
+
+    def ce(z, y):
+        return -jnp.mean(jnp.take_along_axis(nn.log_softmax(z, axis=1), y[:, None], axis=1))
+
+    if func == "cross_entropy":
+        impls["jax"] = _jitted(jax, ce, x, t)
+        if optax is not None:
+            impls["optax"] = _jitted(
+                jax, lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean(),
+                x, t)
+    elif func == "cross_entropy_grad":
+        impls["jax"] = _jitted(jax, jax.value_and_grad(ce), x, t)
+        if optax is not None:
+            impls["optax"] = _jitted(jax, jax.value_and_grad(
+                lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean()), x, t)
+    elif func == "nll_loss":
+        impls["jax"] = _jitted(
+            jax, lambda z, y: -jnp.mean(jnp.take_along_axis(z, y[:, None], axis=1)), x, t)
+    elif func.startswith("logsumexp"):
+        axis = 0 if func.endswith("axis0") else 1
+        impls["jax"] = _jitted(jax, lambda z: jax.scipy.special.logsumexp(z, axis=axis), x)
+    elif func in ("softmax", "log_softmax"):
+        impls["jax"] = _jitted(jax, lambda z: getattr(nn, func)(z, axis=1), x)
+
+
 def _scipy_special():
     try:
         import scipy.special
@@ -160,6 +218,7 @@ def implementations(func, x, t):
         raise ValueError(f"unknown function {func!r}")
     if func == "cross_entropy":
         _sklearn_impl(x, t, impls)
+    _jax_impls(func, x, t, impls)
     impls["numpy-read"] = lambda: x.sum()     # the floor: one pass over the data
     return impls
 
@@ -194,6 +253,8 @@ def _elementwise_impls(func, x, impls, torch, F):
         impls["fastnll"] = lambda: fastnll.kl_div(lp, y, reduction="batchmean")
         impls["numpy"] = lambda: np.sum(np.where(y > 0, y * (np.log(y) - lp), 0)) / len(y)
         tor = (lambda: F.kl_div(lpt, yt, reduction="batchmean")) if torch else None
+    _jax_elementwise(func, x, y, v if func == "gaussian_nll_loss" else None,
+                     lp if func == "kl_div" else None, impls)
     if tor is not None:
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         if func == "gaussian_nll_loss":
@@ -201,6 +262,30 @@ def _elementwise_impls(func, x, impls, torch, F):
         if func == "kl_div":
             lpt = torch.from_numpy(lp)
         impls["torch"] = tor
+
+
+def _jax_elementwise(func, x, y, v, lp, impls):
+    jax, optax = _jax()
+    if jax is None:
+        return
+    jnp = jax.numpy
+    if func == "binary_cross_entropy_with_logits":
+        impls["jax"] = _jitted(jax, lambda z, w: jnp.mean((1 - w) * z + jnp.logaddexp(0, -z)),
+                               x, y)
+        if optax is not None:
+            impls["optax"] = _jitted(
+                jax, lambda z, w: optax.sigmoid_binary_cross_entropy(z, w).mean(), x, y)
+    elif func == "gaussian_nll_loss":
+        impls["jax"] = _jitted(
+            jax, lambda z, w, s: jnp.mean(0.5 * (jnp.log(s) + (z - w) ** 2 / s)), x, y, v)
+    elif func == "poisson_nll_loss":
+        impls["jax"] = _jitted(jax, lambda z, w: jnp.mean(jnp.exp(z) - w * z), x, y)
+    elif func == "kl_div":
+        impls["jax"] = _jitted(
+            jax, lambda q, w: jnp.sum(jax.scipy.special.xlogy(w, w) - w * q) / len(w), lp, y)
+        if optax is not None:
+            impls["optax"] = _jitted(
+                jax, lambda q, w: optax.kl_divergence(q, w).sum() / len(w), lp, y)
 
 
 def _dask():

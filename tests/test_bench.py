@@ -1,0 +1,51 @@
+"""The benchmark's implementations compute what fastnll computes.
+
+`python -m fastnll bench` and the asv suite time every installed implementation of each
+workload side by side (NumPy, SciPy, PyTorch, JAX, Optax, scikit-learn, Dask); a ratio means
+something only if each computes the same quantity, so each is run here on a small array of
+every workload and its value (the loss, or the first of its results) compared with fastnll's.
+The floors (one read, one copy, the matrix products alone) and the variants that compute on
+other data (half the targets ignored) are left out.
+"""
+import numpy as np
+import pytest
+
+from fastnll import _bench
+
+NOT_THE_SAME_QUANTITY = {"numpy-read", "numpy-copy", "matmul-floor", "fastnll-half-ignored"}
+
+
+def _small(ndim):
+    return (48, 16, 40) if ndim == 3 else (64, 50)     # (N, H, V) or (N, C)
+
+
+def _value(result):
+    while isinstance(result, (tuple, list)):
+        result = result[0]
+    if hasattr(result, "detach"):                   # a torch tensor
+        result = result.detach().numpy()
+    if hasattr(result, "compute"):                  # a dask array
+        result = result.compute()
+    return np.asarray(result, dtype=np.float64)
+
+
+WORKLOADS = sorted({(f, len(s), d) for f, s, d in
+                    _bench.DEFAULT_WORKLOADS + _bench.EXTRA_WORKLOADS})
+
+
+@pytest.mark.parametrize("func,ndim,dtype", WORKLOADS)
+def test_every_implementation_computes_the_same_quantity(func, ndim, dtype):
+    x, t = _bench.make_data(_small(ndim), dtype)
+    impls = _bench.implementations(func, x, t)
+    if "fastnll" not in impls:
+        pytest.skip(f"{func}: its implementations need a package that is not installed")
+    expected = _value(impls["fastnll"]())
+    compared = []
+    for name, call in impls.items():
+        if name == "fastnll" or name in NOT_THE_SAME_QUANTITY:
+            continue
+        got = _value(call())
+        np.testing.assert_allclose(got, expected, rtol=2e-4 if dtype == "float32" else 1e-9,
+                                   atol=1e-6, err_msg=f"{func} {dtype}: {name}")
+        compared.append(name)
+    assert compared, f"{func}: nothing to compare with"
