@@ -7,7 +7,7 @@ def main(argv=None):
     usage = "usage: python -m fastnll {bench,demo} [--help]"
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
-        print("  bench   time fastnll against NumPy and installed peers (SciPy, PyTorch)")
+        print("  bench   time fastnll against NumPy and installed peers (SciPy, PyTorch, JAX)")
         print("  demo    worked examples: where negative log-likelihood comes from")
         return 0 if argv else 2
     if argv[0] == "bench":
