@@ -197,6 +197,11 @@ def check_grad_out(grad_out, return_grad, shapes, dtype, names=("grad_out",)):
             outs.append(None)
         else:
             outs.append(check_out(out, name, shape, dtype, "gradient"))
+    for i, a in enumerate(outs):
+        for j in range(i + 1, len(outs)):
+            if a is not None and outs[j] is not None and np.may_share_memory(a, outs[j]):
+                raise ValueError(f"{names[i]} and {names[j]} share memory: each gradient "
+                                 f"needs its own array")
     return tuple(outs)
 
 

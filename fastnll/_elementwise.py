@@ -28,14 +28,7 @@ def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_t
         divisor = n
     sigma = 1.0 / divisor if (reduction in ("mean", "batchmean") and divisor) else 1.0
     rows = np.empty(shape, dtype=dtype) if reduction == "none" else None
-    gx = None
-    if return_grad:
-        gx = output_array(grad_out, shape, dtype, (x, y, a, b))
-        if gx is grad_out and not gx.flags.c_contiguous:
-            # the kernel's loops (and so the loss's order of summation) follow the layouts of
-            # all the arrays it walks: the gradient array's must be the one it has without
-            # grad_out, so that the loss does not depend on where the gradient goes
-            gx = np.empty(shape, dtype=dtype)
+    gx = output_array(grad_out, shape, dtype, (x, y, a, b)) if return_grad else None
     ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _KIND.GAUSSIAN) else None
     optional = (a, b, rows, gx, ga)
     nthreads = _threads.for_work(n)

@@ -76,14 +76,6 @@ class ClassView:
         v = arr.reshape(self.outer, self.C, self.inner)
         return v.transpose(2, 1, 0) if self.swap else v
 
-    def to3_view(self, arr):
-        """to3(arr) where it is a view of arr, else None (a caller's out= array whose strides
-        do not merge: the kernel must not write into a copy)."""
-        v = reshape_view(arr, (self.outer, self.C, self.inner))
-        if v is None:
-            return None
-        return v.transpose(2, 1, 0) if self.swap else v
-
     def to2(self, arr):
         if self.swap:       # inner == 1: the (1, outer) view
             return arr.reshape(1, self.outer)
@@ -157,8 +149,10 @@ def _view(a, shape, strides):
 
 # ------------------------------------------------------------------ outputs ----
 # A caller's out= (softmax, log_softmax, logsumexp) or grad_out= (every return_grad) array,
-# checked by _checks.check_out, is written by the kernel itself where its dtype, alignment
-# and strides allow and it shares no memory with an input; otherwise the result goes
+# checked by _checks.check_out, is written by the kernel itself where it is what the
+# function would allocate (the compute dtype, C-contiguous: the kernels' loops, and so the
+# roundings of a few of them, follow the output's strides too, and a result must not depend
+# on where it is written) and it shares no memory with an input; otherwise the result goes
 # through a fresh array that deliver() copies into it, as NumPy does for overlapping
 # operands.
 
@@ -185,17 +179,16 @@ def same_memory(a, b):
 
 def kernel_writable(out, dtype, inputs=()):
     """Whether a caller's out array can be a kernel's output itself: the compute dtype,
-    aligned element-multiple strides, and no memory shared with any of `inputs`."""
-    return (out is not None and out.dtype == dtype and out.flags.aligned
-            and all(s % out.itemsize == 0 for s in out.strides)
+    C-contiguous and aligned, and no memory shared with any of `inputs`."""
+    return (out is not None and out.dtype == dtype and out.flags.c_contiguous
+            and out.flags.aligned
             and not any(a is not None and np.may_share_memory(out, a) for a in inputs))
 
 
-def output_array(out, shape, dtype, inputs=(), zero=False, view=None):
-    """The array a kernel writes: the caller's `out` itself where kernel_writable allows
-    (and, given the input's ClassView, where it has that view without a copy), else a fresh
-    one; zero-filled with zero=True."""
-    if kernel_writable(out, dtype, inputs) and (view is None or view.to3_view(out) is not None):
+def output_array(out, shape, dtype, inputs=(), zero=False):
+    """The array a kernel writes: the caller's `out` itself where kernel_writable allows,
+    else a fresh one; zero-filled with zero=True."""
+    if kernel_writable(out, dtype, inputs):
         if zero:
             out.fill(0)
         return out

@@ -457,13 +457,13 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
         need_x, need_W, need_b = needs
         need_b = need_b and b is not None
         if need_x:
-            gx = _direct(out_x, (N, H), dtype, (x, W, b, t))
+            gx = _direct(out_x, (N, H), dtype, (x, W, b, t, w, row_scale))
             if gx is None:
                 gx = np.zeros((N, H), dtype=dtype)
             else:
                 gx.fill(0)
         if need_W:
-            gW = _direct(out_W, (V, H), dtype, (x, W, b, t))
+            gW = _direct(out_W, (V, H), dtype, (x, W, b, t, w, row_scale))
             if gW is None:
                 gW = np.empty((V, H), dtype=dtype)
             if n_kept == 0:
@@ -516,7 +516,7 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
 def _direct(out, shape, dtype, operands):
     """A caller's gradient array as the (rows, features) matrix the products write, where it
     is C-contiguous, of dtype and shares no memory with the operands; else None."""
-    if out is None or not out.flags.c_contiguous or not kernel_writable(out, dtype, operands):
+    if out is None or not kernel_writable(out, dtype, operands):
         return None
     return out.reshape(shape)
 

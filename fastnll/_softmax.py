@@ -208,18 +208,18 @@ def _softmax_impl(x, axis, take_log, out=None):
 
 
 def _out_view(out, x, perm, merged_shape, view):
-    """The kernel's 3-D view of a caller's `out` (shaped like the input), laid out as the
-    view of the kernel-ready input `x`, or None where the kernel cannot write it directly:
-    another dtype, strides that do not merge, or memory shared with `x` other than `out`
-    being `x` itself (an in-place softmax reads each slice before writing it)."""
+    """The kernel's 3-D view of a caller's `out` (shaped like the input), or None where the
+    kernel does not write it directly: unless it is laid out as the array the function
+    allocates (kernel_writable; reduced axes that need a transpose never are), and shares no
+    memory with the kernel-ready input `x` other than being `x` itself (an in-place softmax
+    reads each slice before writing it)."""
+    if perm is not None:
+        return None
     o = reshape_view(out, x.shape)
     if o is None or not (kernel_writable(o, x.dtype) and
                          (same_memory(o, x) or not np.may_share_memory(o, x))):
         return None
-    if perm is not None:
-        o = o.transpose(perm)
-    o = reshape_view(o, merged_shape)
-    return None if o is None else view.to3_view(o)
+    return view.to3(o.reshape(merged_shape))
 
 
 def softmax(x, axis=None, *, out=None):

@@ -45,7 +45,7 @@ SOFTMAX_CASES = [
 
 
 @pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
-@pytest.mark.parametrize("shape,axis", SOFTMAX_CASES)
+@pytest.mark.parametrize("shape,axis", SOFTMAX_CASES + [((30, 1000), 1), ((1000, 30), 0)])
 @pytest.mark.parametrize("layout", OUT_LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_out(fn, shape, axis, layout, dtype):
@@ -153,12 +153,17 @@ def _loss_calls(dtype):
     y = rng.uniform(0, 1, x.shape).astype(dtype)
     x3 = rng.standard_normal((3, 5, 4)).astype(dtype)
     t3 = rng.integers(0, 5, (3, 4))
+    xw = rng.standard_normal((40, 300)).astype(dtype)      # the kernels' long-row loops
+    tw = rng.integers(0, 300, 40)
     return {
         "nll_loss": (lambda **o: F.nll_loss(x, t, **kw, **o), x.shape),
         "nll_loss_3d": (lambda **o: F.nll_loss(x3, t3, **o), x3.shape),
         "cross_entropy": (lambda **o: F.cross_entropy(x, t, label_smoothing=0.1, **kw, **o),
                           x.shape),
         "cross_entropy_axis0": (lambda **o: F.cross_entropy(x.T, t, axis=0, **o), x.T.shape),
+        "cross_entropy_wide": (lambda **o: F.cross_entropy(xw, tw, label_smoothing=0.1, **o),
+                               xw.shape),
+        "nll_loss_wide": (lambda **o: F.nll_loss(xw, tw, **o), xw.shape),
         "cross_entropy_3d": (lambda **o: F.cross_entropy(x3, t3, **o), x3.shape),
         "cross_entropy_prob": (lambda **o: F.cross_entropy(xp, p, **o), xp.shape),
         "cross_entropy_softcap": (lambda **o: F.cross_entropy(x, t, softcap=2.0, z_loss=0.1,
@@ -332,13 +337,58 @@ def _read_only(shape):
 
 
 def test_errors_leave_the_output_untouched():
-    """Every check runs before anything is written."""
+    """Every check runs before anything is written (nll_loss zero-fills its gradient)."""
     x = np.ones((3, 4))
     out = np.full((3, 4), 5.0)
+    for fn in (F.cross_entropy, F.nll_loss):
+        for bad in (9, -1):
+            for kw in ({}, {"reduction": "none"}, {"weight": np.ones(4)}):
+                with pytest.raises(IndexError):
+                    fn(x, np.array([0, 1, bad]), return_grad=True, grad_out=out, **kw)
     with pytest.raises(IndexError):
-        F.cross_entropy(x, np.array([0, 1, 9]), return_grad=True, grad_out=out)
+        F.nll_loss(x.T, np.array([0, 1, 7]), axis=0, return_grad=True, grad_out=out.T)
     with pytest.raises(ValueError):
         F.softmax(x, axis=3, out=out)
     with pytest.raises(ValueError):
         F.nll_loss(x, np.array([0, 1, 2]), reduction="avg", return_grad=True, grad_out=out)
     assert (out == 5.0).all()
+
+
+def test_grad_outputs_must_not_share_memory():
+    x = np.ones((3, 4))
+    g = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"grad_out\[0\] and grad_out\[1\] share memory"):
+        F.gaussian_nll_loss(x, x, np.ones((3, 4)), return_grad=True, grad_out=(g, g))
+    h = np.ones((4, 3))
+    buf = np.zeros(12 + 15)
+    with pytest.raises(ValueError, match=r"grad_out\[0\] and grad_out\[1\] share memory"):
+        F.linear_cross_entropy(h, np.ones((5, 3)), np.zeros(4, int), return_grad=True,
+                               grad_out=(buf[:12].reshape(4, 3), buf[10:25].reshape(5, 3),
+                                         None))
+    assert not g.any() and not buf.any()
+
+
+@pytest.mark.parametrize("block_rows", [None, 1])
+def test_linear_grad_out_sharing_memory_with_the_class_weights(monkeypatch, block_rows):
+    """Class weights read block after block while the gradients are written: an output that
+    shares their memory goes through a buffer."""
+    import fastnll._linear as lin
+    if block_rows is not None:
+        monkeypatch.setattr(lin, "_BLOCK_BYTES", 5 * 8 * block_rows)   # one row a block
+    rng = _rng()
+    N, H, V = 4, 3, 5
+    x, W, b = rng.standard_normal((N, H)), rng.standard_normal((V, H)), rng.standard_normal(V)
+    t = np.array([0, 1, 4, 2])
+    for k in (0, 1):
+        shapes = [(N, H), (V, H)]
+        buf = np.empty(N * H + V * H)
+        w = buf[:V]
+        w[:] = rng.random(V) + 0.5
+        loss, grads = F.linear_cross_entropy(x, W, t, b, weight=w.copy(), return_grad=True)
+        outs = [np.empty(s) for s in shapes] + [np.empty(V)]
+        outs[k] = buf[:N * H].reshape(shapes[k]) if k == 0 else buf[:V * H].reshape(shapes[k])
+        got_loss, got = F.linear_cross_entropy(x, W, t, b, weight=w, return_grad=True,
+                                               grad_out=tuple(outs))
+        assert_bitwise_equal(got_loss, loss)
+        for g, want in zip(got, grads):
+            _expect_in(g, want)
