@@ -11,7 +11,7 @@ from ._checks import (
 from ._dispatch import kernels
 from ._linear import cross_entropy_capped
 from ._layout import (
-    ClassView, compute_dtype, deliver, finish_reduction, kernel_ready, output_array, with_grad,
+    ClassView, compute_dtype, finish_reduction, kernel_ready, output_array, with_grad,
 )
 
 # the kernels' code of each reduction name (class_loss's `reduction`)
@@ -67,9 +67,9 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
             and (label_smoothing or return_grad) and np.any(t != ignore_index)):
         loss, grad = _mean_over_zero_weight(x, ax, t, w, ignore_index, label_smoothing,
                                             return_grad, dtype)
-        return with_grad(loss, deliver(grad_out, grad), return_grad)
-    return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype),
-                     deliver(grad_out, grad), return_grad)
+        return with_grad(loss, grad, return_grad, grad_out)
+    return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype), grad,
+                     return_grad, grad_out)
 
 
 def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
@@ -131,7 +131,7 @@ def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad
     )
     # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
     loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
-    return with_grad(loss, deliver(grad_out, grad), return_grad)
+    return with_grad(loss, grad, return_grad, grad_out)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", axis=None,

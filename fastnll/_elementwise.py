@@ -158,7 +158,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     loss, gx, _ = _run(_KIND.BCE, x, y, a=extra[0], b=extra[1], reduction=reduction,
                        return_grad=return_grad, dtype=dtype, grad_out=grad_out)
-    return with_grad(loss, deliver(grad_out, gx), return_grad)
+    return with_grad(loss, gx, return_grad, grad_out)
 
 
 def _gaussian_var(var, x_shape, dtype):
@@ -373,7 +373,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     loss, gx, _ = _run(_KIND.POISSON, x, y, eps=eps, full=full, log_input=log_input,
                        reduction=reduction, return_grad=return_grad, dtype=dtype,
                        grad_out=grad_out)
-    return with_grad(loss, deliver(grad_out, gx), return_grad)
+    return with_grad(loss, gx, return_grad, grad_out)
 
 
 def kl_div(input, target, reduction="mean", log_target=False, return_grad=False, *,
@@ -457,4 +457,4 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False,
     (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
     loss, gx, _ = _run(_KIND.KL, x, y, log_target=log_target, reduction=reduction,
                        return_grad=return_grad, divisor=divisor, dtype=dtype, grad_out=grad_out)
-    return with_grad(loss, deliver(grad_out, gx), return_grad)
+    return with_grad(loss, gx, return_grad, grad_out)

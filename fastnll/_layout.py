@@ -156,21 +156,6 @@ def _view(a, shape, strides):
 # through a fresh array that deliver() copies into it, as NumPy does for overlapping
 # operands.
 
-def reshape_view(a, shape):
-    """a reshaped to `shape` as a view of it, or None where that would need a copy."""
-    try:
-        return a.reshape(shape, copy=False)
-    except ValueError:
-        return None
-    except TypeError:    # NumPy < 2.1 has no copy= in reshape
-        v = a.view()
-        try:
-            v.shape = shape
-        except AttributeError:
-            return None
-        return v
-
-
 def same_memory(a, b):
     """Whether a and b are the same elements in the same layout (an in-place call)."""
     return (a.shape == b.shape and a.strides == b.strides
@@ -241,6 +226,7 @@ def finish_reduction(reduction, total, denom, rows, dtype):
     return dtype.type(total / denom)
 
 
-def with_grad(loss, grad, return_grad):
-    """What a loss with `return_grad` returns: (loss, grad), or the loss alone."""
-    return (loss, grad) if return_grad else loss
+def with_grad(loss, grad, return_grad, grad_out=None):
+    """What a loss with `return_grad` returns: (loss, grad), or the loss alone; with a
+    caller's grad_out, the gradient delivered into it."""
+    return (loss, deliver(grad_out, grad)) if return_grad else loss

@@ -213,8 +213,9 @@ def cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps, so
     grad = None
     if return_grad:
         grad = np.moveaxis(z.reshape(moved.shape), -1, ax)
-        grad = np.ascontiguousarray(grad) if grad_out is None else deliver(grad_out, grad)
-    return with_grad(loss, grad, return_grad)
+        if grad_out is None:
+            grad = np.ascontiguousarray(grad)
+    return with_grad(loss, grad, return_grad, grad_out)
 
 
 def _linear_operands(input, linear_weight, linear_bias):

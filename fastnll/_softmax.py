@@ -6,7 +6,7 @@ from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
 from ._layout import (
     ClassView, compute_dtype, deliver, group_axes, is_weak_scalar, kernel_ready,
-    kernel_writable, merge_axes, mergeable, reshape_view, same_memory, scalar_or_array,
+    kernel_writable, merge_axes, mergeable, same_memory, scalar_or_array,
 )
 
 
@@ -213,11 +213,10 @@ def _out_view(out, x, perm, merged_shape, view):
     allocates (kernel_writable; reduced axes that need a transpose never are), and shares no
     memory with the kernel-ready input `x` other than being `x` itself (an in-place softmax
     reads each slice before writing it)."""
-    if perm is not None:
+    if perm is not None or not kernel_writable(out, x.dtype):
         return None
-    o = reshape_view(out, x.shape)
-    if o is None or not (kernel_writable(o, x.dtype) and
-                         (same_memory(o, x) or not np.may_share_memory(o, x))):
+    o = out.reshape(x.shape)            # C-contiguous: a view
+    if np.may_share_memory(o, x) and not same_memory(o, x):
         return None
     return view.to3(o.reshape(merged_shape))
 
