@@ -15,7 +15,7 @@
  *
  * The loops mirror _avx512_loops.h, function for function, with the same names ending in
  * _avx2_f32 (fnl_max_unit, fnl_sumexp_unit, fnl_colsumexp_unit, fnl_colmax_rows,
- * fnl_colsumexp_rows, fnl_softmax_unit, fnl_grad_unit, fnl_colsoftmax_unit,
+ * fnl_colsumexp_rows, fnl_expsum_unit, fnl_softmax_unit, fnl_grad_unit, fnl_colsoftmax_unit,
  * fnl_colgrad_unit), and are called by the type-generic loops of _generic_loops_T.h for float in
  * place of their own bodies (FNL_INTRINSICS).  AVX2 has no mask registers: the lanes of the
  * last, partial vector are masked by an integer vector (fnl_first8), with masked loads and
@@ -398,6 +398,28 @@ FNL_INLINE int fnl_args_inrange8_f32(const float *x, ptrdiff_t n, float shift, f
 {
     return (fnl_extreme8_f32(x, n, 1) - shift) - log_sum >= FNL_EXP8_LO
            && (fnl_extreme8_f32(x, n, 0) - shift) - log_sum <= FNL_EXP8_HI;
+}
+
+/* out = exp(x - M) for a run whose maximum M is finite, returning the sum of the terms (in
+ * 8 lanes, then across them); the whole vectors through fnl_exp8_inrange_f32 when inrange */
+FNL_INLINE float fnl_expsum_run_avx2_f32(const float *x, ptrdiff_t n, float M, int inrange,
+                                         float *out)
+{
+    __m256 l = _mm256_setzero_ps(), vm = _mm256_set1_ps(M);
+    FNL_FOR8(i, n, full, live,
+        __m256 d = _mm256_sub_ps(fnl_load8(full, live, x + i), vm);
+        __m256 e = full && inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
+        fnl_store8(full, live, out + i, e);
+        l = _mm256_add_ps(l, full ? e : fnl_keep8(e, _mm256_castsi256_ps(live)));
+    )
+    return fnl_hsum8_f32(l);
+}
+
+FNL_INLINE float fnl_expsum_unit_avx2_f32(const float *x, ptrdiff_t n, float M, float *out)
+{
+    if (fnl_extreme8_f32(x, n, 1) - M >= FNL_EXP8_LO)
+        return fnl_expsum_run_avx2_f32(x, n, M, 1, out);
+    return fnl_expsum_run_avx2_f32(x, n, M, 0, out);
 }
 
 /* out = exp((x - shift) - log_sum), the whole vectors through fnl_exp8_inrange_f32 when

@@ -16,6 +16,7 @@
  *   fnl_colsumexp_unit_avx512_f32   one class row of a column block into per-column sums
  *   fnl_colmax_rows_avx512_f32, fnl_colsumexp_rows_avx512_f32
  *                                   a chunk of class rows of a column block at once
+ *   fnl_expsum_unit_avx512_f32      a row's exp(x - M), written and summed (softmax)
  *   fnl_softmax_unit_avx512_f32, fnl_grad_unit_avx512_f32, fnl_colsoftmax_unit_avx512_f32,
  *   fnl_colgrad_unit_avx512_f32     the writers of softmax and of the gradient
  * The column sums add element by element, so they are bit-identical to the generic loop's;
@@ -269,6 +270,19 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
 }
 
 /* -------------------------------------------------------------------- writers ---- */
+
+/* out = exp(x - M) for a run whose maximum M is finite, returning the sum of the terms (in
+ * 16 lanes, then across them) */
+FNL_INLINE float fnl_expsum_unit_avx512_f32(const float *x, ptrdiff_t n, float M, float *out)
+{
+    __m512 l = _mm512_setzero_ps(), vm = _mm512_set1_ps(M);
+    FNL_FOR16(i, n, live,
+        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(fnl_load16(live, x + i), vm));
+        _mm512_mask_storeu_ps(out + i, live, e);
+        l = _mm512_mask_add_ps(l, live, l, e);
+    )
+    return _mm512_reduce_add_ps(l);
+}
 
 FNL_INLINE void fnl_softmax_unit_avx512_f32(const float *x, ptrdiff_t n, float shift,
                                             float log_sum, float *out)

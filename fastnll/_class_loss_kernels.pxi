@@ -27,7 +27,9 @@
 #     reading strides from a struct inside prange can change the last bit of a loss.  Check a
 #     refactor of these kernels with .ci/corpus.py (bit for bit against the previous build).
 from fastnll._lse cimport RowStats, row_stats, row_lse
-from fastnll._loops cimport fnl_grad, fnl_gradprob, fnl_colgrad, fnl_unpack, fnl_nll_rows
+from fastnll._loops cimport (
+    fnl_colgrad, fnl_grad, fnl_gradprob, fnl_nll_rows, fnl_nll_rows_plain, fnl_unpack,
+)
 
 
 cdef struct TargetCheck:
@@ -179,9 +181,16 @@ cdef BlockSum nll_block(const floating *x0, const ClassArgs *args, Py_ssize_t r0
     r = r0
     while r < r1:
         run = row_run(r, r1, inner)
-        bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, s1,
-                           targets + run.o * s_t0 + run.k * s_t1, s_t0 if inner == 1 else s_t1,
-                           run.n, C, ignore_index, w, s_w, &block.loss_sum, &block.weight_sum)
+        if s1 == 1 and w == NULL:   # the common case, with fewer instructions a row
+            bad = fnl_nll_rows_plain(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2,
+                                     targets + run.o * s_t0 + run.k * s_t1,
+                                     s_t0 if inner == 1 else s_t1, run.n, C, ignore_index,
+                                     &block.loss_sum, &block.weight_sum)
+        else:
+            bad = fnl_nll_rows(x0 + run.o * s0 + run.k * s2, s0 if inner == 1 else s2, s1,
+                               targets + run.o * s_t0 + run.k * s_t1,
+                               s_t0 if inner == 1 else s_t1, run.n, C, ignore_index, w, s_w,
+                               &block.loss_sum, &block.weight_sum)
         if bad >= 0:
             block.bad_row = r + bad
             block.bad_value = (targets[run.o * s_t0 + (run.k + bad) * s_t1] if inner > 1

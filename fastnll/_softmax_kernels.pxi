@@ -1,7 +1,10 @@
 # The softmax family's kernels: logsumexp (plain and SciPy's weighted form), softmax and
 # log_softmax, over the class-axis view of _class_axis.pxi.
-from fastnll._lse cimport RowStats, row_lse
-from fastnll._loops cimport fnl_exp_f64, fnl_softmax, fnl_colsoftmax, fnl_unpack
+from fastnll._lse cimport ROW_CHUNK, RowStats, row_lse
+from fastnll._loops cimport (
+    fnl_colsoftmax, fnl_exp_f64, fnl_expsum_unit, fnl_max, fnl_prefetch_after, fnl_scale_unit,
+    fnl_softmax, fnl_unpack,
+)
 
 # The log-sum-exp kernels write their results as the input's type or as float64 (whatever the
 # output array is): float64 results of float32 rows are the partial statistics that
@@ -112,6 +115,35 @@ def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b no
             sign[o, k] = <result_t>sg
 
 
+cdef inline bint row_softmax_unit(const floating *x, Py_ssize_t n,
+                                 floating *out) noexcept nogil:
+    # softmax of a unit-stride row into a unit-stride out (which may be x) with one exp per
+    # element, PyTorch's exp(x - M) / S: the maximum M in one read of the row from memory
+    # (chunks prefetched as row_stats does), then exp(x - M) written to out and summed per
+    # chunk in float64 (the row is in L2 by now), then out scaled by 1/S in place.  Returns
+    # False, having written nothing, when M is not finite (rows that are empty, all -inf or
+    # contain +inf take the general path).
+    cdef Py_ssize_t c0 = 0, cn
+    cdef floating maximum = -INFINITY, chunk_max
+    cdef double total = 0
+    while c0 < n:
+        cn = n - c0 if n - c0 < ROW_CHUNK else ROW_CHUNK
+        fnl_prefetch_after(x + c0 + cn, cn * sizeof(floating))
+        chunk_max = fnl_max(x + c0, cn, 1)
+        if chunk_max > maximum:
+            maximum = chunk_max
+        c0 += cn
+    if not isfinite(maximum):
+        return False
+    c0 = 0
+    while c0 < n:
+        cn = n - c0 if n - c0 < ROW_CHUNK else ROW_CHUNK
+        total += fnl_expsum_unit(x + c0, cn, maximum, out + c0)
+        c0 += cn
+    fnl_scale_unit(out, n, <floating>(1.0 / total))
+    return True
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, bint take_log,
@@ -145,6 +177,10 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 ri = row_index(r, inner)
+                if (not take_log and s1 == 1 and os1 == 1
+                        and row_softmax_unit(x0 + ri.o * s0 + ri.k * s2, C,
+                                             y0 + ri.o * os0 + ri.k * os2)):
+                    continue
                 stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
                                 0, 0)
                 log_sum = <floating>stats.log_sum

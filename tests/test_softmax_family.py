@@ -422,6 +422,28 @@ def test_running_maximum_rescaled(name, dtype, rng):
     assert_close(fn(name)(x3, axis=1), scipy_ref(name, x3, axis=1), dtype)
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_rows_one_exp_and_general_path_mixed(in_place, dtype, rng):
+    # Rows with a finite maximum take the one-exp path (maximum, then exp(x - M) written and
+    # summed, then scaled); rows with +inf, all -inf, or nan beside them take the general
+    # one, row by row within one call, in place or not.
+    C = 3000
+    x = (rng.standard_normal((6, C)) * 4).astype(dtype)
+    x[0, -1] = 40          # the maximum in the last 1024-element chunk
+    x[1, 5] = np.inf
+    x[2] = -np.inf
+    x[3, 100] = np.nan
+    x[4, ::2] = -np.inf    # half the terms exp(-inf) = 0
+    expected = scipy_ref("softmax", x, axis=1)
+    if in_place:
+        got = x.copy()
+        assert fastnll.softmax(got, axis=1, out=got) is not None
+    else:
+        got = fastnll.softmax(x, axis=1)
+    assert_close(got, expected, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_offsets(dtype, rng):
     x = (1e4 + rng.standard_normal((4, 50))).astype(dtype)
