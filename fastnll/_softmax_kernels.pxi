@@ -116,7 +116,7 @@ def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b no
 
 
 cdef inline bint row_softmax_unit(const floating *x, Py_ssize_t n,
-                                 floating *out) noexcept nogil:
+                                  floating *out) noexcept nogil:
     # softmax of a unit-stride row into a unit-stride out (which may be x) with one exp per
     # element, PyTorch's exp(x - M) / S: the maximum M in one read of the row from memory
     # (chunks prefetched as row_stats does), then exp(x - M) written to out and summed per
