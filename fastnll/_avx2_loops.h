@@ -289,25 +289,40 @@ FNL_INLINE void fnl_colsumexp_unit_avx2_f32(const float *x, ptrdiff_t ncols, con
         live[q] = fnl_first8(rest_ >= 8 ? 8 : rest_ > 0 ? rest_ : 0);                       \
     }
 
-FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
-                                         ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
+/* one group of columns of fnl_colmax_rows_avx2_f32; full (a constant where this is inlined):
+ * all FNL_COLQ8 vectors are live, and take plain loads instead of masked ones */
+FNL_INLINE void fnl_colmax_group_avx2_f32(const float *x, ptrdiff_t nclass,
+                                          ptrdiff_t class_stride, const __m256i *live, int nq,
+                                          int full, int prefetch, float *m)
 {
-    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 8 * FNL_COLQ8) {
-        FNL_COLQ8_MASKS(live, nq, ncols - k0 < 8 * FNL_COLQ8 ? ncols - k0 : 8 * FNL_COLQ8)
-        __m256 acc[FNL_COLQ8];
-        for (int q = 0; q < FNL_COLQ8; q++) acc[q] = fnl_load8(0, live[q], m + k0 + 8 * q);
-        for (ptrdiff_t j = 0; j < nclass; j++) {
-            /* the same piece of the row, one chunk ahead (the next call's) */
-            fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
-            for (int q = 0; q < FNL_COLQ8; q++) {
-                if (q < nq) {   /* x > m ? x : m, which is what maxps computes */
-                    __m256 v = fnl_load8(0, live[q], x + j * class_stride + k0 + 8 * q);
-                    acc[q] = _mm256_max_ps(v, acc[q]);
-                }
+    __m256 acc[FNL_COLQ8];
+    for (int q = 0; q < FNL_COLQ8; q++) acc[q] = fnl_load8(full, live[q], m + 8 * q);
+    for (ptrdiff_t j = 0; j < nclass; j++) {
+        /* the same piece of the row, one chunk ahead (the next call's) */
+        if (prefetch) fnl_prefetch_rows_ahead(x, j + nclass, class_stride, 32 * nq);
+        for (int q = 0; q < FNL_COLQ8; q++) {
+            if (q < nq) {   /* x > m ? x : m, which is what maxps computes */
+                __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
+                acc[q] = _mm256_max_ps(v, acc[q]);
             }
         }
-        for (int q = 0; q < FNL_COLQ8; q++)
-            fnl_store8(0, live[q], m + k0 + 8 * q, acc[q]);
+    }
+    for (int q = 0; q < FNL_COLQ8; q++) fnl_store8(full, live[q], m + 8 * q, acc[q]);
+}
+
+FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
+                                         ptrdiff_t class_stride, ptrdiff_t ncols, int prefetch,
+                                         float *m)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 8 * FNL_COLQ8) {
+        ptrdiff_t n = ncols - k0 < 8 * FNL_COLQ8 ? ncols - k0 : 8 * FNL_COLQ8;
+        FNL_COLQ8_MASKS(live, nq, n)
+        if (n == 8 * FNL_COLQ8)
+            fnl_colmax_group_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, prefetch,
+                                      m + k0);
+        else
+            fnl_colmax_group_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, prefetch,
+                                      m + k0);
     }
 }
 
@@ -316,13 +331,13 @@ FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
  * fnl_exp8_inrange_f32 when inrange (a constant where this is inlined) */
 FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                          ptrdiff_t class_stride, const __m256i *live, int nq,
-                                         const __m256 *vs, int inrange, __m256 *l,
+                                         int full, const __m256 *vs, int inrange, __m256 *l,
                                          __m256i *count)
 {
     for (ptrdiff_t j = 0; j < nclass; j++) {
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
-                __m256 v = fnl_load8(0, live[q], x + j * class_stride + 8 * q);
+                __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
                 __m256 d = _mm256_sub_ps(v, vs[q]);
                 __m256 e = inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
                 __m256 top = _mm256_cmp_ps(v, vs[q], _CMP_EQ_OQ);
@@ -331,6 +346,19 @@ FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
             }
         }
     }
+}
+
+/* lo[q] = the minimum of the live columns of a group over nclass class rows (dead lanes read
+ * 0, against a shift of 0); full as in fnl_colmax_group_avx2_f32 */
+FNL_INLINE void fnl_colmin_group_avx2_f32(const float *x, ptrdiff_t nclass,
+                                          ptrdiff_t class_stride, const __m256i *live, int nq,
+                                          int full, __m256 *lo)
+{
+    for (ptrdiff_t j = 0; j < nclass; j++)
+        for (int q = 0; q < FNL_COLQ8; q++)
+            if (q < nq)
+                lo[q] = _mm256_min_ps(fnl_load8(full, live[q], x + j * class_stride + 8 * q),
+                                      lo[q]);
 }
 
 FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
@@ -366,20 +394,29 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
             count[q] = _mm256_setzero_si256();
             lo[q] = _mm256_set1_ps(INFINITY);
         }
-        for (ptrdiff_t j = 0; j < nclass; j++)
-            for (int q = 0; q < FNL_COLQ8; q++)
-                if (q < nq)     /* dead lanes read 0, against a shift of 0 */
-                    lo[q] = _mm256_min_ps(fnl_load8(0, live[q],
-                                                    x + j * class_stride + k0 + 8 * q), lo[q]);
+        int full = n == 8 * FNL_COLQ8;
+        if (full)
+            fnl_colmin_group_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, lo);
+        else
+            fnl_colmin_group_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, lo);
         int inrange = 1;
         for (int q = 0; q < FNL_COLQ8; q++)
             inrange &= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(lo[q], vs[q]),
                                                         _mm256_set1_ps(FNL_EXP8_LO),
                                                         _CMP_GE_OQ)) == 0xFF;
-        if (inrange)
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, vs, 1, l, count);
+        /* four copies of the loop: plain or masked loads, the one exp or the other */
+        if (full && inrange)
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 1, l,
+                                     count);
+        else if (full)
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 0, l,
+                                     count);
+        else if (inrange)
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 1, l,
+                                     count);
         else
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, vs, 0, l, count);
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 0, l,
+                                     count);
         for (int q = 0; q < FNL_COLQ8; q++) {
             __m256 h = fnl_load8(0, live[q], at_max + k0 + 8 * q);
             fnl_store8(0, live[q], rest + k0 + 8 * q, l[q]);

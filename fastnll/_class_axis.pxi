@@ -133,6 +133,92 @@ cdef void *col_workspace(int nthreads) except NULL:
     return ws
 
 
+cdef inline void col_lse_start(const floating *x, Py_ssize_t ncols, void *ws,
+                               int tid) noexcept nogil:
+    # the running state of col_lse for ncols columns, in thread tid's workspace (x only
+    # names the type)
+    cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+    cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
+    cdef double *x_sum = <double *>col_slot(ws, tid, SLOT_X_SUM_D)
+    cdef double *rest = <double *>col_slot(ws, tid, SLOT_REST_D)
+    cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
+    cdef Py_ssize_t k
+    for k in range(ncols):
+        maximum[k] = -INFINITY
+        shift[k] = 0
+        rest[k] = 0
+        at_max[k] = 0
+        x_sum[k] = 0
+
+
+cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t nclass,
+                               Py_ssize_t s_class, Py_ssize_t ncols, Py_ssize_t s_col,
+                               RowSums sums, const floating *w, Py_ssize_t s_w, void *ws,
+                               int tid, floating *packed, bint tail_ok,
+                               bint prefetch) noexcept nogil:
+    # One chunk of col_lse: the nclass (<= COL_CHUNK) classes j0, j0 + 1, ... whose rows
+    # start at x, added to the running state (col_lse_start) in thread tid's workspace.
+    # prefetch: ask for the next chunk's pieces of these columns while this one is read (as
+    # col_lse does; a caller that reads other columns next leaves that to the hardware).
+    cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+    cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
+    cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
+    cdef floating *chunk_max = <floating *>col_slot(ws, tid, SLOT_CHUNK_MAX)
+    cdef floating *chunk_rest = <floating *>col_slot(ws, tid, SLOT_CHUNK_REST)
+    cdef floating *chunk_at_max = <floating *>col_slot(ws, tid, SLOT_CHUNK_AT_MAX)
+    cdef floating *chunk_x_sum = <floating *>col_slot(ws, tid, SLOT_CHUNK_X_SUM)
+    cdef double *x_sum = <double *>col_slot(ws, tid, SLOT_X_SUM_D)
+    cdef double *rest = <double *>col_slot(ws, tid, SLOT_REST_D)
+    cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
+    cdef const floating *xc
+    cdef Py_ssize_t s_xc_class, s_xc_col, j, k
+    for k in range(ncols):
+        chunk_max[k] = -INFINITY
+        chunk_rest[k] = 0
+        chunk_at_max[k] = 0
+        chunk_x_sum[k] = 0
+    if packed != NULL:
+        fnl_pack(x, nclass, s_class, ncols, s_col, packed, COL_BLOCK, tail_ok)
+        xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
+    else:
+        xc, s_xc_class, s_xc_col = x, s_class, s_col
+    fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, prefetch, chunk_max)
+    if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
+        for k in range(ncols):
+            maximum[k] = chunk_max[k]
+            shift[k] = chunk_max[k] if isfinite(chunk_max[k]) else 0
+            ref[k] = shift[k]
+    else:
+        for k in range(ncols):
+            if chunk_max[k] > maximum[k]:
+                rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
+    # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
+    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift, chunk_rest,
+                       chunk_at_max)
+    if sums == SUMS_WX:
+        for j in range(nclass):
+            fnl_colsumdiff(xc + j * s_xc_class, ncols, s_xc_col,
+                           1 if w == NULL else w[(j0 + j) * s_w], ref, chunk_x_sum)
+    for k in range(ncols):
+        rest[k] += chunk_rest[k]
+        at_max[k] += chunk_at_max[k]
+        x_sum[k] += chunk_x_sum[k]
+
+
+cdef inline void col_lse_finish(const floating *x, Py_ssize_t ncols, void *ws,
+                                int tid) noexcept nogil:
+    # the logs of the sums of col_lse's state (x only names the type)
+    cdef floating *log_sum = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
+    cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
+    cdef double *log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
+    cdef double *rest = <double *>col_slot(ws, tid, SLOT_REST_D)
+    cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
+    cdef Py_ssize_t k
+    finish_logs_many(maximum, rest, at_max, log_sum_d, ncols)
+    for k in range(ncols):
+        log_sum[k] = <floating>log_sum_d[k]
+
+
 cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py_ssize_t ncols,
                          Py_ssize_t s_col, RowSums sums, const floating *w, Py_ssize_t s_w,
                          void *ws, int tid, floating *packed, bint tail_ok) noexcept nogil:
@@ -146,68 +232,20 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py
     # value says so (True: the block is packed whole).  tail_ok: more columns follow these
     # ncols (the pack may then read a little past a row, see fnl_pack).
     # Results, per column, in the slots SLOT_SHIFT, SLOT_LOG_SUM, SLOT_REF, SLOT_MAX,
-    # SLOT_LOG_SUM_D and (SUMS_WX) SLOT_X_SUM_D.
-    cdef Py_ssize_t j, j0, nclass, k
-    cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
-    cdef floating *log_sum = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
-    cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
-    cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
-    cdef floating *chunk_max = <floating *>col_slot(ws, tid, SLOT_CHUNK_MAX)
-    cdef floating *chunk_rest = <floating *>col_slot(ws, tid, SLOT_CHUNK_REST)
-    cdef floating *chunk_at_max = <floating *>col_slot(ws, tid, SLOT_CHUNK_AT_MAX)
-    cdef floating *chunk_x_sum = <floating *>col_slot(ws, tid, SLOT_CHUNK_X_SUM)
-    cdef double *log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
-    cdef double *x_sum = <double *>col_slot(ws, tid, SLOT_X_SUM_D)
-    cdef double *rest = <double *>col_slot(ws, tid, SLOT_REST_D)
-    cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
-    cdef const floating *xc
-    cdef Py_ssize_t s_xc_class, s_xc_col
-    for k in range(ncols):
-        maximum[k] = -INFINITY
-        shift[k] = 0
-        rest[k] = 0
-        at_max[k] = 0
-        x_sum[k] = 0
+    # SLOT_LOG_SUM_D and (SUMS_WX) SLOT_X_SUM_D.  The work is col_lse_start, col_lse_chunk
+    # per chunk of COL_CHUNK classes, col_lse_finish: a caller may interleave the chunks of
+    # several blocks (in workspaces of their own) and get the same results.
+    cdef Py_ssize_t j0, nclass
+    col_lse_start(x, ncols, ws, tid)
     j0 = 0
     while j0 < C:
         nclass = C - j0
         if nclass > COL_CHUNK:
             nclass = COL_CHUNK
-        for k in range(ncols):
-            chunk_max[k] = -INFINITY
-            chunk_rest[k] = 0
-            chunk_at_max[k] = 0
-            chunk_x_sum[k] = 0
-        if packed != NULL:
-            fnl_pack(x + j0 * s_class, nclass, s_class, ncols, s_col, packed, COL_BLOCK, tail_ok)
-            xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
-        else:
-            xc, s_xc_class, s_xc_col = x + j0 * s_class, s_class, s_col
-        fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, chunk_max)
-        if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
-            for k in range(ncols):
-                maximum[k] = chunk_max[k]
-                shift[k] = chunk_max[k] if isfinite(chunk_max[k]) else 0
-                ref[k] = shift[k]
-        else:
-            for k in range(ncols):
-                if chunk_max[k] > maximum[k]:
-                    rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
-        # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
-        fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift,
-                           chunk_rest, chunk_at_max)
-        if sums == SUMS_WX:
-            for j in range(nclass):
-                fnl_colsumdiff(xc + j * s_xc_class, ncols, s_xc_col,
-                               1 if w == NULL else w[(j0 + j) * s_w], ref, chunk_x_sum)
-        for k in range(ncols):
-            rest[k] += chunk_rest[k]
-            at_max[k] += chunk_at_max[k]
-            x_sum[k] += chunk_x_sum[k]
+        col_lse_chunk(x + j0 * s_class, j0, nclass, s_class, ncols, s_col, sums, w, s_w, ws,
+                      tid, packed, tail_ok, True)
         j0 += nclass
-    finish_logs_many(maximum, rest, at_max, log_sum_d, ncols)
-    for k in range(ncols):
-        log_sum[k] = <floating>log_sum_d[k]
+    col_lse_finish(x, ncols, ws, tid)
     return packed != NULL and C <= COL_CHUNK
 
 

@@ -314,15 +314,19 @@ FNL_INLINE void FNL_FN(fnl_colsumexp)(const T *x, ptrdiff_t ncols, ptrdiff_t s_c
     }
 }
 
-/* fnl_colmax over nclass class rows, row j at x + j * s_class */
+/* fnl_colmax over nclass class rows, row j at x + j * s_class; prefetch: the loops written
+ * with intrinsics also ask for the same pieces nclass rows on (the next chunk's, when the
+ * caller reads chunk after chunk down one block of columns) */
 FNL_INLINE void FNL_FN(fnl_colmax_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t s_class,
-                                        ptrdiff_t ncols, ptrdiff_t s_col, T *m)
+                                        ptrdiff_t ncols, ptrdiff_t s_col, int prefetch, T *m)
 {
 #if FNL_INTRINSICS
     if (s_col == 1) {   /* the maxima kept in registers across the rows: the same results */
-        FNL_VEC(fnl_colmax_rows)(x, nclass, s_class, ncols, m);
+        FNL_VEC(fnl_colmax_rows)(x, nclass, s_class, ncols, prefetch, m);
         return;
     }
+#else
+    (void)prefetch;
 #endif
     for (ptrdiff_t j = 0; j < nclass; j++) FNL_FN(fnl_colmax)(x + j * s_class, ncols, s_col, m);
 }

@@ -445,6 +445,30 @@ def test_softmax_rows_one_exp_and_general_path_mixed(in_place, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", [
+    ((100, 1300), 0), ((33, 3000), 0), ((3, 70, 600), 1), ((2, 40, 257), 1),
+], ids=str)
+def test_logsumexp_column_strips(shape, axis, dtype, rng):
+    # Contiguous columns of more than one 256-column block and more than 32 classes are read
+    # by strips of blocks, chunk by chunk across the strip: each column must get the same
+    # bits as when its block is reduced alone (one block: the plain column traversal), with 1
+    # or 2 threads, and SciPy's value.
+    x = data(rng, shape, dtype)
+    x[(0,) * (len(shape) - 1) + (5,)] = np.inf
+    x[(1,) * (len(shape) - 1) + (7,)] = np.nan
+    x[(slice(None),) * (len(shape) - 1) + (9,)] = -np.inf
+    with fastnll.threads(1):
+        one = fastnll.logsumexp(x, axis=axis)
+    with fastnll.threads(2):
+        two = fastnll.logsumexp(x, axis=axis)
+    np.testing.assert_array_equal(one, two)
+    for k0 in range(0, shape[-1] - 1, 256):   # (one column alone is a row, summed otherwise)
+        alone = fastnll.logsumexp(np.ascontiguousarray(x[..., k0:k0 + 256]), axis=axis)
+        np.testing.assert_array_equal(one[..., k0:k0 + 256], alone)
+    assert_close(one, scipy_ref("logsumexp", x, axis=axis), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_large_offsets(dtype, rng):
     x = (1e4 + rng.standard_normal((4, 50))).astype(dtype)
     for name in FUNCS:
