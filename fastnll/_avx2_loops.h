@@ -426,6 +426,34 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
     }
 }
 
+/* ------------------------------------------------------------- streaming writers ---- */
+
+/* out = (x - shift) - log_sum (log_softmax) and out = e * c (softmax's scaling), written
+ * with non-temporal stores: into an output larger than the last-level cache, which would
+ * otherwise be read into the cache before each line is written.  The first elements, up to
+ * out's first 32-byte boundary, and the last partial vector take plain stores; the same
+ * values as the plain loops.  The caller orders the stores with fnl_stream_fence. */
+FNL_INLINE void fnl_sub2_stream_avx2_f32(const float *x, ptrdiff_t n, float shift,
+                                         float log_sum, float *out)
+{
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & 31); i++) out[i] = (x[i] - shift) - log_sum;
+    __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
+    for (; i + 8 <= n; i += 8)
+        _mm256_stream_ps(out + i, _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs), vl));
+    for (; i < n; i++) out[i] = (x[i] - shift) - log_sum;
+}
+
+FNL_INLINE void fnl_scale_stream_avx2_f32(const float *e, ptrdiff_t n, float c, float *out)
+{
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & 31); i++) out[i] = e[i] * c;
+    __m256 vc = _mm256_set1_ps(c);
+    for (; i + 8 <= n; i += 8)
+        _mm256_stream_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(e + i), vc));
+    for (; i < n; i++) out[i] = e[i] * c;
+}
+
 /* -------------------------------------------------------------------- writers ---- */
 
 /* whether every (x - shift) - log_sum of a run lies in [FNL_EXP8_LO, FNL_EXP8_HI] (or is

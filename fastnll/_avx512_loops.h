@@ -17,6 +17,8 @@
  *   fnl_colmax_rows_avx512_f32, fnl_colsumexp_rows_avx512_f32
  *                                   a chunk of class rows of a column block at once
  *   fnl_expsum_unit_avx512_f32      a row's exp(x - M), written and summed (softmax)
+ *   fnl_sub2_stream_avx512_f32, fnl_scale_stream_avx512_f32
+ *                                   softmax writers with non-temporal stores
  *   fnl_softmax_unit_avx512_f32, fnl_grad_unit_avx512_f32, fnl_colsoftmax_unit_avx512_f32,
  *   fnl_colgrad_unit_avx512_f32     the writers of softmax and of the gradient
  * The column sums add element by element, so they are bit-identical to the generic loop's;
@@ -268,6 +270,30 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
                                   _mm512_add_ps(h, _mm512_cvtepi32_ps(count[q])));
         }
     }
+}
+
+/* ------------------------------------------------------------- streaming writers ---- */
+
+/* as fnl_sub2_stream_avx2_f32 and fnl_scale_stream_avx2_f32, 64-byte aligned vectors */
+FNL_INLINE void fnl_sub2_stream_avx512_f32(const float *x, ptrdiff_t n, float shift,
+                                           float log_sum, float *out)
+{
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & 63); i++) out[i] = (x[i] - shift) - log_sum;
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
+    for (; i + 16 <= n; i += 16)
+        _mm512_stream_ps(out + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs), vl));
+    for (; i < n; i++) out[i] = (x[i] - shift) - log_sum;
+}
+
+FNL_INLINE void fnl_scale_stream_avx512_f32(const float *e, ptrdiff_t n, float c, float *out)
+{
+    ptrdiff_t i = 0;
+    for (; i < n && ((uintptr_t)(out + i) & 63); i++) out[i] = e[i] * c;
+    __m512 vc = _mm512_set1_ps(c);
+    for (; i + 16 <= n; i += 16)
+        _mm512_stream_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(e + i), vc));
+    for (; i < n; i++) out[i] = e[i] * c;
 }
 
 /* -------------------------------------------------------------------- writers ---- */

@@ -93,6 +93,29 @@ FNL_INLINE void FNL_FN(fnl_scale_unit)(T *out, ptrdiff_t n, T c)
     for (ptrdiff_t i = 0; i < n; i++) out[i] *= c;
 }
 
+/* out = e * c and out = (x - shift) - log_sum over unit-stride runs, with non-temporal stores
+ * where the build has the loops written with intrinsics (for an output larger than the
+ * last-level cache); plain stores elsewhere.  The same values either way. */
+FNL_INLINE void FNL_FN(fnl_scale_stream)(const T *e, ptrdiff_t n, T c, T *out)
+{
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_scale_stream)(e, n, c, out);
+#else
+    FNL_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = e[i] * c;
+#endif
+}
+
+FNL_INLINE void FNL_FN(fnl_sub2_stream)(const T *x, ptrdiff_t n, T shift, T log_sum, T *out)
+{
+#if FNL_INTRINSICS
+    FNL_VEC(fnl_sub2_stream)(x, n, shift, log_sum, out);
+#else
+    FNL_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = (x[i] - shift) - log_sum;
+#endif
+}
+
 /* out = exp((x - shift) - log_sum) */
 FNL_INLINE void FNL_FN(fnl_softmax_unit)(const T *x, ptrdiff_t n, T shift, T log_sum, T *out)
 {

@@ -24,12 +24,12 @@ Design
 (f) Block sizes: the block buffers are bounded by a memory budget (_BLOCK_BYTES, which bounds
     the call's extra memory whatever N is); the vocabulary slices of (d) by the L2 cache.
 """
-import os
 from collections import namedtuple
 
 import numpy as np
 
 from . import _threads
+from ._caches import L2_BYTES
 from ._checks import (
     as_real_array, check_class_range, check_grad_out, check_ignore_index, check_label_smoothing,
     check_probability_ignore_index, check_reduction, check_shape, check_softcap, check_z_loss,
@@ -48,16 +48,7 @@ _NONE = kernels.Reduction.NONE
 _BLOCK_BYTES = 32 * 2 ** 20
 
 
-def _l2_bytes():
-    """The L2 cache of one core as the OS reports it (1 MiB where it does not)."""
-    try:
-        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        size = 0
-    return size if size and size > 0 else 2 ** 20
-
-
-_L2_BYTES = _l2_bytes()
+_L2_BYTES = L2_BYTES      # a module global, so that the tests can shrink it
 
 LinearGrads = namedtuple("LinearGrads", ["input", "linear_weight", "linear_bias"])
 LinearGrads.__doc__ = """The gradients of `linear_cross_entropy`'s loss (``return_grad=True``).

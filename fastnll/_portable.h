@@ -54,6 +54,15 @@ FNL_INLINE void fnl_prefetch_rows_ahead(const float *piece, ptrdiff_t rows,
     for (ptrdiff_t b = 0; b < nbytes; b += 64) FNL_PREFETCH_L2((const void *)(ahead + b));
 }
 
+/* orders a thread's non-temporal stores before whatever it does next (a no-op where none are
+ * issued) */
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+FNL_INLINE void fnl_stream_fence(void) { _mm_sfence(); }
+#else
+FNL_INLINE void fnl_stream_fence(void) {}
+#endif
+
 /* the bits of a float or a double, for exponent arithmetic */
 typedef union { float f; int32_t i; } fnl_bits32;
 typedef union { double f; int64_t i; } fnl_bits64;

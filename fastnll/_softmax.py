@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import _threads
+from ._caches import streams
 from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
 from ._layout import (
@@ -198,7 +199,8 @@ def _softmax_impl(x, axis, take_log, out=None):
     if y3 is None:
         res = np.empty(merged.shape, dtype=dtype)
         y3 = view.to3(res)
-    kernels.softmax(x=view.x3, out=y3, take_log=take_log, nthreads=_threads.for_work(x.size))
+    kernels.softmax(x=view.x3, out=y3, take_log=take_log, nthreads=_threads.for_work(x.size),
+                    stream=res is None and streams(out))
     if res is None:                                # the kernel wrote the caller's out
         return out
     res = res.reshape(grouped.shape)

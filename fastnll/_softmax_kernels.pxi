@@ -2,8 +2,8 @@
 # log_softmax, over the class-axis view of _class_axis.pxi.
 from fastnll._lse cimport ROW_CHUNK, RowStats, row_lse
 from fastnll._loops cimport (
-    fnl_colsoftmax, fnl_exp_f64, fnl_expsum_unit, fnl_max, fnl_prefetch_after, fnl_scale_unit,
-    fnl_softmax, fnl_unpack,
+    fnl_colsoftmax, fnl_exp_f64, fnl_expsum_unit, fnl_max, fnl_prefetch_after,
+    fnl_scale_stream, fnl_scale_unit, fnl_softmax, fnl_stream_fence, fnl_sub2_stream, fnl_unpack,
 )
 
 # The log-sum-exp kernels write their results as the input's type or as float64 (whatever the
@@ -179,16 +179,19 @@ def logsumexp_b(const floating[:, :, :] x not None, const floating[:, :, :] b no
             sign[o, k] = <result_t>sg
 
 
-cdef inline bint row_softmax_unit(const floating *x, Py_ssize_t n,
-                                  floating *out) noexcept nogil:
+cdef inline bint row_softmax_unit(const floating *x, Py_ssize_t n, floating *out,
+                                  floating *scratch) noexcept nogil:
     # softmax of a unit-stride row into a unit-stride out (which may be x) with one exp per
     # element, PyTorch's exp(x - M) / S: the maximum M in one read of the row from memory
-    # (chunks prefetched as row_stats does), then exp(x - M) written to out and summed per
-    # chunk in float64 (the row is in L2 by now), then out scaled by 1/S in place.  Returns
-    # False, having written nothing, when M is not finite (rows that are empty, all -inf or
-    # contain +inf take the general path).
+    # (chunks prefetched as row_stats does), then exp(x - M) written and summed per chunk in
+    # float64 (the row is in L2 by now), then scaled by 1/S.  The exps go to out, scaled in
+    # place; or, with a scratch row (n elements, the thread's own), to scratch, scaled into
+    # out with non-temporal stores (an output larger than the last-level cache: see
+    # softmax's `stream`).  Returns False, having written nothing, when M is not finite
+    # (rows that are empty, all -inf or contain +inf take the general path).
     cdef Py_ssize_t c0 = 0, cn
     cdef floating maximum = -INFINITY, chunk_max
+    cdef floating *e = out if scratch == NULL else scratch
     cdef double total = 0
     while c0 < n:
         cn = n - c0 if n - c0 < ROW_CHUNK else ROW_CHUNK
@@ -202,17 +205,26 @@ cdef inline bint row_softmax_unit(const floating *x, Py_ssize_t n,
     c0 = 0
     while c0 < n:
         cn = n - c0 if n - c0 < ROW_CHUNK else ROW_CHUNK
-        total += fnl_expsum_unit(x + c0, cn, maximum, out + c0)
+        total += fnl_expsum_unit(x + c0, cn, maximum, e + c0)
         c0 += cn
-    fnl_scale_unit(out, n, <floating>(1.0 / total))
+    if scratch == NULL:
+        fnl_scale_unit(out, n, <floating>(1.0 / total))
+    else:
+        fnl_scale_stream(scratch, n, <floating>(1.0 / total), out)
+        fnl_stream_fence()
     return True
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, bint take_log,
-            int nthreads):
-    """out = softmax(x) or log_softmax(x) along the middle axis."""
+            int nthreads, bint stream=False):
+    """out = softmax(x) or log_softmax(x) along the middle axis.
+
+    stream: write unit-stride rows with non-temporal stores (for a caller's output larger
+    than the last-level cache, already in memory: it is then not read into the cache before
+    being overwritten; a fresh output is better written through the cache, where the
+    kernel's zeroed pages already are)."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
     cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
@@ -235,23 +247,38 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
     cdef floating *packed = NULL
     cdef bint packed_whole = False
     cdef void *ws = NULL
+    cdef floating *scratch = NULL
     if x0 == NULL:
         return
     if not use_columns(inner, C, s1, s2):
+        stream = stream and s1 == 1 and os1 == 1
+        if stream and not take_log:
+            scratch = <floating *>malloc(<size_t>(nthreads if nthreads > 0 else 1) * C
+                                         * sizeof(floating))
+            if scratch == NULL:
+                raise MemoryError()
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 ri = row_index(r, inner)
                 if (not take_log and s1 == 1 and os1 == 1
                         and row_softmax_unit(x0 + ri.o * s0 + ri.k * s2, C,
-                                             y0 + ri.o * os0 + ri.k * os2)):
+                                             y0 + ri.o * os0 + ri.k * os2,
+                                             NULL if scratch == NULL
+                                             else scratch + threadid() * C)):
                     continue
                 stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
                                 0, 0)
                 log_sum = <floating>stats.log_sum
                 if not take_log and stats.maximum == INFINITY:
                     log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
-                fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift, log_sum,
-                            y0 + ri.o * os0 + ri.k * os2, os1, take_log)
+                if take_log and stream:
+                    fnl_sub2_stream(x0 + ri.o * s0 + ri.k * s2, C, <floating>stats.shift,
+                                    log_sum, y0 + ri.o * os0 + ri.k * os2)
+                    fnl_stream_fence()
+                else:
+                    fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                                log_sum, y0 + ri.o * os0 + ri.k * os2, os1, take_log)
+        free(scratch)
         return
     blocks = col_blocks(inner, s2)
     ws = col_workspace(nthreads)

@@ -86,6 +86,29 @@ def test_softmax_in_place(fn, shape, axis, layout, dtype):
     _expect_in(x, expected)
 
 
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+@pytest.mark.parametrize("shape", [(6, 40), (30, 1000), (4, 3001), (2, 7)])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_out_streamed(monkeypatch, fn, shape, offset, dtype):
+    """An output larger than the last-level cache (here: any, with the size patched to 0) is
+    written with non-temporal stores; from any element offset (vectors start at the first
+    32- or 64-byte boundary), in place or not, rows with +inf or all -inf among the others:
+    the same bits as the cached writes."""
+    x = _rng().standard_normal(shape).astype(dtype) * 5
+    x[0, 1] = np.inf
+    x[-1] = -np.inf
+    expected = fn(x, axis=1)
+    monkeypatch.setattr(fastnll._caches, "LLC_BYTES", 0)
+    size = int(np.prod(shape))
+    out = np.full(size + offset, np.nan, dtype=dtype)[offset:].reshape(shape)
+    assert fn(x, axis=1, out=out) is out
+    _expect_in(out, expected)
+    y = x.copy()
+    assert fn(y, axis=1, out=y) is y
+    _expect_in(y, expected)
+
+
 def test_softmax_out_overlapping_the_input():
     """Memory shared with the input in another layout goes through a buffer."""
     base = _rng().standard_normal((6, 41)).astype(np.float32)
