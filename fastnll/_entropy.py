@@ -96,12 +96,16 @@ def entropy(pk, qk=None, base=None, axis=0):
     p = kernel_ready(p, dtype)
     view = ClassView(p, ax)
     q3 = view.to3(kernel_ready(q, dtype)) if q is not None else None
-    check_probabilities("pk", *kernels.first_negative(p=view.x3))
-    if q3 is not None:
-        check_probabilities("qk", *kernels.first_negative(p=q3))
     out = np.empty(view.outer * view.inner, dtype=dtype)
-    kernels.entropy(p=view.x3, q=q3, scale=log_base_scale(base), out=view.to2(out),
-                    nthreads=_threads.for_work(p.size))
+    # the kernel reports negative entries where its loops saw them (1), else (-1) they are
+    # looked for here; either way the error names the first one, and nothing the caller
+    # holds has been written
+    negative = kernels.entropy(p=view.x3, q=q3, scale=log_base_scale(base), out=view.to2(out),
+                               nthreads=_threads.for_work(p.size))
+    if negative:
+        check_probabilities("pk", *kernels.first_negative(p=view.x3))
+        if q3 is not None:
+            check_probabilities("qk", *kernels.first_negative(p=q3))
     return scalar_or_array(out.reshape(p.shape[:ax] + p.shape[ax + 1:]))
 
 

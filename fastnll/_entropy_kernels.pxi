@@ -1,7 +1,7 @@
 # entropy's kernels: Shannon entropy and relative entropy of distributions along the class
 # axis (scipy.stats.entropy), over the class-axis view of _class_axis.pxi, and the check for
 # negative probabilities that its wrapper runs first.
-from fastnll._loops cimport fnl_log_f64
+from fastnll._loops cimport fnl_entr_sum, fnl_log_f64, fnl_rel_entr_sum, fnl_sum_probs
 
 
 @cython.boundscheck(False)
@@ -31,14 +31,42 @@ def first_negative(const floating[:, :, :] p not None):
 def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, double scale,
             floating[:, :] out not None, int nthreads):
     """out[o, k] = scale * H(p[o, :, k]), or scale * D(p || q) when q is not None, both
-    normalised along the middle axis first (SciPy's scipy.stats.entropy)."""
+    normalised along the middle axis first (SciPy's scipy.stats.entropy).
+
+    Returns 1 when an entry of p or q is negative (the results are then meaningless: the
+    caller raises), 0 when none is, -1 when this layout was not checked (the caller checks
+    with first_negative).  Unit-stride rows take vectorised loops (the sums in float64, in
+    an order of their own); other layouts a scalar loop."""
     cdef Py_ssize_t outer = p.shape[0], C = p.shape[1], inner = p.shape[2]
     cdef Py_ssize_t r, o, k, c
     cdef bint has_q = q is not None
     cdef RowIndex ri
     cdef double sp, sq, s, pv, qv
+    cdef int neg_p, neg_q, negative = 0
+    cdef const floating *p0
+    cdef const floating *q0 = NULL
+    cdef Py_ssize_t ps0, qs0 = 0
     if outer == 0 or inner == 0:
-        return
+        return 0
+    if inner == 1 and C > 0 and p.strides[1] == sizeof(floating) and (
+            not has_q or q.strides[1] == sizeof(floating)):
+        p0 = &p[0, 0, 0]
+        ps0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+        if has_q:
+            q0 = &q[0, 0, 0]
+            qs0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
+        with nogil:
+            for o in prange(outer, schedule='static', num_threads=nthreads):
+                neg_q = 0
+                sp = fnl_sum_probs(p0 + o * ps0, C, &neg_p)
+                if has_q:
+                    sq = fnl_sum_probs(q0 + o * qs0, C, &neg_q)
+                    s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq)
+                else:
+                    s = fnl_entr_sum(p0 + o * ps0, C, sp)
+                negative += neg_p | neg_q   # a reduction (prange)
+                out[o, 0] = <floating>(s * scale)
+        return 1 if negative > 0 else 0
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):
             ri = row_index(r, inner)
@@ -71,3 +99,4 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
                     elif pv != 0:
                         s = s + pv   # nan propagates (negatives were refused)
             out[o, k] = <floating>(s * scale)
+    return -1

@@ -416,6 +416,57 @@ FNL_INLINE void FNL_FN(fnl_colgrad)(const T *x, ptrdiff_t ncols, ptrdiff_t s_col
     }
 }
 
+/* ---------------------------------------------------------------------- entropy ---- */
+
+/* The sum, in float64, of a unit-stride run of probabilities; *negative is set to 1 when one
+ * of them is below 0 (nan is not). */
+FNL_INLINE double FNL_FN(fnl_sum_probs)(const T *p, ptrdiff_t n, int *negative)
+{
+    double s = 0;
+    T lo = 0;
+    FNL_PRAGMA(omp simd reduction(+ : s) reduction(min : lo))
+    for (ptrdiff_t i = 0; i < n; i++) {
+        s += (double)p[i];
+        lo = p[i] < lo ? p[i] : lo;
+    }
+    *negative = lo < 0;
+    return s;
+}
+
+/* sum of entr(p / sp) over a unit-stride run, in float64, as scipy.special.entr: -v log v for
+ * v > 0, 0 for v == 0, nan for nan (v < 0 never arrives: the caller refuses it) */
+FNL_INLINE double FNL_FN(fnl_entr_sum)(const T *p, ptrdiff_t n, double sp)
+{
+    double s = 0;
+    FNL_SIMD_SUM(s)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = (double)p[i] / sp;
+        double term = -v * fnl_log_f64(v);     /* used only for v > 0 (guarding the
+                                                  * argument instead was 6x slower) */
+        s += v > 0 ? term : (v == 0 ? 0.0 : v);
+    }
+    return s;
+}
+
+/* sum of rel_entr(p / sp, q / sq) over unit-stride runs, in float64, as
+ * scipy.special.rel_entr: v log(v / w) for v > 0 and w > 0, 0 for v == 0 and w >= 0, nan
+ * when either is nan, inf otherwise */
+FNL_INLINE double FNL_FN(fnl_rel_entr_sum)(const T *p, const T *q, ptrdiff_t n, double sp,
+                                           double sq)
+{
+    double s = 0;
+    FNL_SIMD_SUM(s)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = (double)p[i] / sp, w = (double)q[i] / sq;
+        int both = v > 0 && w > 0;
+        double term = v * fnl_log_f64(v / w);  /* used only when both are > 0 */
+        term = both ? term : ((v == 0 && w >= 0) ? 0.0
+                              : ((v != v || w != w) ? v + w : INFINITY));
+        s += term;
+    }
+    return s;
+}
+
 /* ------------------------------------------------------------------- NLL gather ---- */
 
 /* Row r (r < n) has target t = targets[r * s_t] and log-probabilities x[r * s_row + j * s_class].
