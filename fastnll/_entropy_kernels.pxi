@@ -57,6 +57,9 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
             qs0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
         with nogil:
             for o in prange(outer, schedule='static', num_threads=nthreads):
+                # assigned here, so that prange makes them private (written through pointers
+                # only, they would be shared by the threads)
+                neg_p = 0
                 neg_q = 0
                 sp = fnl_sum_probs(p0 + o * ps0, C, &neg_p)
                 if has_q:

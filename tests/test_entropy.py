@@ -102,3 +102,19 @@ def test_entropy_dtypes():
     r = fastnll.entropy(np.ones((3, 2), np.float32), np.ones((3, 2), np.float32))
     assert r.dtype == np.float32
     assert fastnll.entropy([1, 2, 3]) == pytest.approx(ref_entropy([1, 2, 3]), rel=1e-14)
+
+
+@pytest.mark.parametrize("which", ["pk", "qk"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_entry_refused_with_two_threads(which, dtype):
+    # The row loops flag negative entries per row, with two threads: each thread's flag must
+    # be its own (a shared one let 10-20% of these calls return a number).
+    rng = np.random.default_rng(3)
+    good = rng.random((64, 1000)).astype(dtype)
+    bad = good.copy()
+    bad[37, 5] = -0.5
+    args = {"pk": bad, "qk": good} if which == "pk" else {"pk": good, "qk": bad}
+    with fastnll.threads(2):
+        for _ in range(60):
+            with pytest.raises(ValueError, match=rf"\b{which}\b.*-0\.5"):
+                fastnll.entropy(axis=1, **args)
