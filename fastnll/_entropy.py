@@ -94,18 +94,19 @@ def entropy(pk, qk=None, base=None, axis=0):
         p = p.reshape(1)
         q = None if q is None else q.reshape(1)
     p = kernel_ready(p, dtype)
+    q = kernel_ready(q, dtype) if q is not None else None
     view = ClassView(p, ax)
-    q3 = view.to3(kernel_ready(q, dtype)) if q is not None else None
+    q3 = view.to3(q) if q is not None else None
     out = np.empty(view.outer * view.inner, dtype=dtype)
     # the kernel reports negative entries where its loops saw them (1), else (-1) they are
-    # looked for here; either way the error names the first one, and nothing the caller
-    # holds has been written
+    # looked for here; either way the error names the first one in the arrays' own index
+    # order (the kernel's view may be transposed), and nothing the caller holds is written
     negative = kernels.entropy(p=view.x3, q=q3, scale=log_base_scale(base), out=view.to2(out),
                                nthreads=_threads.for_work(p.size))
     if negative:
-        check_probabilities("pk", *kernels.first_negative(p=view.x3))
-        if q3 is not None:
-            check_probabilities("qk", *kernels.first_negative(p=q3))
+        for name, a in (("pk", p), ("qk", q)):
+            if a is not None:
+                check_probabilities(name, *kernels.first_negative(p=a.reshape(1, -1, 1)))
     return scalar_or_array(out.reshape(p.shape[:ax] + p.shape[ax + 1:]))
 
 

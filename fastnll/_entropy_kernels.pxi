@@ -64,7 +64,9 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
                 sp = fnl_sum_probs(p0 + o * ps0, C, &neg_p)
                 if has_q:
                     sq = fnl_sum_probs(q0 + o * qs0, C, &neg_q)
-                    s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq)
+                    s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq, False)
+                    if s == INFINITY:   # perhaps v / w overflowed: see fnl_rel_entr_sum
+                        s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq, True)
                 else:
                     s = fnl_entr_sum(p0 + o * ps0, C, sp)
                 negative += neg_p | neg_q   # a reduction (prange)
@@ -88,7 +90,12 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
                     qv = q[o, c, k] / sq
                     # rel_entr: p log(p/q) for p > 0, q > 0; 0 for p == 0, q >= 0; inf else
                     if pv > 0 and qv > 0:
-                        s = s + pv * fnl_log_f64(pv / qv)
+                        # log(pv / qv), or where the ratio overflows (qv subnormal) the
+                        # difference of the logs, as SciPy's value
+                        if pv / qv < INFINITY:
+                            s = s + pv * fnl_log_f64(pv / qv)
+                        else:
+                            s = s + pv * (fnl_log_f64(pv) - fnl_log_f64(qv))
                     elif pv == 0 and qv >= 0:
                         pass
                     elif pv != pv or qv != qv:

@@ -118,3 +118,32 @@ def test_negative_entry_refused_with_two_threads(which, dtype):
         for _ in range(60):
             with pytest.raises(ValueError, match=rf"\b{which}\b.*-0\.5"):
                 fastnll.entropy(axis=1, **args)
+
+
+def test_negative_entry_named_in_index_order_with_few_classes():
+    # Few classes take a transposed view; the error still names the first negative entry in
+    # the array's own (C) index order.
+    p = np.random.default_rng(4).random((30, 5))
+    p[3, 2] = -0.25
+    p[20, 1] = -0.75
+    with pytest.raises(ValueError, match=r"\bpk\b.*-0\.25"):
+        fastnll.entropy(p, axis=1)
+    with pytest.raises(ValueError, match=r"\bqk\b.*-0\.25"):
+        fastnll.entropy(np.ones((30, 5)), p, axis=1)
+
+
+@pytest.mark.parametrize("pk,qk", [
+    ([0.5, 0.5], [1.0, 1e-320]),            # v / w overflows: log v - log w
+    ([1e-300, 1.0, 0.0], [1.0, 1e-10, 0.0]),
+    ([0.5, 0.5], [1.0, 0.0]),               # a genuine inf
+    ([1.0, 2.0, 3.0], [3.0, 5e-324, 1.0]),
+])
+def test_relative_entropy_with_subnormal_reference(pk, qk):
+    expected = scipy_stats_entropy(pk, qk)
+    got = fastnll.entropy(np.array([pk, pk]), np.array([qk, qk]), axis=1)
+    np.testing.assert_allclose(got, [expected, expected], rtol=1e-13)
+
+
+def scipy_stats_entropy(pk, qk):
+    from scipy.stats import entropy
+    return entropy(pk, qk)
