@@ -14,8 +14,9 @@
  *    fnl_colsumexp_rows_*) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on random
  *    runs and blocks with inf, -inf and nan.
  * 3. The writers of softmax and of the gradient (fnl_softmax_unit_*, fnl_grad_unit_*,
- *    fnl_colsoftmax_unit_*, fnl_colgrad_unit_*) equal scalar loops over fnl_exp_f32 and stop
- *    at the end of their run.
+ *    fnl_colsoftmax_unit_*, fnl_colgrad_unit_*), softmax's exps (fnl_expsum_unit_*) and the
+ *    streaming writers (fnl_scale_stream_*, fnl_sub2_stream_*) equal scalar loops over
+ *    fnl_exp_f32 and stop at the end of their run.
  * Built by .ci/run with the flags of the installed package's kernels of each level, and run
  * on a CPU that has it; about 40 s a level.
  */
@@ -121,7 +122,7 @@ static long check_loops(void)
             lo1[k] = lo2[k] = hi1[k] = hi2[k] = 0;
         }
         for (ptrdiff_t j = 0; j < jn; j++) fnl_colmax_f32(x + 64 * j, nk, 1, m1);
-        VEC(fnl_colmax_rows)(x, jn, 64, nk, m2);
+        VEC(fnl_colmax_rows)(x, jn, 64, nk, rand() % 2, m2);    /* prefetching or not */
         for (ptrdiff_t k = 0; k < nk; k++) sh[k] = isfinite(m1[k]) ? m1[k] : 0;
         for (ptrdiff_t j = 0; j < jn; j++) fnl_colsumexp_f32(x + 64 * j, nk, 1, m1, sh, lo1, hi1);
         VEC(fnl_colsumexp_rows)(x, jn, 64, nk, m1, sh, lo2, hi2);
@@ -178,8 +179,34 @@ static long check_writers(void)
             if (differ < 5) printf("writers, n = %td, kind %d differ\n", n, kind);
             differ++;
         }
+        /* softmax's exps exp(x - M) written by fnl_expsum_unit (M the run's finite maximum;
+         * its sum adds in lanes, an order of its own, and is not compared), and the
+         * streaming writers (from an odd offset, so their alignment head runs too) */
+        float M = -INFINITY;
+        for (ptrdiff_t i = 0; i < n; i++) M = x[i] > M ? x[i] : M;
+        if (isfinite(M)) {
+            for (ptrdiff_t i = 0; i < n; i++) o1[i] = fnl_exp_f32(x[i] - M);
+            o2[n] = o1[n] = 12345.0f;
+            (void)VEC(fnl_expsum_unit)(x, n, M, o2);
+            if (!same(o1, o2, n + 1)) {
+                if (differ < 5) printf("exps of softmax, n = %td, kind %d differ\n", n, kind);
+                differ++;
+            }
+        }
+        for (ptrdiff_t i = 0; i < n; i++) {
+            o1[1 + i] = x[i] * a;
+            o1[2 + n + i] = (x[i] - shift) - log_sum;
+        }
+        o1[0] = o2[0] = o1[1 + n] = o2[1 + n] = o1[2 + 2 * n] = o2[2 + 2 * n] = 12345.0f;
+        VEC(fnl_scale_stream)(x, n, a, o2 + 1);
+        VEC(fnl_sub2_stream)(x, n, shift, log_sum, o2 + 2 + n);
+        if (!same(o1, o2, 2 * n + 3)) {
+            if (differ < 5) printf("streaming writers, n = %td, kind %d differ\n", n, kind);
+            differ++;
+        }
     }
-    printf("softmax and gradient writers against scalar loops, 100000 cases: %ld differ\n",
+    printf("softmax and gradient writers (and softmax's exps, the streaming writers) against "
+           "scalar loops, 100000 cases: %ld differ\n",
            differ);
     return differ;
 }
