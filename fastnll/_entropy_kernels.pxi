@@ -26,6 +26,30 @@ def first_negative(const floating[:, :, :] p not None):
     return found, v
 
 
+cdef struct EntropyRow:
+    double s            # the row's sum of entr (q NULL) or rel_entr terms
+    int negative        # 1 when an entry of p or q is negative
+
+
+cdef inline EntropyRow entropy_row(const floating *p, const floating *q,
+                                   Py_ssize_t C) noexcept nogil:
+    # One unit-stride row of entropy's vectorised path (q NULL: Shannon entropy).  Returned by
+    # value, as row_stats: inside prange, a variable written only through a pointer would be
+    # shared by the threads.
+    cdef EntropyRow row
+    cdef int neg_q = 0
+    cdef double sp = fnl_sum_probs(p, C, &row.negative), sq
+    if q == NULL:
+        row.s = fnl_entr_sum(p, C, sp)
+        return row
+    sq = fnl_sum_probs(q, C, &neg_q)
+    row.negative = row.negative | neg_q
+    row.s = fnl_rel_entr_sum(p, q, C, sp, sq, False)
+    if row.s == INFINITY:   # perhaps v / w overflowed: see fnl_rel_entr_sum
+        row.s = fnl_rel_entr_sum(p, q, C, sp, sq, True)
+    return row
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, double scale,
@@ -42,7 +66,8 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
     cdef bint has_q = q is not None
     cdef RowIndex ri
     cdef double sp, sq, s, pv, qv
-    cdef int neg_p, neg_q, negative = 0
+    cdef int negative = 0
+    cdef EntropyRow row
     cdef const floating *p0
     cdef const floating *q0 = NULL
     cdef Py_ssize_t ps0, qs0 = 0
@@ -57,20 +82,9 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
             qs0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
         with nogil:
             for o in prange(outer, schedule='static', num_threads=nthreads):
-                # assigned here, so that prange makes them private (written through pointers
-                # only, they would be shared by the threads)
-                neg_p = 0
-                neg_q = 0
-                sp = fnl_sum_probs(p0 + o * ps0, C, &neg_p)
-                if has_q:
-                    sq = fnl_sum_probs(q0 + o * qs0, C, &neg_q)
-                    s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq, False)
-                    if s == INFINITY:   # perhaps v / w overflowed: see fnl_rel_entr_sum
-                        s = fnl_rel_entr_sum(p0 + o * ps0, q0 + o * qs0, C, sp, sq, True)
-                else:
-                    s = fnl_entr_sum(p0 + o * ps0, C, sp)
-                negative += neg_p | neg_q   # a reduction (prange)
-                out[o, 0] = <floating>(s * scale)
+                row = entropy_row(p0 + o * ps0, NULL if q0 == NULL else q0 + o * qs0, C)
+                negative += row.negative    # a reduction (prange)
+                out[o, 0] = <floating>(row.s * scale)
         return 1 if negative > 0 else 0
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):
