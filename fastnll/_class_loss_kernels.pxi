@@ -5,7 +5,7 @@
 # Design
 # (a) class_loss runs in fixed blocks (ROW_BLOCK rows, or one column block), each a function
 #     over one ClassArgs struct of raw pointers and strides (class_args fills it, on this
-#     file's entry path and on the compiled shortcut's, _call_shortcut.pxi): nll_block (a
+#     file's entry path and on the compiled calls', _compiled_calls.pxi): nll_block (a
 #     gather), rows_block and cols_block (cross-entropy in the two traversals).  With one
 #     thread, or one block, the blocks run without an OpenMP region, in the same order, so
 #     the sums are the same.
@@ -546,19 +546,31 @@ def prob_loss(const floating[:, :, :] x not None, const floating[:, :, :] target
 
     weight: class weights or None; rows (or None): per-row losses; grad (or None):
     sigma * d(loss)/dx.  Returns the float64 sum of the per-row losses in a fixed order."""
-    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef View3 x_view = view3(x), t_view = view3(targets)
-    cdef View3 grad_view = view3(grad) if grad is not None else View3(NULL, 0, 0, 0)
+    cdef View3 xv = view3(x)
+    cdef Py_ssize_t s_w = (weight.strides[0] // <Py_ssize_t>sizeof(floating)
+                           if weight is not None else 0)
+    cdef const floating *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
+    return prob_core(<const floating *>xv.data, x.shape[0], x.shape[1], x.shape[2], xv,
+                     view3(targets), w, s_w, label_smoothing, sigma,
+                     view2(rows) if rows is not None else View2(NULL, 0, 0),
+                     view3(grad) if grad is not None else View3(NULL, 0, 0, 0), nthreads)
+
+
+cdef double prob_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
+                      View3 x_view, View3 t_view, const floating *w, Py_ssize_t s_w,
+                      double label_smoothing, double sigma, View2 rows_view, View3 grad_view,
+                      int nthreads) except? -1:
+    # prob_loss on raw views (x0 is x_view.data, typed; w NULL without weights; rows_view and
+    # grad_view have data NULL when not asked): the def above and the compiled calls
+    # (_compiled_calls.pxi) both run it
     cdef Py_ssize_t s0 = x_view.s0, s1 = x_view.s1, s2 = x_view.s2
     cdef Py_ssize_t ts0 = t_view.s0, ts1 = t_view.s1, ts2 = t_view.s2
     cdef Py_ssize_t g0 = grad_view.s0, g1 = grad_view.s1, g2 = grad_view.s2
-    cdef bint want_rows = rows is not None, want_grad = grad is not None
-    cdef Py_ssize_t s_w = (weight.strides[0] // <Py_ssize_t>sizeof(floating)
-                           if weight is not None else 0)
-    cdef const floating *x0 = <const floating *>x_view.data
+    cdef Py_ssize_t rs0 = rows_view.s0, rs1 = rows_view.s1
+    cdef bint want_rows = rows_view.data != NULL, want_grad = grad_view.data != NULL
     cdef const floating *probs = <const floating *>t_view.data
     cdef floating *g = <floating *>grad_view.data
-    cdef const floating *w = &weight[0] if weight is not None and weight.shape[0] > 0 else NULL
+    cdef floating *rows = <floating *>rows_view.data
     cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1
     cdef double *partials
     cdef double total, acc, loss
@@ -594,7 +606,7 @@ def prob_loss(const floating[:, :, :] x not None, const floating[:, :, :] target
                                  <floating>sigma, probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w,
                                  keep, spread, g + ri.o * g0 + ri.k * g2, g1)
                 if want_rows:
-                    rows[ri.o, ri.k] = <floating>loss
+                    rows[ri.o * rs0 + ri.k * rs1] = <floating>loss
                 acc = acc + loss
             partials[blk] = acc
     total = sum_partials(partials, nblocks)

@@ -230,7 +230,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
            [ 0. ,  0. , -0.5]])
     """
     if grad_out is None:
-        fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction, 0.0,
+        fast = kernels.class_loss_call(input, target, weight, ignore_index, reduction, 0.0,
                                        axis, return_grad, True, _threads.for_work)
         if fast is not None:
             return fast
@@ -373,7 +373,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     float32 2.3026
     """
     if softcap is None and (type(z_loss) is float and z_loss == 0.0) and grad_out is None:
-        fast = kernels.class_loss_fast(input, target, weight, ignore_index, reduction,
+        fast = kernels.class_loss_call(input, target, weight, ignore_index, reduction,
                                        label_smoothing, axis, return_grad, False,
                                        _threads.for_work)
         if fast is not None:

@@ -144,6 +144,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     ...     np.array([1e30, -1e30]), np.array([0.0, 1.0]), reduction="none").tolist()
     [1e+30, 1e+30]
     """
+    if grad_out is None:
+        fast = kernels.elementwise_call(_KIND.BCE, input, target, weight, pos_weight, 0.0, False,
+                                        False, False, reduction, return_grad, _threads.for_work)
+        if fast is not None:
+            return fast
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     check_shape("target", y.shape, x.shape, "it must match the input's shape")
@@ -269,6 +274,11 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     >>> print(f"{g_var:.4f}")
     0.2917
     """
+    if grad_out is None:
+        fast = kernels.elementwise_call(_KIND.GAUSSIAN, input, target, var, None, eps, full,
+                                        False, False, reduction, return_grad, _threads.for_work)
+        if fast is not None:
+            return fast
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
@@ -365,6 +375,12 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     >>> np.allclose(grad, (rate - counts) / 3)
     True
     """
+    if grad_out is None:
+        fast = kernels.elementwise_call(_KIND.POISSON, input, target, None, None, eps, full,
+                                        log_input, False, reduction, return_grad,
+                                        _threads.for_work)
+        if fast is not None:
+            return fast
     reduction = check_reduction(reduction)
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)
@@ -448,6 +464,11 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False,
     ...                                  log_target=True))
     True
     """
+    if grad_out is None:
+        fast = kernels.elementwise_call(_KIND.KL, input, target, None, None, 0.0, False, False,
+                                        log_target, reduction, return_grad, _threads.for_work)
+        if fast is not None:
+            return fast
     reduction = check_reduction(reduction, ("none", "batchmean", "mean", "sum"))
     x, y, dtype = _operands(input, target)
     y = check_broadcast("target", kernel_ready(y, dtype), x.shape)

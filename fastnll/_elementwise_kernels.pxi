@@ -177,30 +177,59 @@ def elementwise_loss(Elementwise kind, const floating[:, :, :] x not None,
     per-element losses into rows, sigma-scaled derivatives with respect to x into grad, and
     (Gaussian) with respect to a into grad_a, each when not None; returns the float64 sum of
     the losses in a fixed order."""
-    cdef Py_ssize_t n0 = x.shape[0], n1 = x.shape[1], n2 = x.shape[2]
+    cdef View3 none = View3(NULL, 0, 0, 0)
+    cdef View3 xv = view3(x)
+    cdef int flags = ((FLAG_FULL if full else 0) | (FLAG_LOG_INPUT if log_input else 0)
+                      | (FLAG_LOG_TARGET if log_target else 0))
+    if kind == GAUSSIAN and a is None:
+        raise ValueError("elementwise_loss: the Gaussian needs a (its var)")
+    return elementwise_core(kind, <const floating *>xv.data, x.shape[0], x.shape[1], x.shape[2],
+                            xv, view3(y), view3(a) if a is not None else none,
+                            view3(b) if b is not None else none, eps, flags, sigma,
+                            view3(rows) if rows is not None else none,
+                            view3(grad) if grad is not None else none,
+                            view3(grad_a) if grad_a is not None else none, nthreads)
+
+
+cdef inline floating *at3(View3 v, floating *typed, Py_ssize_t i0, Py_ssize_t i1,
+                          Py_ssize_t i2) noexcept nogil:
+    # the address of element (i0, i1, i2) of v (typed: only its type matters), NULL without v
+    if v.data == NULL:
+        return NULL
+    return <floating *>v.data + i0 * v.s0 + i1 * v.s1 + i2 * v.s2
+
+
+cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0, Py_ssize_t n1,
+                             Py_ssize_t n2, View3 x, View3 y, View3 a, View3 b, double eps,
+                             int flags, double sigma, View3 rows, View3 grad, View3 grad_a,
+                             int nthreads) except? -1:
+    # elementwise_loss on raw views (x0 is x.data, typed; a, b, rows, grad and grad_a have data
+    # NULL when absent, and the Gaussian has a): the def above and the compiled calls
+    # (_compiled_calls.pxi) both run it
     cdef Py_ssize_t total_n = n0 * n1 * n2
     cdef Py_ssize_t nblocks = ceil_div(total_n, EW_BLOCK), blk, f, f1, r, i0, i1, i2, run, j
     cdef double acc, total
     cdef ElementLoss res
     cdef double *partials
-    cdef int flags = ((FLAG_FULL if full else 0) | (FLAG_LOG_INPUT if log_input else 0)
-                      | (FLAG_LOG_TARGET if log_target else 0))
-    cdef Py_ssize_t isz = sizeof(floating)
-    cdef bint has_a = a is not None, has_b = b is not None
-    cdef bint want_rows = rows is not None, want_grad = grad is not None
-    cdef bint want_grad_a = grad_a is not None
+    cdef bint full = (flags & FLAG_FULL) != 0
+    cdef bint has_a = a.data != NULL, has_b = b.data != NULL
+    cdef bint want_rows = rows.data != NULL, want_grad = grad.data != NULL
+    cdef bint want_grad_a = grad_a.data != NULL
     # the unit-stride path: every operand read or written is contiguous along the last axis
-    cdef bint unit = (x.strides[2] == isz and y.strides[2] == isz
-                      and (not has_a or a.strides[2] == isz)
-                      and (not has_b or b.strides[2] == isz)
-                      and (not want_rows or rows.strides[2] == isz)
-                      and (not want_grad or grad.strides[2] == isz)
-                      and (not want_grad_a or grad_a.strides[2] == isz))
+    cdef bint unit = (x.s2 == 1 and y.s2 == 1 and (not has_a or a.s2 == 1)
+                      and (not has_b or b.s2 == 1) and (not want_rows or rows.s2 == 1)
+                      and (not want_grad or grad.s2 == 1)
+                      and (not want_grad_a or grad_a.s2 == 1))
+    cdef const floating *xp = x0
+    cdef const floating *yp = <const floating *>y.data
+    cdef const floating *ap = <const floating *>a.data
+    cdef const floating *bp = <const floating *>b.data
+    cdef floating *rp = <floating *>rows.data
+    cdef floating *gp = <floating *>grad.data
+    cdef floating *gap = <floating *>grad_a.data
     cdef floating *ones = NULL
     cdef double *bufs = NULL
     cdef double *buf
-    if kind == GAUSSIAN and not has_a:
-        raise ValueError("elementwise_loss: the Gaussian needs a (its var)")
     if total_n == 0:
         return 0.0
     partials = <double *>malloc(nblocks * sizeof(double))
@@ -235,30 +264,35 @@ def elementwise_loss(Elementwise kind, const floating[:, :, :] x not None,
                     run = f1 - f
                 if unit:
                     acc = acc + unit_run(
-                        kind, flags, eps, sigma, run, &x[i0, i1, i2], &y[i0, i1, i2],
-                        &a[i0, i1, i2] if has_a else NULL, &b[i0, i1, i2] if has_b else NULL,
-                        ones, &rows[i0, i1, i2] if want_rows else NULL,
-                        &grad[i0, i1, i2] if want_grad else NULL,
-                        &grad_a[i0, i1, i2] if want_grad_a else NULL, buf)
+                        kind, flags, eps, sigma, run, at3(x, rp, i0, i1, i2),
+                        at3(y, rp, i0, i1, i2), at3(a, rp, i0, i1, i2), at3(b, rp, i0, i1, i2),
+                        ones, at3(rows, rp, i0, i1, i2), at3(grad, rp, i0, i1, i2),
+                        at3(grad_a, rp, i0, i1, i2), buf)
                     f = f + run
                     continue
                 for j in range(i2, i2 + run):
                     if kind == BCE:
-                        res = closs_bce(x[i0, i1, j], y[i0, i1, j],
-                                        a[i0, i1, j] if has_a else 1.0,
-                                        b[i0, i1, j] if has_b else 1.0)
+                        res = closs_bce(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                        yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
+                                        ap[i0 * a.s0 + i1 * a.s1 + j * a.s2] if has_a else 1.0,
+                                        bp[i0 * b.s0 + i1 * b.s1 + j * b.s2] if has_b else 1.0)
                     elif kind == GAUSSIAN:
-                        res = closs_gauss(x[i0, i1, j], y[i0, i1, j], a[i0, i1, j], eps, full)
+                        res = closs_gauss(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                          yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
+                                          ap[i0 * a.s0 + i1 * a.s1 + j * a.s2], eps, full)
                     elif kind == POISSON:
-                        res = closs_poisson(x[i0, i1, j], y[i0, i1, j], eps, flags)
+                        res = closs_poisson(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                            yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], eps, flags)
                     else:
-                        res = closs_kl(x[i0, i1, j], y[i0, i1, j], flags)
+                        res = closs_kl(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                       yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], flags)
                     if want_rows:
-                        rows[i0, i1, j] = <floating>res.loss
+                        rp[i0 * rows.s0 + i1 * rows.s1 + j * rows.s2] = <floating>res.loss
                     if want_grad:
-                        grad[i0, i1, j] = <floating>(sigma * res.dx)
+                        gp[i0 * grad.s0 + i1 * grad.s1 + j * grad.s2] = <floating>(sigma * res.dx)
                     if want_grad_a:
-                        grad_a[i0, i1, j] = <floating>(sigma * res.da)
+                        gap[i0 * grad_a.s0 + i1 * grad_a.s1 + j * grad_a.s2] = \
+                            <floating>(sigma * res.da)
                     acc = acc + res.loss
                 f = f + run
             partials[blk] = acc

@@ -61,30 +61,38 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
     caller raises), 0 when none is, -1 when this layout was not checked (the caller checks
     with first_negative).  Unit-stride rows take vectorised loops (the sums in float64, in
     an order of their own); other layouts a scalar loop."""
-    cdef Py_ssize_t outer = p.shape[0], C = p.shape[1], inner = p.shape[2]
+    cdef View3 pv = view3(p), qv = view3(q) if q is not None else View3(NULL, 0, 0, 0)
+    cdef View2 ov = view2(out)
+    return entropy_core(<const floating *>pv.data, <const floating *>qv.data,
+                        <floating *>ov.data, p.shape[0], p.shape[1], p.shape[2], pv, qv, ov,
+                        scale, nthreads)
+
+
+cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py_ssize_t outer,
+                      Py_ssize_t C, Py_ssize_t inner, View3 pv, View3 qv, View2 ov,
+                      double scale, int nthreads) noexcept:
+    # entropy on raw views (p0, q0 and out0 are pv.data, qv.data (NULL: no q) and ov.data,
+    # typed): the def above and the compiled calls (_compiled_calls.pxi) both run it
     cdef Py_ssize_t r, o, k, c
-    cdef bint has_q = q is not None
+    cdef bint has_q = q0 != NULL
     cdef RowIndex ri
-    cdef double sp, sq, s, pv, qv
+    cdef double sp, sq, s, pe, qe
     cdef int negative = 0
     cdef EntropyRow row
-    cdef const floating *p0
-    cdef const floating *q0 = NULL
-    cdef Py_ssize_t ps0, qs0 = 0
+    cdef Py_ssize_t ps0 = pv.s0, ps1 = pv.s1, ps2 = pv.s2
+    cdef Py_ssize_t qs0 = qv.s0, qs1 = qv.s1, qs2 = qv.s2
+    cdef Py_ssize_t os0 = ov.s0, os1 = ov.s1
     if outer == 0 or inner == 0:
         return 0
-    if inner == 1 and C > 0 and p.strides[1] == sizeof(floating) and (
-            not has_q or q.strides[1] == sizeof(floating)):
-        p0 = &p[0, 0, 0]
-        ps0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
-        if has_q:
-            q0 = &q[0, 0, 0]
-            qs0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
+    if C > 0 and ps1 == 1 and (not has_q or qs1 == 1):
+        # unit-stride rows (also those of a swapped view: few classes, rows contiguous)
         with nogil:
-            for o in prange(outer, schedule='static', num_threads=nthreads):
-                row = entropy_row(p0 + o * ps0, NULL if q0 == NULL else q0 + o * qs0, C)
+            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                ri = row_index(r, inner)
+                row = entropy_row(p0 + ri.o * ps0 + ri.k * ps2,
+                                  NULL if q0 == NULL else q0 + ri.o * qs0 + ri.k * qs2, C)
                 negative += row.negative    # a reduction (prange)
-                out[o, 0] = <floating>(row.s * scale)
+                out0[ri.o * os0 + ri.k * os1] = <floating>(row.s * scale)
         return 1 if negative > 0 else 0
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):
@@ -94,33 +102,33 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
             sp = 0
             sq = 0
             for c in range(C):
-                sp = sp + p[o, c, k]
+                sp = sp + p0[o * ps0 + c * ps1 + k * ps2]
                 if has_q:
-                    sq = sq + q[o, c, k]
+                    sq = sq + q0[o * qs0 + c * qs1 + k * qs2]
             s = 0
             for c in range(C):
-                pv = p[o, c, k] / sp
+                pe = p0[o * ps0 + c * ps1 + k * ps2] / sp
                 if has_q:
-                    qv = q[o, c, k] / sq
+                    qe = q0[o * qs0 + c * qs1 + k * qs2] / sq
                     # rel_entr: p log(p/q) for p > 0, q > 0; 0 for p == 0, q >= 0; inf else
-                    if pv > 0 and qv > 0:
-                        # log(pv / qv), or where the ratio overflows (qv subnormal) the
+                    if pe > 0 and qe > 0:
+                        # log(pe / qe), or where the ratio overflows (qe subnormal) the
                         # difference of the logs, as SciPy's value
-                        if pv / qv < INFINITY:
-                            s = s + pv * fnl_log_f64(pv / qv)
+                        if pe / qe < INFINITY:
+                            s = s + pe * fnl_log_f64(pe / qe)
                         else:
-                            s = s + pv * (fnl_log_f64(pv) - fnl_log_f64(qv))
-                    elif pv == 0 and qv >= 0:
+                            s = s + pe * (fnl_log_f64(pe) - fnl_log_f64(qe))
+                    elif pe == 0 and qe >= 0:
                         pass
-                    elif pv != pv or qv != qv:
-                        s = s + pv + qv
+                    elif pe != pe or qe != qe:
+                        s = s + pe + qe
                     else:
                         s = s + INFINITY
                 else:
                     # entr: -p log p for p > 0, 0 at 0
-                    if pv > 0:
-                        s = s - pv * fnl_log_f64(pv)
-                    elif pv != 0:
-                        s = s + pv   # nan propagates (negatives were refused)
-            out[o, k] = <floating>(s * scale)
+                    if pe > 0:
+                        s = s - pe * fnl_log_f64(pe)
+                    elif pe != 0:
+                        s = s + pe   # nan propagates (negatives were refused)
+            out0[o * os0 + k * os1] = <floating>(s * scale)
     return -1

@@ -3,7 +3,7 @@
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 

@@ -6,7 +6,6 @@ Dtypes (compute_dtype, kernel_ready), the class-axis view (ClassView, group_axes
 (with_grad).  Nothing here checks arguments (that is _checks.py).
 """
 import contextlib
-import contextvars
 import math
 
 import numpy as np
@@ -197,7 +196,7 @@ def scalar_or_array(arr):
     return arr[()] if arr.ndim == 0 else arr
 
 
-_float64_sums = contextvars.ContextVar("fastnll_float64_sums", default=False)
+_float64_sums = kernels.FLOAT64_SUMS    # the compiled calls read it too
 
 
 @contextlib.contextmanager

@@ -2,13 +2,15 @@
 import numpy as np
 
 from . import _threads
-from ._caches import streams
+from ._caches import LLC_BYTES, streams
 from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
 from ._layout import (
     ClassView, compute_dtype, deliver, group_axes, is_weak_scalar, kernel_ready,
     kernel_writable, merge_axes, mergeable, same_memory, scalar_or_array,
 )
+
+kernels.set_llc_bytes(LLC_BYTES)    # softmax_call leaves a larger out= to the general path
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=None):
@@ -103,6 +105,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     >>> print(f"{res:.4f} {sgn:+.0f}")
     1.5413 -1
     """
+    fast = kernels.logsumexp_call(a, axis, b, keepdims, return_sign, out, _threads.for_work)
+    if fast is not None:
+        return fast
     return _logsumexp(a, axis, b, keepdims, return_sign, partial=False, out=out)
 
 
@@ -293,6 +298,9 @@ def softmax(x, axis=None, *, out=None):
     >>> y is buf
     True
     """
+    fast = kernels.softmax_call(x, axis, out, False, _threads.for_work)
+    if fast is not None:
+        return fast
     return _softmax_impl(x, axis, False, out)
 
 
@@ -364,4 +372,7 @@ def log_softmax(x, axis=None, *, out=None):
     >>> fastnll.log_softmax([0.0, -1000.0])
     array([    0., -1000.])
     """
+    fast = kernels.softmax_call(x, axis, out, True, _threads.for_work)
+    if fast is not None:
+        return fast
     return _softmax_impl(x, axis, True, out)

@@ -18,11 +18,19 @@ ctypedef fused result_t:
 @cython.wraparound(False)
 def logsumexp(const floating[:, :, :] x not None, result_t[:, :] out not None, int nthreads):
     """out[o, k] = log sum_c exp(x[o, c, k])."""
-    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef const floating *x0 = first_element(x)
+    cdef Py_ssize_t isz = sizeof(result_t)
+    cdef View3 xv = view3(x)
+    cdef result_t *o0 = &out[0, 0] if out.shape[0] > 0 and out.shape[1] > 0 else NULL
+    lse_core(<const floating *>xv.data, x.shape[0], x.shape[1], x.shape[2], xv, o0,
+             out.strides[0] // isz, out.strides[1] // isz, nthreads)
+
+
+cdef int lse_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
+                  View3 xv, result_t *out, Py_ssize_t os0, Py_ssize_t os1,
+                  int nthreads) except -1:
+    # logsumexp on raw views (x0 is xv.data, typed; out[o * os0 + k * os1]): the def above and
+    # the compiled calls (_compiled_calls.pxi) both run it
+    cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2
     cdef Py_ssize_t r, k, it
     cdef ColBlocks blocks
     cdef int tid
@@ -33,22 +41,24 @@ def logsumexp(const floating[:, :, :] x not None, result_t[:, :] out not None, i
     cdef double *log_sum_d
     cdef void *ws = NULL
     if outer == 0 or inner == 0:
-        return
+        return 0
     if C == 0:
-        out[:, :] = -INFINITY
-        return
+        for r in range(outer):
+            for k in range(inner):
+                out[r * os0 + k * os1] = -INFINITY
+        return 0
     if not use_columns(inner, C, s1, s2):
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 ri = row_index(r, inner)
                 stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
                                 0, 0)
-                out[ri.o, ri.k] = <result_t>(stats.shift + stats.log_sum)
-        return
+                out[ri.o * os0 + ri.k * os1] = <result_t>(stats.shift + stats.log_sum)
+        return 0
     blocks = col_blocks(inner, s2)
     if s2 == 1 and C > COL_CHUNK and blocks.per_outer > 1:
-        logsumexp_strips(x0, out, outer, C, inner, s0, s1, blocks, nthreads)
-        return
+        logsumexp_strips(x0, out, os0, os1, outer, C, inner, s0, s1, blocks, nthreads)
+        return 0
     ws = col_workspace(nthreads)
     with nogil:
         for it in prange(outer * blocks.per_outer, schedule='static', num_threads=nthreads):
@@ -59,8 +69,9 @@ def logsumexp(const floating[:, :, :] x not None, result_t[:, :] out not None, i
             shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
             log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
             for k in range(cr.ncols):
-                out[cr.o, cr.k0 + k] = <result_t>(shift[k] + log_sum_d[k])
+                out[cr.o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
     free(ws)
+    return 0
 
 
 cdef enum:
@@ -69,7 +80,8 @@ cdef enum:
     STRIP_BLOCKS = 8
 
 
-cdef int logsumexp_strips(const floating *x0, result_t[:, :] out, Py_ssize_t outer,
+cdef int logsumexp_strips(const floating *x0, result_t *out, Py_ssize_t os0, Py_ssize_t os1,
+                          Py_ssize_t outer,
                           Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0, Py_ssize_t s1,
                           ColBlocks blocks, int nthreads) except -1:
     # The column traversal of logsumexp over contiguous columns (axis 0 of a C-ordered
@@ -119,7 +131,7 @@ cdef int logsumexp_strips(const floating *x0, result_t[:, :] out, Py_ssize_t out
                 shift = <floating *>col_slot(ws, wid, SLOT_SHIFT)
                 log_sum_d = <double *>col_slot(ws, wid, SLOT_LOG_SUM_D)
                 for k in range(cr.ncols):
-                    out[o, cr.k0 + k] = <result_t>(shift[k] + log_sum_d[k])
+                    out[o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
     free(ws)
     return 0
 
@@ -225,15 +237,18 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
     than the last-level cache, already in memory: it is then not read into the cache before
     being overwritten; a fresh output is better written through the cache, where the
     kernel's zeroed pages already are)."""
-    cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = x.shape[2]
-    cdef Py_ssize_t s0 = x.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s1 = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s2 = x.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t os0 = out.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t os1 = out.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t os2 = out.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef const floating *x0 = first_element(x)
-    cdef floating *y0 = first_element(out)
+    cdef View3 xv = view3(x), ov = view3(out)
+    softmax_core(<const floating *>xv.data, <floating *>ov.data, x.shape[0], x.shape[1],
+                 x.shape[2], xv, ov, take_log, nthreads, stream)
+
+
+cdef int softmax_core(const floating *x0, floating *y0, Py_ssize_t outer, Py_ssize_t C,
+                      Py_ssize_t inner, View3 xv, View3 ov, bint take_log, int nthreads,
+                      bint stream) except -1:
+    # softmax on raw views (x0 and y0 are xv.data and ov.data, typed): the def above and the
+    # compiled calls (_compiled_calls.pxi) both run it
+    cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2
+    cdef Py_ssize_t os0 = ov.s0, os1 = ov.s1, os2 = ov.s2
     cdef Py_ssize_t r, k, j, it
     cdef ColBlocks blocks
     cdef int tid
@@ -249,7 +264,7 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
     cdef void *ws = NULL
     cdef floating *scratch = NULL
     if x0 == NULL:
-        return
+        return 0
     if not use_columns(inner, C, s1, s2):
         stream = stream and s1 == 1 and os1 == 1
         if stream and not take_log:
@@ -279,7 +294,7 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
                     fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
                                 log_sum, y0 + ri.o * os0 + ri.k * os2, os1, take_log)
         free(scratch)
-        return
+        return 0
     blocks = col_blocks(inner, s2)
     ws = col_workspace(nthreads)
     with nogil:
@@ -308,3 +323,4 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
                                    log_sums, y0 + cr.o * os0 + j * os1 + cr.k0 * os2, os2,
                                    take_log)
     free(ws)
+    return 0

@@ -12,7 +12,7 @@ import contextvars
 from ._checks import check_thread_count
 from ._dispatch import kernels
 
-MIN_PARALLEL_ELEMENTS = 1 << 15
+MIN_PARALLEL_ELEMENTS = kernels.MIN_PARALLEL_ELEMENTS    # 1 << 15, the compiled calls' too
 MAX_THREADS = 1 << 12
 _setting = None                                          # set_num_threads, process-wide
 _local = contextvars.ContextVar("fastnll_threads", default=None)   # threads(n) blocks
