@@ -1,7 +1,12 @@
 # entropy's kernels: Shannon entropy and relative entropy of distributions along the class
 # axis (scipy.stats.entropy), over the class-axis view of _class_axis.pxi, and the check for
 # negative probabilities that its wrapper runs first.
-from fastnll._loops cimport fnl_entr_sum, fnl_log_f64, fnl_rel_entr_sum, fnl_sum_probs
+from fastnll._loops cimport (
+    fnl_entr_cols, fnl_entr_sum, fnl_log_f64, fnl_rel_entr_sum, fnl_sum_probs,
+)
+
+cdef extern from "_loops.h" nogil:
+    enum: FNL_ENTR_COLS     # the rows fnl_entr_cols takes at once
 
 
 @cython.boundscheck(False)
@@ -70,10 +75,12 @@ def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, doubl
 
 cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py_ssize_t outer,
                       Py_ssize_t C, Py_ssize_t inner, View3 pv, View3 qv, View2 ov,
-                      double scale, int nthreads) noexcept:
+                      double scale, int nthreads) except -2:
     # entropy on raw views (p0, q0 and out0 are pv.data, qv.data (NULL: no q) and ov.data,
     # typed): the def above and the compiled calls (_compiled_calls.pxi) both run it
-    cdef Py_ssize_t r, o, k, c
+    cdef Py_ssize_t r, o, k, c, b, nb, k0, j
+    cdef double *all_sums
+    cdef double *sums
     cdef bint has_q = q0 != NULL
     cdef RowIndex ri
     cdef double sp, sq, s, pe, qe
@@ -84,8 +91,40 @@ cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py
     cdef Py_ssize_t os0 = ov.s0, os1 = ov.s1
     if outer == 0 or inner == 0:
         return 0
+    if (C > 0 and ps1 == 1 and (not has_q or qs1 == 1) and C <= SMALL_C
+            and inner >= FNL_ENTR_COLS):
+        # few classes (a swapped view's rows, contiguous): FNL_ENTR_COLS rows at a time, the
+        # vector lanes across the rows; the last few rows one at a time
+        nb = ceil_div(inner, FNL_ENTR_COLS)
+        # each thread's row sums (an array of the function would be shared by the threads)
+        all_sums = <double *>malloc((nthreads if nthreads > 0 else 1) * FNL_ENTR_COLS
+                                    * sizeof(double))
+        if all_sums == NULL:
+            raise MemoryError()
+        with nogil:
+            for b in prange(outer * nb, schedule='static', num_threads=nthreads):
+                sums = all_sums + threadid() * FNL_ENTR_COLS
+                o = b // nb
+                k0 = (b - o * nb) * FNL_ENTR_COLS
+                if k0 + FNL_ENTR_COLS <= inner:
+                    negative += fnl_entr_cols(p0 + o * ps0 + k0 * ps2,
+                                              NULL if q0 == NULL else q0 + o * qs0 + k0 * qs2,
+                                              ps2, C, sums)
+                    for j in range(FNL_ENTR_COLS):
+                        if sums[j] == INFINITY and q0 != NULL:     # see entropy_row
+                            sums[j] = entropy_row(p0 + o * ps0 + (k0 + j) * ps2,
+                                                  q0 + o * qs0 + (k0 + j) * qs2, C).s
+                        out0[o * os0 + (k0 + j) * os1] = <floating>(sums[j] * scale)
+                else:
+                    for k in range(k0, inner):
+                        row = entropy_row(p0 + o * ps0 + k * ps2,
+                                          NULL if q0 == NULL else q0 + o * qs0 + k * qs2, C)
+                        negative += row.negative
+                        out0[o * os0 + k * os1] = <floating>(row.s * scale)
+        free(all_sums)
+        return 1 if negative > 0 else 0
     if C > 0 and ps1 == 1 and (not has_q or qs1 == 1):
-        # unit-stride rows (also those of a swapped view: few classes, rows contiguous)
+        # unit-stride rows
         with nogil:
             for r in prange(outer * inner, schedule='static', num_threads=nthreads):
                 ri = row_index(r, inner)

@@ -481,6 +481,65 @@ FNL_INLINE double FNL_FN(fnl_rel_entr_sum)(const T *p, const T *q, ptrdiff_t n, 
     return s;
 }
 
+/* The sums of FNL_ENTR_COLS rows at once, vectorised across the rows, for rows too short to
+ * fill a vector on their own (few classes, where the row loops above spent most of their time
+ * outside their vector bodies): row j has its n probabilities at p[j * s_row + i] (unit
+ * stride along the row) and q likewise (q NULL: Shannon entropy).  s[j] gets the row's sum of
+ * entr (or rel_entr) terms, as fnl_entr_sum (fnl_rel_entr_sum, not careful: an inf sum may
+ * need the careful loop) would, summed in class order.  Returns 1 when an entry of p or q is
+ * negative (nan is not), else 0. */
+#ifndef FNL_ENTR_COLS
+#define FNL_ENTR_COLS 8
+#endif
+FNL_INLINE int FNL_FN(fnl_entr_cols)(const T *p, const T *q, ptrdiff_t s_row, ptrdiff_t n,
+                                     double *s)
+{
+    double sp[FNL_ENTR_COLS], sq[FNL_ENTR_COLS], acc[FNL_ENTR_COLS];
+    T lo = 0;
+    for (int j = 0; j < FNL_ENTR_COLS; j++)
+        sp[j] = sq[j] = acc[j] = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        FNL_PRAGMA(omp simd reduction(min : lo))
+        for (int j = 0; j < FNL_ENTR_COLS; j++) {
+            T v = p[j * s_row + i];
+            sp[j] += (double)v;
+            lo = v < lo ? v : lo;
+        }
+    }
+    if (q) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            FNL_PRAGMA(omp simd reduction(min : lo))
+            for (int j = 0; j < FNL_ENTR_COLS; j++) {
+                T w = q[j * s_row + i];
+                sq[j] += (double)w;
+                lo = w < lo ? w : lo;
+            }
+        }
+        for (ptrdiff_t i = 0; i < n; i++) {
+            FNL_PRAGMA(omp simd)
+            for (int j = 0; j < FNL_ENTR_COLS; j++) {
+                double v = (double)p[j * s_row + i] / sp[j], w = (double)q[j * s_row + i] / sq[j];
+                int both = v > 0 && w > 0;
+                double lr = fnl_log_f64(v / w);
+                acc[j] += both ? v * lr
+                               : ((v == 0 && w >= 0) ? 0.0 : ((v != v || w != w) ? v + w : INFINITY));
+            }
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            FNL_PRAGMA(omp simd)
+            for (int j = 0; j < FNL_ENTR_COLS; j++) {
+                double v = (double)p[j * s_row + i] / sp[j];
+                double term = -v * fnl_log_f64(v);
+                acc[j] += v > 0 ? term : (v == 0 ? 0.0 : v);
+            }
+        }
+    }
+    for (int j = 0; j < FNL_ENTR_COLS; j++)
+        s[j] = acc[j];
+    return lo < 0;
+}
+
 /* ------------------------------------------------------------------- NLL gather ---- */
 
 /* Row r (r < n) has target t = targets[r * s_t] and log-probabilities x[r * s_row + j * s_class].

@@ -108,16 +108,22 @@ def test_entropy_dtypes():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_negative_entry_refused_with_two_threads(which, dtype):
     # The row loops flag negative entries per row, with two threads: each thread's flag must
-    # be its own (a shared one let 10-20% of these calls return a number).
+    # be its own (a shared one let 10-20% of these calls return a number).  Few classes take
+    # the loop over groups of rows (fnl_entr_cols), whose row sums are each thread's own too.
     rng = np.random.default_rng(3)
-    good = rng.random((64, 1000)).astype(dtype)
-    bad = good.copy()
-    bad[37, 5] = -0.5
-    args = {"pk": bad, "qk": good} if which == "pk" else {"pk": good, "qk": bad}
-    with fastnll.threads(2):
-        for _ in range(60):
-            with pytest.raises(ValueError, match=rf"\b{which}\b.*-0\.5"):
-                fastnll.entropy(axis=1, **args)
+    for shape in ((64, 1000), (8192, 10)):
+        good = rng.random(shape).astype(dtype)
+        bad = good.copy()
+        bad[37, 5] = -0.5
+        args = {"pk": bad, "qk": good} if which == "pk" else {"pk": good, "qk": bad}
+        with fastnll.threads(2):
+            for _ in range(60):
+                with pytest.raises(ValueError, match=rf"\b{which}\b.*-0\.5"):
+                    fastnll.entropy(axis=1, **args)
+            two = fastnll.entropy(good, good[::-1], axis=1)
+        with fastnll.threads(1):
+            one = fastnll.entropy(good, good[::-1], axis=1)
+        np.testing.assert_array_equal(one, two)
 
 
 def test_negative_entry_named_in_index_order_with_few_classes():
