@@ -35,25 +35,36 @@ from . import _class_losses, _elementwise, _linear
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
            "linear_cross_entropy"]
 
+# Inputs with fewer elements than this (logits, for linear_cross_entropy) go to PyTorch's own
+# function: there a Python autograd.Function's fixed cost (24 us, forward and backward, for
+# one that computes nothing, against 30 us for PyTorch's whole cross_entropy at (32, 10) on
+# the machine this was measured on) is most of the call, and fastnll's kernels cannot win it
+# back.  cross_entropy's forward and backward broke even at 12800 elements there.
+MIN_ELEMENTS = 16384
+
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int64, torch.uint8)     # the class-index dtypes PyTorch accepts
 # Errors by which fastnll refuses arguments; PyTorch then decides (its result or its error).
 _REFUSALS = (ValueError, IndexError, TypeError, OverflowError)
 
 
+_functorch_probe = getattr(torch._C, "_are_functorch_transforms_active", None)
+_is_compiling = torch.compiler.is_compiling
+_is_tracing = torch.jit.is_tracing
+
+
 def _functorch_active():
-    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(probe()) if probe is not None else False
+    return bool(_functorch_probe()) if _functorch_probe is not None else False
 
 
 def _transformed():
     """True while PyTorch traces or transforms the computation (torch.compile, torch.jit.trace,
     torch.func transforms, forward-mode AD), where a NumPy round trip cannot take part."""
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active()
+    return (_is_compiling() or _is_tracing() or _functorch_active()
             or getattr(_forward_ad, "_current_level", -1) >= 0)
 
 
-def _fastnll_can_run(input, floats=(), index=None, differentiable=()):
+def _fastnll_can_run(input, floats=(), index=None, differentiable=(), elements=None):
     """Whether the fast path applies to a call: the dispatch rule of this module.
 
     ``input`` must be a float32 or float64 tensor; ``floats`` are the other float operands
@@ -64,7 +75,8 @@ def _fastnll_can_run(input, floats=(), index=None, differentiable=()):
     need a gradient (fastnll computes the gradients of ``input`` and of the ``differentiable``
     operands only: linear_cross_entropy's weight and bias, also of ``input``'s dtype).
     Nothing may be tracing or transforming the call (torch.compile, torch.jit.trace,
-    torch.func transforms, forward-mode AD).
+    torch.func transforms, forward-mode AD), and the input must have at least MIN_ELEMENTS
+    elements (``elements``, when given, counts them instead: linear_cross_entropy's logits).
     """
     if not isinstance(input, torch.Tensor) or input.dtype not in _FLOAT_DTYPES:
         return False
@@ -85,9 +97,16 @@ def _fastnll_can_run(input, floats=(), index=None, differentiable=()):
     for t in tensors:
         if not t.is_cpu or t.layout != torch.strided:
             return False
-    if torch.overrides.has_torch_function(tensors):
+    if torch.overrides.has_torch_function(tensors) or _transformed():
         return False
-    return not _transformed()
+    return (input.numel() if elements is None else elements) >= MIN_ELEMENTS
+
+
+def _small(input):
+    """A plain tensor under MIN_ELEMENTS elements: PyTorch's own function takes it (the same
+    rule as in _fastnll_can_run, checked first, at the cost of one call)."""
+    return (type(input) is torch.Tensor and not _is_tracing()
+            and input.numel() < MIN_ELEMENTS)
 
 
 class _FirstDerivative(torch.autograd.Function):
@@ -112,10 +131,10 @@ def _once_differentiable(backward):
     would silently lose its second-order terms)."""
     @functools.wraps(backward)
     def wrapper(ctx, *grad_outputs):
+        if not torch.is_grad_enabled():      # the usual backward pass (no create_graph)
+            return backward(ctx, *grad_outputs)
         with torch.no_grad():
             grads = backward(ctx, *grad_outputs)
-        if not torch.is_grad_enabled():
-            return grads
         operands = [t for t in ctx.saved_tensors if t is not None and t.requires_grad]
         return tuple(None if g is None else _FirstDerivative.apply(g, *operands)
                      for g in grads)
@@ -127,7 +146,9 @@ class _Unsupported(Exception):
 
 
 def _as_array(t):
-    return None if t is None else t.detach().numpy()     # a view of t's memory
+    if t is None:
+        return None
+    return (t.detach() if t.requires_grad else t).numpy()     # a view of t's memory
 
 
 def _compute(loss_fn, input, target, weight, pos_weight, return_grad):
@@ -279,6 +300,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     >>> torch.allclose(logits.grad, ref.grad)
     True
     """
+    if _small(input):
+        return _F.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
+                                reduction, label_smoothing)
     float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (target, weight) if float_target else (weight,),
@@ -344,6 +368,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     ...                                                   reduction="none"))
     True
     """
+    if _small(input):
+        return _F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (weight,), target)):
         axis = _class_axis(input)
@@ -409,6 +435,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     >>> x.grad.shape
     torch.Size([2, 2])
     """
+    if _small(input):
+        return _F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
+                                                   reduction, pos_weight)
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (target, weight, pos_weight))):
         def loss_fn(x, y, w, pw, return_grad):
@@ -497,9 +526,13 @@ def _linear_can_run(input, linear_weight, linear_bias, target, weight):
     if isinstance(linear_weight, torch.Tensor) and linear_weight.dim() != 2:
         return False
     float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
+    if not isinstance(linear_weight, torch.Tensor):
+        return False
+    rows = input.shape[0] if input.dim() == 2 else 1
     return _fastnll_can_run(input, (target, weight) if float_target else (weight,),
                             None if float_target else target,
-                            differentiable=(linear_weight, linear_bias))
+                            differentiable=(linear_weight, linear_bias),
+                            elements=rows * linear_weight.shape[0])
 
 
 def _linear_reference(input, linear_weight, target, linear_bias, weight, reduction,

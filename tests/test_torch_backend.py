@@ -638,3 +638,44 @@ def test_probability_targets_with_ignore_index_as_pytorch(rng):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
         np.testing.assert_allclose(fastnll.cross_entropy(x.numpy(), p.numpy(), ignore_index=ii),
                                    want.numpy(), rtol=1e-12)
+
+
+@pytest.mark.small_goes_to_torch
+def test_small_inputs_go_to_pytorchs_own_functions(monkeypatch):
+    """Below MIN_ELEMENTS elements (of the logits, for linear_cross_entropy) the call is
+    PyTorch's own, bit for bit; from MIN_ELEMENTS on, fastnll's kernels run."""
+    calls = []
+    for module, name in ((_class_losses, "cross_entropy"), (_class_losses, "nll_loss"),
+                         (_elementwise, "binary_cross_entropy_with_logits")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name,
+                            lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    n_small = fnt.MIN_ELEMENTS // 10 - 1
+    for N, expect in ((n_small, False), (fnt.MIN_ELEMENTS // 10 + 1, True)):
+        calls.clear()
+        x = logits((N, 10), torch.float32).requires_grad_(True)
+        ref = x.detach().clone().requires_grad_(True)
+        t = class_target((N, 10))
+        y = torch.rand(N, 10)
+        for ours, theirs in ((fnt.cross_entropy, F.cross_entropy), (fnt.nll_loss, F.nll_loss),
+                             (fnt.binary_cross_entropy_with_logits,
+                              F.binary_cross_entropy_with_logits)):
+            other = y if ours is fnt.binary_cross_entropy_with_logits else t
+            x.grad = ref.grad = None
+            a = ours(x, other)
+            b = theirs(ref, other)
+            a.backward()
+            b.backward()
+            if not expect:
+                assert torch.equal(a, b) and torch.equal(x.grad, ref.grad)
+            else:
+                torch.testing.assert_close(a, b)
+                torch.testing.assert_close(x.grad, ref.grad)
+        assert (len(calls) == 3) == expect, (N, calls)
+    # linear_cross_entropy counts the logits, N x V
+    calls.clear()
+    h = torch.randn(8, 4, requires_grad=True)
+    W = torch.randn(10, 4, requires_grad=True)
+    t = torch.randint(0, 10, (8,))
+    loss = fnt.linear_cross_entropy(h, W, t)
+    assert torch.equal(loss, F.linear_cross_entropy(h, W, t))
