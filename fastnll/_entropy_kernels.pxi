@@ -107,9 +107,9 @@ cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py
                 o = b // nb
                 k0 = (b - o * nb) * FNL_ENTR_COLS
                 if k0 + FNL_ENTR_COLS <= inner:
-                    negative += fnl_entr_cols(p0 + o * ps0 + k0 * ps2,
+                    negative += fnl_entr_cols(p0 + o * ps0 + k0 * ps2, ps2,
                                               NULL if q0 == NULL else q0 + o * qs0 + k0 * qs2,
-                                              ps2, C, sums)
+                                              qs2, C, sums)
                     for j in range(FNL_ENTR_COLS):
                         if sums[j] == INFINITY and q0 != NULL:     # see entropy_row
                             sums[j] = entropy_row(p0 + o * ps0 + (k0 + j) * ps2,

@@ -484,15 +484,15 @@ FNL_INLINE double FNL_FN(fnl_rel_entr_sum)(const T *p, const T *q, ptrdiff_t n, 
 /* The sums of FNL_ENTR_COLS rows at once, vectorised across the rows, for rows too short to
  * fill a vector on their own (few classes, where the row loops above spent most of their time
  * outside their vector bodies): row j has its n probabilities at p[j * s_row + i] (unit
- * stride along the row) and q likewise (q NULL: Shannon entropy).  s[j] gets the row's sum of
- * entr (or rel_entr) terms, as fnl_entr_sum (fnl_rel_entr_sum, not careful: an inf sum may
- * need the careful loop) would, summed in class order.  Returns 1 when an entry of p or q is
- * negative (nan is not), else 0. */
+ * stride along the row) and q[j * s_qrow + i] (q NULL: Shannon entropy).  s[j] gets the
+ * row's sum of entr (or rel_entr) terms, as fnl_entr_sum (fnl_rel_entr_sum, not careful: an
+ * inf sum may need the careful loop) would, summed in class order.  Returns 1 when an entry
+ * of p or q is negative (nan is not), else 0. */
 #ifndef FNL_ENTR_COLS
 #define FNL_ENTR_COLS 8
 #endif
-FNL_INLINE int FNL_FN(fnl_entr_cols)(const T *p, const T *q, ptrdiff_t s_row, ptrdiff_t n,
-                                     double *s)
+FNL_INLINE int FNL_FN(fnl_entr_cols)(const T *p, ptrdiff_t s_row, const T *q, ptrdiff_t s_qrow,
+                                     ptrdiff_t n, double *s)
 {
     double sp[FNL_ENTR_COLS], sq[FNL_ENTR_COLS], acc[FNL_ENTR_COLS];
     T lo = 0;
@@ -510,7 +510,7 @@ FNL_INLINE int FNL_FN(fnl_entr_cols)(const T *p, const T *q, ptrdiff_t s_row, pt
         for (ptrdiff_t i = 0; i < n; i++) {
             FNL_PRAGMA(omp simd reduction(min : lo))
             for (int j = 0; j < FNL_ENTR_COLS; j++) {
-                T w = q[j * s_row + i];
+                T w = q[j * s_qrow + i];
                 sq[j] += (double)w;
                 lo = w < lo ? w : lo;
             }
@@ -518,7 +518,8 @@ FNL_INLINE int FNL_FN(fnl_entr_cols)(const T *p, const T *q, ptrdiff_t s_row, pt
         for (ptrdiff_t i = 0; i < n; i++) {
             FNL_PRAGMA(omp simd)
             for (int j = 0; j < FNL_ENTR_COLS; j++) {
-                double v = (double)p[j * s_row + i] / sp[j], w = (double)q[j * s_row + i] / sq[j];
+                double v = (double)p[j * s_row + i] / sp[j];
+                double w = (double)q[j * s_qrow + i] / sq[j];
                 int both = v > 0 && w > 0;
                 double lr = fnl_log_f64(v / w);
                 acc[j] += both ? v * lr

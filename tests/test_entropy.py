@@ -28,6 +28,12 @@ ENTROPY_CASES = [
     ((3,), (2, 3), 1),
     ((2, 1), (2, 3), 1),
     ((2, 3), (2, 1), 0),
+    # few classes and at least 8 rows: the rows taken 8 at a time (fnl_entr_cols)
+    ((40, 10), None, 1),
+    ((40, 10), (40, 10), 1),
+    ((40, 10), (10,), 1),
+    ((3, 20, 5), (3, 20, 5), 2),
+    ((13, 3), (1, 3), -1),
     ((2, 3, 4), None, None),
     ((3, 4), (2, 3, 4), None),
 ]
@@ -54,6 +60,22 @@ def test_entropy_matches_scipy(dtype, pshape, qshape, axis, base):
     if np.ndim(want) == 0:
         assert type(got) is np.dtype(dtype).type
     assert_close(got, want, dtype, mag=1.0 + np.abs(want), err_msg="entropy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_classes_with_operands_in_other_layouts(dtype):
+    # p and q of one shape but different strides (reversed rows, Fortran order, a step)
+    rng = np.random.default_rng(21)
+    p = rng.uniform(0, 3, (37, 6)).astype(dtype)
+    q = rng.uniform(0.1, 3, (37, 6)).astype(dtype)
+    for pk, qk in [(p, q[::-1]), (np.asfortranarray(p), q), (p, np.repeat(q, 2, axis=0)[::2]),
+                   (p[::-1], q[::-1])]:
+        want = ref_entropy(pk, qk, axis=1)
+        assert_close(fastnll.entropy(pk, qk, axis=1), want, dtype, mag=1.0 + np.abs(want),
+                     err_msg="entropy")
+        want = ref_entropy(pk, None, axis=1)
+        assert_close(fastnll.entropy(pk, axis=1), want, dtype, mag=1.0 + np.abs(want),
+                     err_msg="entropy")
 
 
 def test_entropy_special_values():
