@@ -717,3 +717,103 @@ def entropy_call(pk, qk, base, axis, for_work):
                                              or (qk is not None and any_negative(&q)))):
         return None
     return scalar_or_array(res)
+
+
+# ---------------------------------------------------------- linear_cross_entropy ----
+
+def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+                label_smoothing, softcap, z_loss, return_grad, Py_ssize_t block_bytes):
+    """linear_cross_entropy when its rows make one block (_linear.linear_blocks: N x V logits
+    of at most block_bytes) and every target is kept: input (N, H) and linear_weight (V, H)
+    C-contiguous float arrays of one dtype, linear_bias None or (V,) of it, target int32 or
+    int64 of shape (N,) in range, no class weights, softcap None, z_loss 0.0, the other
+    options as class_loss_call takes them.  The same products (np.matmul into the same
+    arrays) and the same kernel call as linear_blocks' one block.  Returns (loss, gx, gW, gb)
+    (the gradients None without return_grad; gb None without a bias) or None."""
+    cdef Arr x, W, b, t
+    cdef int want_grad = take_bool(return_grad), code = take_reduction(reduction, False)
+    cdef int overflow = 0, has_b = linear_bias is not None
+    cdef long long ii, v
+    cdef double eps = 0.0
+    cdef Py_ssize_t N, V, H, i
+    cdef int64_t *wide = NULL
+    cdef const int64_t *tp
+    cdef ClassArgs args
+    cdef BlockSum res
+    cdef View3 zv
+    cdef cnp.npy_intp dims[2]
+    if (weight is not None or softcap is not None or type(z_loss) is not float
+            or z_loss != 0.0 or want_grad < 0 or code < 0 or type(ignore_index) is not int):
+        return None
+    ii = PyLong_AsLongLongAndOverflow(ignore_index, &overflow)
+    if overflow:
+        return None
+    if type(label_smoothing) is float:
+        eps = label_smoothing
+    elif type(label_smoothing) is int and (label_smoothing == 0 or label_smoothing == 1):
+        eps = label_smoothing
+    else:
+        return None
+    if not 0.0 <= eps <= 1.0:
+        return None
+    if not (take_array(input, &x, TAKE_FLOAT) and x.ndim == 2 and x.contiguous
+            and take_array(linear_weight, &W, TAKE_FLOAT) and W.typ == x.typ and W.ndim == 2
+            and W.contiguous and take_array(target, &t, TAKE_INT) and t.ndim == 1
+            and t.contiguous):
+        return None
+    N, H, V = x.shape[0], x.shape[1], W.shape[0]
+    if N == 0 or H == 0 or V == 0 or W.shape[1] != H or t.shape[0] != N:
+        return None
+    if has_b and not (take_array(linear_bias, &b, TAKE_FLOAT) and b.typ == x.typ
+                      and b.ndim == 1 and b.contiguous and b.shape[0] == V):
+        return None
+    if N * V * x.isz > block_bytes:
+        return None
+    # every target kept and in range (else the general path drops rows, or raises)
+    if t.typ == cnp.NPY_INT32:
+        wide = <int64_t *>malloc(N * sizeof(int64_t))
+        if wide == NULL:
+            raise MemoryError()
+        for i in range(N):
+            wide[i] = (<int32_t *>t.data)[i]
+        tp = wide
+    else:
+        tp = <const int64_t *>t.data
+    try:
+        for i in range(N):
+            v = tp[i]
+            if v == ii or v < 0 or v >= V:
+                return None
+        dims[0], dims[1] = N, V
+        z = np.matmul(input, linear_weight.T, out=cnp.PyArray_EMPTY(2, dims, x.typ, 0))
+        if has_b:
+            np.add(z, linear_bias, out=z)
+        rows = cnp.PyArray_EMPTY(1, dims, x.typ, 0) if code == NONE else None
+        zv = View3(cnp.PyArray_DATA(<cnp.ndarray>z), V, 1, 1)
+        args = class_args(N, V, 1, zv, View2(<void *>tp, 1, 0), NULL, 0, ii, eps, False,
+                          View2(cnp.PyArray_DATA(<cnp.ndarray>rows), 1, 0) if rows is not None
+                          else View2(NULL, 0, 0), zv if want_grad else View3(NULL, 0, 0, 0),
+                          want_grad)
+        args.sum_scale = 1.0 / N if code == MEAN else 1.0
+        if x.typ == cnp.NPY_FLOAT32:
+            run_class_loss(<const float *>zv.data, &args, NONE if code == NONE else SUM, 1,
+                           &res)
+        else:
+            run_class_loss(<const double *>zv.data, &args, NONE if code == NONE else SUM, 1,
+                           &res)
+    finally:
+        free(wide)
+    loss = loss_result(code, res.loss_sum, N, rows, x.typ)
+    if not want_grad:
+        return loss, None, None, None
+    dims[0], dims[1] = N, H
+    gx = cnp.PyArray_ZEROS(2, dims, x.typ, 0)
+    np.matmul(linear_weight.T, z.T, out=gx.T)
+    dims[0] = V
+    gW = np.matmul(z.T, input, out=cnp.PyArray_EMPTY(2, dims, x.typ, 0))
+    gb = None
+    if has_b:
+        gb = np.zeros(V, dtype=np.float64)
+        gb += z.sum(axis=0, dtype=np.float64)
+        gb = gb.astype(input.dtype)
+    return loss, gx, gW, gb

@@ -388,6 +388,13 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
     >>> grads.input.shape, grads.linear_weight.shape, grads.linear_bias
     ((6, 4), (10, 4), None)
     """
+    if grad_out is None:
+        fast = kernels.linear_call(input, linear_weight, target, linear_bias, weight,
+                                   ignore_index, reduction, label_smoothing, softcap, z_loss,
+                                   return_grad, _BLOCK_BYTES)
+        if fast is not None:
+            loss, gx, gW, gb = fast
+            return (loss, LinearGrads(gx, gW, gb)) if return_grad else loss
     return linear_blocks_checked(input, linear_weight, linear_bias, target, weight,
                                  ignore_index, reduction, label_smoothing, softcap, z_loss,
                                  return_grad, grad_out=grad_out)
