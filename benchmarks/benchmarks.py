@@ -186,3 +186,21 @@ class LinearCrossEntropyGrad(_LinearSuite):
     """Forward and backward: the loss and the gradients of x and W."""
     func = "linear_cross_entropy_grad"
     params = _params(func)
+
+
+class SmallCalls:
+    """Every function on (32, 10) float32 with its common options (microsecond calls),
+    against PyTorch and SciPy: the rows of `python -m fastnll bench --small`."""
+    timeout = 120
+    param_names = ["impl", "call"]
+    params = [["fastnll", "torch", "scipy"], [label for label, _ in _bench.small_calls()]]
+
+    def setup(self, impl, call):
+        impls = dict(_bench.small_calls())[call]
+        if impl not in impls:
+            raise NotImplementedError(f"{impl} has no {call}")
+        self.call = impls[impl]
+        self.call()
+
+    def time_call(self, impl, call):
+        self.call()

@@ -515,6 +515,15 @@ def _time_once(fn):
 def run_workload(func, shape, dtype, repeat, min_time=0.05):
     x, t = make_data(shape, dtype)
     impls = implementations(func, x, t)
+    medians = time_impls(impls, repeat, min_time, pause=0.25 if func in LINEAR else 0)
+    if func in LINEAR:
+        PEAKS[(func, shape, dtype)] = {name: peak_rss_growth(fn) for name, fn in impls.items()}
+    return medians
+
+
+def time_impls(impls, repeat, min_time=0.05, pause=0):
+    """{name: median seconds a call}, the implementations timed in interleaved rounds;
+    pause: seconds of sleep before each sample (see run_workload)."""
     # Calls per sample so that one sample lasts at least min_time (small inputs).
     inner = {}
     for name, fn in impls.items():
@@ -525,19 +534,122 @@ def run_workload(func, shape, dtype, repeat, min_time=0.05):
     for _ in range(repeat):
         for name, fn in impls.items():
             n = inner[name]
-            if func in LINEAR:
-                # the previous implementation's BLAS or OpenMP threads keep spinning for a
-                # while after its last product (OpenBLAS for up to about 0.1 s): let them
-                # sleep, so that no implementation pays for the one before it
-                time.sleep(0.25)
+            if pause:
+                # the linear_* rows: the previous implementation's BLAS or OpenMP threads
+                # keep spinning for a while after its last product (OpenBLAS for up to about
+                # 0.1 s): let them sleep, so that no implementation pays for the one before
+                time.sleep(pause)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
-    medians = {name: statistics.median(v) for name, v in samples.items()}
-    if func in LINEAR:
-        PEAKS[(func, shape, dtype)] = {name: peak_rss_growth(fn) for name, fn in impls.items()}
-    return medians
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# ------------------------------------------------------------------- small calls ----
+
+SMALL_SHAPE = (32, 10)
+
+
+def small_calls():
+    """[(row label, {name: zero-argument callable})]: every public function on (32, 10)
+    float32 with its common options (`--small`), against PyTorch's function (a composition
+    of its ops where it has none), and SciPy's where SciPy has the function; "fastnll" is
+    the fastnll.torch function in the torch_* rows (forward and backward)."""
+    N, C = SMALL_SHAPE
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C), dtype=np.float32)
+    t = rng.integers(0, C, N)
+    t32 = t.astype(np.int32)
+    w = (rng.random(C, dtype=np.float32) + 0.5)
+    y = rng.random((N, C), dtype=np.float32)
+    p = y + np.float32(0.1)
+    logp = (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+    var = y + np.float32(0.5)
+    h = rng.standard_normal((N, 16), dtype=np.float32)
+    W = rng.standard_normal((C, 16), dtype=np.float32)
+    f = fastnll
+    rows = [
+        ("softmax axis=1", {"fastnll": lambda: f.softmax(x, axis=1)}),
+        ("log_softmax axis=1", {"fastnll": lambda: f.log_softmax(x, axis=1)}),
+        ("logsumexp axis=1", {"fastnll": lambda: f.logsumexp(x, axis=1)}),
+        ("cross_entropy int64", {"fastnll": lambda: f.cross_entropy(x, t)}),
+        ("cross_entropy int32", {"fastnll": lambda: f.cross_entropy(x, t32)}),
+        ("cross_entropy weight", {"fastnll": lambda: f.cross_entropy(x, t, weight=w)}),
+        ("cross_entropy smoothing", {"fastnll": lambda: f.cross_entropy(x, t,
+                                                                      label_smoothing=0.1)}),
+        ("cross_entropy probabilities", {"fastnll": lambda: f.cross_entropy(x, y)}),
+        ("cross_entropy_grad", {"fastnll": lambda: f.cross_entropy(x, t, return_grad=True)}),
+        ("nll_loss int64", {"fastnll": lambda: f.nll_loss(logp, t)}),
+        ("nll_loss int32 weight", {"fastnll": lambda: f.nll_loss(logp, t32, weight=w)}),
+        ("bce_with_logits", {"fastnll": lambda: f.binary_cross_entropy_with_logits(x, y)}),
+        ("bce_with_logits weight", {"fastnll": lambda: f.binary_cross_entropy_with_logits(
+            x, y, weight=var)}),
+        ("gaussian_nll_loss", {"fastnll": lambda: f.gaussian_nll_loss(x, y, var)}),
+        ("poisson_nll_loss", {"fastnll": lambda: f.poisson_nll_loss(x, y)}),
+        ("kl_div batchmean", {"fastnll": lambda: f.kl_div(logp, y, reduction="batchmean")}),
+        ("entropy axis=1", {"fastnll": lambda: f.entropy(p, axis=1)}),
+        ("linear_cross_entropy H=16", {"fastnll": lambda: f.linear_cross_entropy(h, W, t)}),
+    ]
+    impls = dict(rows)
+    sp = _scipy_special()
+    if sp is not None:
+        import scipy.stats
+        impls["softmax axis=1"]["scipy"] = lambda: sp.softmax(x, axis=1)
+        impls["log_softmax axis=1"]["scipy"] = lambda: sp.log_softmax(x, axis=1)
+        impls["logsumexp axis=1"]["scipy"] = lambda: sp.logsumexp(x, axis=1)
+        impls["entropy axis=1"]["scipy"] = lambda: scipy.stats.entropy(p, axis=1)
+    torch, F = _torch()
+    if torch is not None:
+        import fastnll.torch as fnt
+        X, T, T32, Wt, Y, P = (torch.from_numpy(a) for a in (x, t, t32, w, y, p))
+        LP, V, Hh, WW = (torch.from_numpy(a) for a in (logp, var, h, W))
+        ops = {
+            "softmax axis=1": lambda: F.softmax(X, dim=1),
+            "log_softmax axis=1": lambda: F.log_softmax(X, dim=1),
+            "logsumexp axis=1": lambda: torch.logsumexp(X, dim=1),
+            "cross_entropy int64": lambda: F.cross_entropy(X, T),
+            # (PyTorch takes no int32 class indices: its int64 call)
+            "cross_entropy int32": lambda: F.cross_entropy(X, T),
+            "cross_entropy weight": lambda: F.cross_entropy(X, T, weight=Wt),
+            "cross_entropy smoothing": lambda: F.cross_entropy(X, T, label_smoothing=0.1),
+            "cross_entropy probabilities": lambda: F.cross_entropy(X, Y),
+            "nll_loss int64": lambda: F.nll_loss(LP, T),
+            "nll_loss int32 weight": lambda: F.nll_loss(LP, T, weight=Wt),
+            "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(X, Y),
+            "bce_with_logits weight": lambda: F.binary_cross_entropy_with_logits(X, Y,
+                                                                                 weight=V),
+            "gaussian_nll_loss": lambda: F.gaussian_nll_loss(X, Y, V),
+            "poisson_nll_loss": lambda: F.poisson_nll_loss(X, Y),
+            "kl_div batchmean": lambda: F.kl_div(LP, Y, reduction="batchmean"),
+            # (no entropy function: its ops)
+            "entropy axis=1": lambda: torch.special.entr(P / P.sum(1, keepdim=True)).sum(1),
+            "linear_cross_entropy H=16": lambda: F.cross_entropy(Hh @ WW.T, T),
+        }
+        for label, op in ops.items():
+            impls[label]["torch"] = op
+
+        def fwd_bwd(loss_fn, target):
+            xt = torch.from_numpy(x.copy()).requires_grad_(True)
+
+            def run():
+                xt.grad = None
+                loss_fn(xt, target).backward()
+            return run
+
+        def torch_grad():
+            xt = X.clone().requires_grad_(True)
+            loss = F.cross_entropy(xt, T)
+            loss.backward()
+            return loss, xt.grad
+        impls["cross_entropy_grad"]["torch"] = torch_grad
+        for name, ours, theirs, target in (
+                ("torch_cross_entropy_grad", fnt.cross_entropy, F.cross_entropy, T),
+                ("torch_nll_loss_grad", fnt.nll_loss, F.nll_loss, T),
+                ("torch_bce_with_logits_grad", fnt.binary_cross_entropy_with_logits,
+                 F.binary_cross_entropy_with_logits, Y)):
+            impls[name] = {"fastnll": fwd_bwd(ours, target), "torch": fwd_bwd(theirs, target)}
+    return list(impls.items())
 
 
 # (func, shape, dtype) -> {implementation: peak memory growth of one call, bytes}: the
@@ -658,6 +770,9 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=7, help="interleaved rounds (default 7)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for fastnll and torch (default: fastnll's default)")
+    p.add_argument("--small", action="store_true",
+                   help="instead: every function on (32, 10) float32 with its common options "
+                        "(microsecond calls), against PyTorch and SciPy")
     p.add_argument("--quick", action="store_true",
                    help="small shapes and 3 rounds: a smoke run of every workload")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
@@ -672,6 +787,8 @@ def main(argv=None):
     if args.simd_level:
         _rerun_at_level(args.simd_level, argv)   # returns only if already at that level
 
+    if args.small:
+        return _small_main(args)
     if args.function:
         default = "2048,512,32000" if args.function in LINEAR else "4096,32000"
         shape = tuple(int(v) for v in (args.shape or default).split(","))
@@ -735,5 +852,25 @@ def main(argv=None):
     print(format_table(results))
     if args.plot:
         plot(results, args.plot, header)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _small_main(args):
+    """`--small`: the small-call table."""
+    threads = args.threads or fastnll.get_num_threads()
+    torch, _ = _torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    print(machine_line(threads), flush=True)
+    results = []
+    with fastnll.threads(threads):
+        for label, impls in small_calls():
+            medians = time_impls(impls, args.repeat)
+            results.append(((label, SMALL_SHAPE, "float32"), medians))
+    print()
+    print(format_table(results))
+    if args.plot:
+        plot(results, args.plot, machine_line(threads))
         print(f"plot written to {args.plot}")
     return 0

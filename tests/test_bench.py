@@ -49,3 +49,21 @@ def test_every_implementation_computes_the_same_quantity(func, ndim, dtype):
                                    atol=1e-6, err_msg=f"{func} {dtype}: {name}")
         compared.append(name)
     assert compared, f"{func}: nothing to compare with"
+
+
+@pytest.mark.parametrize("label", [label for label, _ in _bench.small_calls()])
+def test_small_calls_compute_the_same_quantity(label):
+    # the rows of `bench --small`: each peer's call against fastnll's (the torch_* rows,
+    # forward and backward of fastnll.torch and of PyTorch, return nothing to compare)
+    impls = dict(_bench.small_calls())[label]
+    results = {name: call() for name, call in impls.items()}
+    if label.startswith("torch_"):
+        assert set(results) == {"fastnll", "torch"}
+        return
+    expected = _value(results["fastnll"])
+    for name, got in results.items():
+        np.testing.assert_allclose(_value(got), expected, rtol=2e-5, atol=1e-6,
+                                   err_msg=f"{label}: {name}")
+    if label.startswith("cross_entropy_grad") and "torch" in results:
+        np.testing.assert_allclose(results["torch"][1].numpy(), results["fastnll"][1],
+                                   rtol=1e-5, atol=1e-7)
