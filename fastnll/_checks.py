@@ -244,9 +244,10 @@ def broadcast_pk_qk(p, q):
 
 
 def check_nonnegative(name, arr):
-    """Refuse negative entries (nan passes, as in PyTorch).  A reduction, not a mask, so that
-    the check allocates nothing of the array's size."""
-    if arr.size and arr.min() < 0:
+    """Refuse negative entries (nan passes, as in PyTorch, also beside a negative one).  A
+    reduction, not a mask, so that the check allocates nothing of the array's size; fmin
+    skips nan (min would return nan, hiding a negative entry)."""
+    if arr.size and np.fmin.reduce(arr, axis=None) < 0:
         raise ValueError(f"{name} must be non-negative, got {arr[arr < 0].flat[0]!r}")
 
 

@@ -556,6 +556,41 @@ def prob_loss(const floating[:, :, :] x not None, const floating[:, :, :] target
                      view3(grad) if grad is not None else View3(NULL, 0, 0, 0), nthreads)
 
 
+cdef inline double prob_block(const floating *x0, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
+                              Py_ssize_t C, Py_ssize_t inner, const floating *probs,
+                              Py_ssize_t ts0, Py_ssize_t ts1, Py_ssize_t ts2,
+                              const floating *w, Py_ssize_t s_w, floating keep, floating spread,
+                              double sigma, bint want_grad, floating *g, Py_ssize_t g0,
+                              Py_ssize_t g1, Py_ssize_t g2, bint want_rows, floating *rows,
+                              Py_ssize_t rs0, Py_ssize_t rs1, Py_ssize_t blk,
+                              Py_ssize_t nrows) noexcept nogil:
+    # prob_core's block blk of ROW_BLOCK rows: their summed losses (rows and gradient written)
+    cdef double acc = 0, loss
+    cdef Py_ssize_t r, r1 = (blk + 1) * ROW_BLOCK
+    cdef RowIndex ri
+    cdef RowStats stats
+    if r1 > nrows:
+        r1 = nrows
+    for r in range(blk * ROW_BLOCK, r1):
+        ri = row_index(r, inner)
+        stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_WTX,
+                        probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w, keep, spread)
+        if stats.maximum == INFINITY:
+            stats.log_sum = NAN
+        # sum_j w t' (lse - x_j) = wt_sum (log_sum + shift - ref) - sum_j w t' (x_j - ref)
+        loss = (stats.wt_sum * (stats.log_sum + (stats.shift - stats.ref)) - stats.x_sum
+                if C > 0 else 0.0)
+        if want_grad:
+            fnl_gradprob(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                         <floating>stats.log_sum, <floating>(sigma * stats.wt_sum),
+                         <floating>sigma, probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w,
+                         keep, spread, g + ri.o * g0 + ri.k * g2, g1)
+        if want_rows:
+            rows[ri.o * rs0 + ri.k * rs1] = <floating>loss
+        acc = acc + loss
+    return acc
+
+
 cdef double prob_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                       View3 x_view, View3 t_view, const floating *w, Py_ssize_t s_w,
                       double label_smoothing, double sigma, View2 rows_view, View3 grad_view,
@@ -571,14 +606,12 @@ cdef double prob_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssi
     cdef const floating *probs = <const floating *>t_view.data
     cdef floating *g = <floating *>grad_view.data
     cdef floating *rows = <floating *>rows_view.data
-    cdef Py_ssize_t nrows = outer * inner, nblocks, blk, r, r1
+    cdef Py_ssize_t nrows = outer * inner, nblocks, blk
     cdef double *partials
-    cdef double total, acc, loss
+    cdef double total
     # the smoothed targets t' = keep t + spread
     cdef floating keep = <floating>(1 - label_smoothing)
     cdef floating spread = <floating>(label_smoothing / C) if C > 0 else 0
-    cdef RowIndex ri
-    cdef RowStats stats
     if nrows == 0:
         return 0.0
     nblocks = ceil_div(nrows, ROW_BLOCK)
@@ -586,29 +619,17 @@ cdef double prob_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssi
     if partials == NULL:
         raise MemoryError()
     with nogil:
-        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-            acc = 0
-            r1 = (blk + 1) * ROW_BLOCK
-            if r1 > nrows:
-                r1 = nrows
-            for r in range(blk * ROW_BLOCK, r1):
-                ri = row_index(r, inner)
-                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_WTX,
-                                probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w, keep, spread)
-                if stats.maximum == INFINITY:
-                    stats.log_sum = NAN
-                # sum_j w t' (lse - x_j) = wt_sum (log_sum + shift - ref) - sum_j w t' (x_j - ref)
-                loss = (stats.wt_sum * (stats.log_sum + (stats.shift - stats.ref)) - stats.x_sum
-                        if C > 0 else 0.0)
-                if want_grad:
-                    fnl_gradprob(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
-                                 <floating>stats.log_sum, <floating>(sigma * stats.wt_sum),
-                                 <floating>sigma, probs + ri.o * ts0 + ri.k * ts2, ts1, w, s_w,
-                                 keep, spread, g + ri.o * g0 + ri.k * g2, g1)
-                if want_rows:
-                    rows[ri.o * rs0 + ri.k * rs1] = <floating>loss
-                acc = acc + loss
-            partials[blk] = acc
+        if nthreads <= 1 or nblocks == 1:
+            # no parallel region (a team of one costs a few hundred ns): the same blocks
+            for blk in range(nblocks):
+                partials[blk] = prob_block(x0, s0, s1, s2, C, inner, probs, ts0, ts1, ts2, w,
+                                           s_w, keep, spread, sigma, want_grad, g, g0, g1, g2,
+                                           want_rows, rows, rs0, rs1, blk, nrows)
+        else:
+            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+                partials[blk] = prob_block(x0, s0, s1, s2, C, inner, probs, ts0, ts1, ts2, w,
+                                           s_w, keep, spread, sigma, want_grad, g, g0, g1, g2,
+                                           want_rows, rows, rs0, rs1, blk, nrows)
     total = sum_partials(partials, nblocks)
     free(partials)
     return total

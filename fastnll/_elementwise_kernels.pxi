@@ -199,27 +199,31 @@ cdef inline floating *at3(View3 v, floating *typed, Py_ssize_t i0, Py_ssize_t i1
     return <floating *>v.data + i0 * v.s0 + i1 * v.s1 + i2 * v.s2
 
 
-cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0, Py_ssize_t n1,
-                             Py_ssize_t n2, View3 x, View3 y, View3 a, View3 b, double eps,
-                             int flags, double sigma, View3 rows, View3 grad, View3 grad_a,
-                             int nthreads) except? -1:
-    # elementwise_loss on raw views (x0 is x.data, typed; a, b, rows, grad and grad_a have data
-    # NULL when absent, and the Gaussian has a): the def above and the compiled calls
-    # (_compiled_calls.pxi) both run it
-    cdef Py_ssize_t total_n = n0 * n1 * n2
-    cdef Py_ssize_t nblocks = ceil_div(total_n, EW_BLOCK), blk, f, f1, r, i0, i1, i2, run, j
-    cdef double acc, total
-    cdef ElementLoss res
-    cdef double *partials
+cdef struct EwCall:
+    # one elementwise_core call, for ew_block (the floating arrays' type is x0's)
+    Elementwise kind
+    int flags
+    double eps, sigma
+    Py_ssize_t n1, n2, total_n
+    View3 x, y, a, b, rows, grad, grad_a
+    bint unit
+    void *ones
+
+
+cdef double ew_block(const floating *x0, const EwCall *e, Py_ssize_t blk,
+                     double *buf) noexcept nogil:
+    # elementwise_core's block blk of EW_BLOCK elements: the sum of their losses (their
+    # outputs written); buf: the thread's unit_run buffer (unit path)
+    cdef Elementwise kind = e.kind
+    cdef int flags = e.flags
+    cdef double eps = e.eps, sigma = e.sigma, acc = 0
+    cdef Py_ssize_t n1 = e.n1, n2 = e.n2
+    cdef View3 x = e.x, y = e.y, a = e.a, b = e.b, rows = e.rows, grad = e.grad
+    cdef View3 grad_a = e.grad_a
     cdef bint full = (flags & FLAG_FULL) != 0
     cdef bint has_a = a.data != NULL, has_b = b.data != NULL
     cdef bint want_rows = rows.data != NULL, want_grad = grad.data != NULL
     cdef bint want_grad_a = grad_a.data != NULL
-    # the unit-stride path: every operand read or written is contiguous along the last axis
-    cdef bint unit = (x.s2 == 1 and y.s2 == 1 and (not has_a or a.s2 == 1)
-                      and (not has_b or b.s2 == 1) and (not want_rows or rows.s2 == 1)
-                      and (not want_grad or grad.s2 == 1)
-                      and (not want_grad_a or grad_a.s2 == 1))
     cdef const floating *xp = x0
     cdef const floating *yp = <const floating *>y.data
     cdef const floating *ap = <const floating *>a.data
@@ -227,75 +231,100 @@ cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0
     cdef floating *rp = <floating *>rows.data
     cdef floating *gp = <floating *>grad.data
     cdef floating *gap = <floating *>grad_a.data
+    cdef Py_ssize_t f = blk * EW_BLOCK, f1 = f + EW_BLOCK, r, i0, i1, i2, run, j
+    cdef ElementLoss res
+    if f1 > e.total_n:
+        f1 = e.total_n
+    while f < f1:
+        r = f // n2
+        i2 = f - r * n2
+        i0 = r // n1
+        i1 = r - i0 * n1
+        run = n2 - i2
+        if run > f1 - f:
+            run = f1 - f
+        if e.unit:
+            acc = acc + unit_run(
+                kind, flags, eps, sigma, run, at3(x, rp, i0, i1, i2),
+                at3(y, rp, i0, i1, i2), at3(a, rp, i0, i1, i2), at3(b, rp, i0, i1, i2),
+                <const floating *>e.ones, at3(rows, rp, i0, i1, i2), at3(grad, rp, i0, i1, i2),
+                at3(grad_a, rp, i0, i1, i2), buf)
+            f = f + run
+            continue
+        for j in range(i2, i2 + run):
+            if kind == BCE:
+                res = closs_bce(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
+                                ap[i0 * a.s0 + i1 * a.s1 + j * a.s2] if has_a else 1.0,
+                                bp[i0 * b.s0 + i1 * b.s1 + j * b.s2] if has_b else 1.0)
+            elif kind == GAUSSIAN:
+                res = closs_gauss(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                  yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
+                                  ap[i0 * a.s0 + i1 * a.s1 + j * a.s2], eps, full)
+            elif kind == POISSON:
+                res = closs_poisson(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                    yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], eps, flags)
+            else:
+                res = closs_kl(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                               yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], flags)
+            if want_rows:
+                rp[i0 * rows.s0 + i1 * rows.s1 + j * rows.s2] = <floating>res.loss
+            if want_grad:
+                gp[i0 * grad.s0 + i1 * grad.s1 + j * grad.s2] = <floating>(sigma * res.dx)
+            if want_grad_a:
+                gap[i0 * grad_a.s0 + i1 * grad_a.s1 + j * grad_a.s2] = \
+                    <floating>(sigma * res.da)
+            acc = acc + res.loss
+        f = f + run
+    return acc
+
+
+cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0, Py_ssize_t n1,
+                             Py_ssize_t n2, View3 x, View3 y, View3 a, View3 b, double eps,
+                             int flags, double sigma, View3 rows, View3 grad, View3 grad_a,
+                             int nthreads) except? -1:
+    # elementwise_loss on raw views (x0 is x.data, typed; a, b, rows, grad and grad_a have data
+    # NULL when absent, and the Gaussian has a): the def above and the compiled calls
+    # (_compiled_calls.pxi) both run it
+    cdef EwCall e
+    cdef Py_ssize_t nblocks, blk, j
+    cdef double total
+    cdef double *partials
     cdef floating *ones = NULL
     cdef double *bufs = NULL
-    cdef double *buf
-    if total_n == 0:
+    e.kind, e.flags, e.eps, e.sigma = kind, flags, eps, sigma
+    e.n1, e.n2, e.total_n = n1, n2, n0 * n1 * n2
+    e.x, e.y, e.a, e.b, e.rows, e.grad, e.grad_a = x, y, a, b, rows, grad, grad_a
+    # the unit-stride path: every operand read or written is contiguous along the last axis
+    e.unit = (x.s2 == 1 and y.s2 == 1 and (a.data == NULL or a.s2 == 1)
+              and (b.data == NULL or b.s2 == 1) and (rows.data == NULL or rows.s2 == 1)
+              and (grad.data == NULL or grad.s2 == 1)
+              and (grad_a.data == NULL or grad_a.s2 == 1))
+    if e.total_n == 0:
         return 0.0
+    nblocks = ceil_div(e.total_n, EW_BLOCK)
     partials = <double *>malloc(nblocks * sizeof(double))
-    if unit:
+    if e.unit:
         ones = <floating *>malloc(EW_CHUNK * sizeof(floating))
         bufs = <double *>malloc((nthreads if nthreads > 0 else 1) * 3 * EW_CHUNK * sizeof(double))
-    if partials == NULL or (unit and (ones == NULL or bufs == NULL)):
+    if partials == NULL or (e.unit and (ones == NULL or bufs == NULL)):
         free(partials)
         free(ones)
         free(bufs)
         raise MemoryError()
-    if unit:
+    if e.unit:
         for j in range(EW_CHUNK):
             ones[j] = 1
+    e.ones = ones
     with nogil:
-        for blk in prange(nblocks, schedule='static', num_threads=nthreads):
-            acc = 0
-            buf = NULL
-            if unit:
-                buf = bufs + threadid() * 3 * EW_CHUNK
-            f = blk * EW_BLOCK
-            f1 = f + EW_BLOCK
-            if f1 > total_n:
-                f1 = total_n
-            while f < f1:
-                r = f // n2
-                i2 = f - r * n2
-                i0 = r // n1
-                i1 = r - i0 * n1
-                run = n2 - i2
-                if run > f1 - f:
-                    run = f1 - f
-                if unit:
-                    acc = acc + unit_run(
-                        kind, flags, eps, sigma, run, at3(x, rp, i0, i1, i2),
-                        at3(y, rp, i0, i1, i2), at3(a, rp, i0, i1, i2), at3(b, rp, i0, i1, i2),
-                        ones, at3(rows, rp, i0, i1, i2), at3(grad, rp, i0, i1, i2),
-                        at3(grad_a, rp, i0, i1, i2), buf)
-                    f = f + run
-                    continue
-                for j in range(i2, i2 + run):
-                    if kind == BCE:
-                        res = closs_bce(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
-                                        yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
-                                        ap[i0 * a.s0 + i1 * a.s1 + j * a.s2] if has_a else 1.0,
-                                        bp[i0 * b.s0 + i1 * b.s1 + j * b.s2] if has_b else 1.0)
-                    elif kind == GAUSSIAN:
-                        res = closs_gauss(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
-                                          yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
-                                          ap[i0 * a.s0 + i1 * a.s1 + j * a.s2], eps, full)
-                    elif kind == POISSON:
-                        res = closs_poisson(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
-                                            yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], eps, flags)
-                    else:
-                        res = closs_kl(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
-                                       yp[i0 * y.s0 + i1 * y.s1 + j * y.s2], flags)
-                    if want_rows:
-                        rp[i0 * rows.s0 + i1 * rows.s1 + j * rows.s2] = <floating>res.loss
-                    if want_grad:
-                        gp[i0 * grad.s0 + i1 * grad.s1 + j * grad.s2] = <floating>(sigma * res.dx)
-                    if want_grad_a:
-                        gap[i0 * grad_a.s0 + i1 * grad_a.s1 + j * grad_a.s2] = \
-                            <floating>(sigma * res.da)
-                    acc = acc + res.loss
-                f = f + run
-            partials[blk] = acc
+        if nthreads <= 1 or nblocks == 1:
+            # no parallel region (a team of one costs a few hundred ns): the same blocks
+            for blk in range(nblocks):
+                partials[blk] = ew_block(x0, &e, blk, bufs)
+        else:
+            for blk in prange(nblocks, schedule='static', num_threads=nthreads):
+                partials[blk] = ew_block(x0, &e, blk,
+                                         NULL if bufs == NULL else bufs + threadid() * 3 * EW_CHUNK)
     total = sum_partials(partials, nblocks)
     free(partials)
     free(ones)

@@ -55,6 +55,34 @@ cdef inline EntropyRow entropy_row(const floating *p, const floating *q,
     return row
 
 
+cdef inline int entropy_group(const floating *p0, Py_ssize_t ps0, Py_ssize_t ps2,
+                              const floating *q0, Py_ssize_t qs0, Py_ssize_t qs2, Py_ssize_t C,
+                              Py_ssize_t inner, Py_ssize_t nb, Py_ssize_t b, double *sums,
+                              floating *out0, Py_ssize_t os0, Py_ssize_t os1,
+                              double scale) noexcept nogil:
+    # entropy_core's few-class path, group b of FNL_ENTR_COLS rows (the last group of an outer
+    # index may be shorter: its rows one at a time); sums: the thread's FNL_ENTR_COLS doubles.
+    # Returns the number of negative flags raised.
+    cdef Py_ssize_t o = b // nb, k0 = (b - b // nb * nb) * FNL_ENTR_COLS, j, k
+    cdef int negative = 0
+    cdef EntropyRow row
+    if k0 + FNL_ENTR_COLS <= inner:
+        negative = fnl_entr_cols(p0 + o * ps0 + k0 * ps2, ps2,
+                                 NULL if q0 == NULL else q0 + o * qs0 + k0 * qs2, qs2, C, sums)
+        for j in range(FNL_ENTR_COLS):
+            if sums[j] == INFINITY and q0 != NULL:     # see entropy_row
+                sums[j] = entropy_row(p0 + o * ps0 + (k0 + j) * ps2,
+                                      q0 + o * qs0 + (k0 + j) * qs2, C).s
+            out0[o * os0 + (k0 + j) * os1] = <floating>(sums[j] * scale)
+        return negative
+    for k in range(k0, inner):
+        row = entropy_row(p0 + o * ps0 + k * ps2, NULL if q0 == NULL else q0 + o * qs0 + k * qs2,
+                          C)
+        negative += row.negative
+        out0[o * os0 + k * os1] = <floating>(row.s * scale)
+    return negative
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def entropy(const floating[:, :, :] p not None, const floating[:, :, :] q, double scale,
@@ -78,9 +106,8 @@ cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py
                       double scale, int nthreads) except -2:
     # entropy on raw views (p0, q0 and out0 are pv.data, qv.data (NULL: no q) and ov.data,
     # typed): the def above and the compiled calls (_compiled_calls.pxi) both run it
-    cdef Py_ssize_t r, o, k, c, b, nb, k0, j
+    cdef Py_ssize_t r, o, k, c, b, nb
     cdef double *all_sums
-    cdef double *sums
     cdef bint has_q = q0 != NULL
     cdef RowIndex ri
     cdef double sp, sq, s, pe, qe
@@ -102,36 +129,34 @@ cdef int entropy_core(const floating *p0, const floating *q0, floating *out0, Py
         if all_sums == NULL:
             raise MemoryError()
         with nogil:
-            for b in prange(outer * nb, schedule='static', num_threads=nthreads):
-                sums = all_sums + threadid() * FNL_ENTR_COLS
-                o = b // nb
-                k0 = (b - o * nb) * FNL_ENTR_COLS
-                if k0 + FNL_ENTR_COLS <= inner:
-                    negative += fnl_entr_cols(p0 + o * ps0 + k0 * ps2, ps2,
-                                              NULL if q0 == NULL else q0 + o * qs0 + k0 * qs2,
-                                              qs2, C, sums)
-                    for j in range(FNL_ENTR_COLS):
-                        if sums[j] == INFINITY and q0 != NULL:     # see entropy_row
-                            sums[j] = entropy_row(p0 + o * ps0 + (k0 + j) * ps2,
-                                                  q0 + o * qs0 + (k0 + j) * qs2, C).s
-                        out0[o * os0 + (k0 + j) * os1] = <floating>(sums[j] * scale)
-                else:
-                    for k in range(k0, inner):
-                        row = entropy_row(p0 + o * ps0 + k * ps2,
-                                          NULL if q0 == NULL else q0 + o * qs0 + k * qs2, C)
-                        negative += row.negative
-                        out0[o * os0 + k * os1] = <floating>(row.s * scale)
+            if nthreads <= 1 or outer * nb == 1:  # no parallel region (a team of one costs)
+                for b in range(outer * nb):
+                    negative += entropy_group(p0, ps0, ps2, q0, qs0, qs2, C, inner, nb, b,
+                                              all_sums, out0, os0, os1, scale)
+            else:
+                for b in prange(outer * nb, schedule='static', num_threads=nthreads):
+                    negative += entropy_group(p0, ps0, ps2, q0, qs0, qs2, C, inner, nb, b,
+                                              all_sums + threadid() * FNL_ENTR_COLS, out0, os0,
+                                              os1, scale)
         free(all_sums)
         return 1 if negative > 0 else 0
     if C > 0 and ps1 == 1 and (not has_q or qs1 == 1):
         # unit-stride rows
         with nogil:
-            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-                ri = row_index(r, inner)
-                row = entropy_row(p0 + ri.o * ps0 + ri.k * ps2,
-                                  NULL if q0 == NULL else q0 + ri.o * qs0 + ri.k * qs2, C)
-                negative += row.negative    # a reduction (prange)
-                out0[ri.o * os0 + ri.k * os1] = <floating>(row.s * scale)
+            if nthreads <= 1 or outer * inner == 1:
+                for r in range(outer * inner):
+                    ri = row_index(r, inner)
+                    row = entropy_row(p0 + ri.o * ps0 + ri.k * ps2,
+                                      NULL if q0 == NULL else q0 + ri.o * qs0 + ri.k * qs2, C)
+                    negative += row.negative
+                    out0[ri.o * os0 + ri.k * os1] = <floating>(row.s * scale)
+            else:
+                for r in prange(outer * inner, schedule='static', num_threads=nthreads):
+                    ri = row_index(r, inner)
+                    row = entropy_row(p0 + ri.o * ps0 + ri.k * ps2,
+                                      NULL if q0 == NULL else q0 + ri.o * qs0 + ri.k * qs2, C)
+                    negative += row.negative    # a reduction (prange)
+                    out0[ri.o * os0 + ri.k * os1] = <floating>(row.s * scale)
         return 1 if negative > 0 else 0
     with nogil:
         for r in prange(outer * inner, schedule='static', num_threads=nthreads):

@@ -31,14 +31,10 @@ cdef int lse_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t
     # logsumexp on raw views (x0 is xv.data, typed; out[o * os0 + k * os1]): the def above and
     # the compiled calls (_compiled_calls.pxi) both run it
     cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2
-    cdef Py_ssize_t r, k, it
+    cdef Py_ssize_t r, k, it, n
     cdef ColBlocks blocks
-    cdef int tid
     cdef RowIndex ri
     cdef RowStats stats
-    cdef ColRange cr
-    cdef floating *shift
-    cdef double *log_sum_d
     cdef void *ws = NULL
     if outer == 0 or inner == 0:
         return 0
@@ -48,30 +44,53 @@ cdef int lse_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t
                 out[r * os0 + k * os1] = -INFINITY
         return 0
     if not use_columns(inner, C, s1, s2):
+        n = outer * inner
         with nogil:
-            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-                ri = row_index(r, inner)
-                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
-                                0, 0)
-                out[ri.o * os0 + ri.k * os1] = <result_t>(stats.shift + stats.log_sum)
+            if nthreads <= 1 or n == 1:      # no parallel region (a team of one costs time)
+                for r in range(n):
+                    ri = row_index(r, inner)
+                    stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL,
+                                    0, 0, 0)
+                    out[ri.o * os0 + ri.k * os1] = <result_t>(stats.shift + stats.log_sum)
+            else:
+                for r in prange(n, schedule='static', num_threads=nthreads):
+                    ri = row_index(r, inner)
+                    stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL,
+                                    0, 0, 0)
+                    out[ri.o * os0 + ri.k * os1] = <result_t>(stats.shift + stats.log_sum)
         return 0
     blocks = col_blocks(inner, s2)
     if s2 == 1 and C > COL_CHUNK and blocks.per_outer > 1:
         logsumexp_strips(x0, out, os0, os1, outer, C, inner, s0, s1, blocks, nthreads)
         return 0
-    ws = col_workspace(nthreads)
+    n = outer * blocks.per_outer
+    ws = col_workspace(nthreads if nthreads > 1 and n > 1 else 1)
     with nogil:
-        for it in prange(outer * blocks.per_outer, schedule='static', num_threads=nthreads):
-            tid = threadid()
-            cr = col_range(it, blocks, inner)
-            col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE, NULL, 0, ws,
-                    tid, <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner)
-            shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
-            log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
-            for k in range(cr.ncols):
-                out[cr.o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
+        if nthreads <= 1 or n == 1:
+            for it in range(n):
+                lse_cols(x0, out, C, inner, s0, s1, s2, os0, os1, blocks, ws, it, 0)
+        else:
+            for it in prange(n, schedule='static', num_threads=nthreads):
+                lse_cols(x0, out, C, inner, s0, s1, s2, os0, os1, blocks, ws, it, threadid())
     free(ws)
     return 0
+
+
+cdef inline void lse_cols(const floating *x0, result_t *out, Py_ssize_t C, Py_ssize_t inner,
+                          Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t os0,
+                          Py_ssize_t os1, ColBlocks blocks, void *ws, Py_ssize_t it,
+                          int tid) noexcept nogil:
+    # lse_core's column path, column block it, in thread tid's workspace
+    cdef ColRange cr = col_range(it, blocks, inner)
+    cdef floating *shift
+    cdef double *log_sum_d
+    cdef Py_ssize_t k
+    col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE, NULL, 0, ws, tid,
+            <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner)
+    shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+    log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
+    for k in range(cr.ncols):
+        out[cr.o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
 
 
 cdef enum:
@@ -242,25 +261,65 @@ def softmax(const floating[:, :, :] x not None, floating[:, :, :] out not None, 
                  x.shape[2], xv, ov, take_log, nthreads, stream)
 
 
+cdef inline void softmax_row(const floating *x, floating *y, Py_ssize_t C, Py_ssize_t s1,
+                             Py_ssize_t os1, bint take_log, bint stream,
+                             floating *scratch) noexcept nogil:
+    # softmax_core's row path, one row (scratch: the thread's row of scratch space, or NULL)
+    cdef RowStats stats
+    cdef floating log_sum
+    if (not take_log and s1 == 1 and os1 == 1
+            and row_softmax_unit(x, C, y, scratch)):
+        return
+    stats = row_lse(x, C, s1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
+    log_sum = <floating>stats.log_sum
+    if not take_log and stats.maximum == INFINITY:
+        log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
+    if take_log and stream:
+        fnl_sub2_stream(x, C, <floating>stats.shift, log_sum, y)
+        fnl_stream_fence()
+    else:
+        fnl_softmax(x, C, s1, <floating>stats.shift, log_sum, y, os1, take_log)
+
+
+cdef inline void softmax_cols(const floating *x0, floating *y0, Py_ssize_t C, Py_ssize_t inner,
+                              Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t os0,
+                              Py_ssize_t os1, Py_ssize_t os2, ColBlocks blocks, void *ws,
+                              bint take_log, Py_ssize_t it, int tid) noexcept nogil:
+    # softmax_core's column path, column block it, in thread tid's workspace
+    cdef ColRange cr = col_range(it, blocks, inner)
+    cdef floating *packed = <floating *>pack_buffer(ws, s2, tid)
+    cdef bint packed_whole = col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE,
+                                     NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner)
+    cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
+    cdef floating *log_sums = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
+    cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
+    cdef Py_ssize_t k, j
+    if not take_log:
+        for k in range(cr.ncols):
+            if maximum[k] == INFINITY:
+                log_sums[k] = NAN
+    if packed_whole:    # the softmax in place in the packed block, then scattered
+        for j in range(C):
+            fnl_colsoftmax(packed + j * COL_BLOCK, cr.ncols, 1, shift, log_sums,
+                           packed + j * COL_BLOCK, 1, take_log)
+        fnl_unpack(packed, COL_BLOCK, C, cr.ncols, y0 + cr.o * os0 + cr.k0 * os2, os1, os2)
+    else:
+        for j in range(C):
+            fnl_colsoftmax(x0 + cr.o * s0 + j * s1 + cr.k0 * s2, cr.ncols, s2, shift,
+                           log_sums, y0 + cr.o * os0 + j * os1 + cr.k0 * os2, os2, take_log)
+
+
 cdef int softmax_core(const floating *x0, floating *y0, Py_ssize_t outer, Py_ssize_t C,
                       Py_ssize_t inner, View3 xv, View3 ov, bint take_log, int nthreads,
                       bint stream) except -1:
     # softmax on raw views (x0 and y0 are xv.data and ov.data, typed): the def above and the
-    # compiled calls (_compiled_calls.pxi) both run it
+    # compiled calls (_compiled_calls.pxi) both run it.  With one thread (or one row or
+    # block) no parallel region: a team of one costs a few hundred ns.
     cdef Py_ssize_t s0 = xv.s0, s1 = xv.s1, s2 = xv.s2
     cdef Py_ssize_t os0 = ov.s0, os1 = ov.s1, os2 = ov.s2
-    cdef Py_ssize_t r, k, j, it
+    cdef Py_ssize_t r, it, n
     cdef ColBlocks blocks
-    cdef int tid
     cdef RowIndex ri
-    cdef RowStats stats
-    cdef ColRange cr
-    cdef floating log_sum
-    cdef floating *shift
-    cdef floating *log_sums
-    cdef floating *maximum
-    cdef floating *packed = NULL
-    cdef bint packed_whole = False
     cdef void *ws = NULL
     cdef floating *scratch = NULL
     if x0 == NULL:
@@ -272,55 +331,32 @@ cdef int softmax_core(const floating *x0, floating *y0, Py_ssize_t outer, Py_ssi
                                          * sizeof(floating))
             if scratch == NULL:
                 raise MemoryError()
+        n = outer * inner
         with nogil:
-            for r in prange(outer * inner, schedule='static', num_threads=nthreads):
-                ri = row_index(r, inner)
-                if (not take_log and s1 == 1 and os1 == 1
-                        and row_softmax_unit(x0 + ri.o * s0 + ri.k * s2, C,
-                                             y0 + ri.o * os0 + ri.k * os2,
-                                             NULL if scratch == NULL
-                                             else scratch + threadid() * C)):
-                    continue
-                stats = row_lse(x0 + ri.o * s0 + ri.k * s2, C, s1, SUMS_LSE, NULL, 0, NULL, 0,
-                                0, 0)
-                log_sum = <floating>stats.log_sum
-                if not take_log and stats.maximum == INFINITY:
-                    log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
-                if take_log and stream:
-                    fnl_sub2_stream(x0 + ri.o * s0 + ri.k * s2, C, <floating>stats.shift,
-                                    log_sum, y0 + ri.o * os0 + ri.k * os2)
-                    fnl_stream_fence()
-                else:
-                    fnl_softmax(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
-                                log_sum, y0 + ri.o * os0 + ri.k * os2, os1, take_log)
+            if nthreads <= 1 or n == 1:
+                for r in range(n):
+                    ri = row_index(r, inner)
+                    softmax_row(x0 + ri.o * s0 + ri.k * s2, y0 + ri.o * os0 + ri.k * os2, C,
+                                s1, os1, take_log, stream, scratch)
+            else:
+                for r in prange(n, schedule='static', num_threads=nthreads):
+                    ri = row_index(r, inner)
+                    softmax_row(x0 + ri.o * s0 + ri.k * s2, y0 + ri.o * os0 + ri.k * os2, C,
+                                s1, os1, take_log, stream,
+                                NULL if scratch == NULL else scratch + threadid() * C)
         free(scratch)
         return 0
     blocks = col_blocks(inner, s2)
-    ws = col_workspace(nthreads)
+    n = outer * blocks.per_outer
+    ws = col_workspace(nthreads if nthreads > 1 and n > 1 else 1)
     with nogil:
-        for it in prange(outer * blocks.per_outer, schedule='static', num_threads=nthreads):
-            tid = threadid()
-            cr = col_range(it, blocks, inner)
-            packed = <floating *>pack_buffer(ws, s2, tid)
-            packed_whole = col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE,
-                                   NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner)
-            shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
-            log_sums = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
-            maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
-            if not take_log:
-                for k in range(cr.ncols):
-                    if maximum[k] == INFINITY:
-                        log_sums[k] = NAN
-            if packed_whole:    # the softmax in place in the packed block, then scattered
-                for j in range(C):
-                    fnl_colsoftmax(packed + j * COL_BLOCK, cr.ncols, 1, shift, log_sums,
-                                   packed + j * COL_BLOCK, 1, take_log)
-                fnl_unpack(packed, COL_BLOCK, C, cr.ncols, y0 + cr.o * os0 + cr.k0 * os2, os1,
-                           os2)
-            else:
-                for j in range(C):
-                    fnl_colsoftmax(x0 + cr.o * s0 + j * s1 + cr.k0 * s2, cr.ncols, s2, shift,
-                                   log_sums, y0 + cr.o * os0 + j * os1 + cr.k0 * os2, os2,
-                                   take_log)
+        if nthreads <= 1 or n == 1:
+            for it in range(n):
+                softmax_cols(x0, y0, C, inner, s0, s1, s2, os0, os1, os2, blocks, ws, take_log,
+                             it, 0)
+        else:
+            for it in prange(n, schedule='static', num_threads=nthreads):
+                softmax_cols(x0, y0, C, inner, s0, s1, s2, os0, os1, os2, blocks, ws, take_log,
+                             it, threadid())
     free(ws)
     return 0

@@ -301,7 +301,9 @@ for form in CLASS_FORMS:
 for label, var, shown in (("scalar", -1.0, "-1.0"), ("tiny", -1e-300, "-1e-300"),
                           ("full", np.where(_pos() > 0.5, -0.5, 1.0), "-0.5"),
                           ("nolast-f32", np.array([1, 1, -0.25, 1], np.float32), "-0.25"),
-                          ("neginf", np.full((4, 1), -np.inf), "-inf")):
+                          ("neginf", np.full((4, 1), -np.inf), "-inf"),
+                          # (a nan beside it: min() alone returned nan and let it through)
+                          ("with-nan", np.array([np.nan, -2.0, 1.0, 1.0]), "-2.0")):
     bad(f"gaussian-var-negative-{label}", "gaussian", ValueError,
         rf"\bvar\b.*{re.escape(shown)}", var=var)
 for form in ["gaussian", "poisson"]:
