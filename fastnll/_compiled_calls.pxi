@@ -612,8 +612,7 @@ def elementwise_call(Elementwise kind, input, target, a, b, eps, full, log_input
     cdef int want_grad = take_bool(return_grad), flags = 0, f_full = take_bool(full)
     cdef int f_log_input = take_bool(log_input), f_log_target = take_bool(log_target)
     cdef double e, total, divisor, sigma
-    cdef Py_ssize_t i
-    cdef int nthreads
+    cdef int nthreads, negative = 0
     if code < 0 or want_grad < 0 or f_full < 0 or f_log_input < 0 or f_log_target < 0:
         return None
     if not take_float(eps, &e):
@@ -627,12 +626,14 @@ def elementwise_call(Elementwise kind, input, target, a, b, eps, full, log_input
     if kind == GAUSSIAN:
         if av.data == NULL:
             return None
-        for i in range(x.size):       # a negative variance: the general path's error
-            if x.typ == cnp.NPY_FLOAT32:
-                if (<const float *>av.data)[i] < 0:
-                    return None
-            elif (<const double *>av.data)[i] < 0:
-                return None
+        # a negative variance: the general path's error (fnl_sum_probs flags it, in one
+        # vectorised pass; nan is not negative)
+        if x.typ == cnp.NPY_FLOAT32:
+            fnl_sum_probs(<const float *>av.data, x.size, &negative)
+        else:
+            fnl_sum_probs(<const double *>av.data, x.size, &negative)
+        if negative:
+            return None
     xv = View3(x.data, 0, 0, 1)
     flags = ((FLAG_FULL if f_full else 0) | (FLAG_LOG_INPUT if f_log_input else 0)
              | (FLAG_LOG_TARGET if f_log_target else 0))
