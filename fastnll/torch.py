@@ -51,6 +51,7 @@ _REFUSALS = (ValueError, IndexError, TypeError, OverflowError)
 _functorch_probe = getattr(torch._C, "_are_functorch_transforms_active", None)
 _is_compiling = torch.compiler.is_compiling
 _is_tracing = torch.jit.is_tracing
+_Tensor = torch.Tensor
 
 
 def _functorch_active():
@@ -100,13 +101,6 @@ def _fastnll_can_run(input, floats=(), index=None, differentiable=(), elements=N
     if torch.overrides.has_torch_function(tensors) or _transformed():
         return False
     return (input.numel() if elements is None else elements) >= MIN_ELEMENTS
-
-
-def _small(input):
-    """A plain tensor under MIN_ELEMENTS elements: PyTorch's own function takes it (the same
-    rule as in _fastnll_can_run, checked first, at the cost of one call)."""
-    return (type(input) is torch.Tensor and not _is_tracing()
-            and input.numel() < MIN_ELEMENTS)
 
 
 class _FirstDerivative(torch.autograd.Function):
@@ -300,7 +294,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     >>> torch.allclose(logits.grad, ref.grad)
     True
     """
-    if _small(input):
+    # a plain tensor under MIN_ELEMENTS elements: PyTorch's own function (the rule of
+    # _fastnll_can_run, checked first and inline: this is a microsecond call)
+    if type(input) is _Tensor and not _is_tracing() and input.numel() < MIN_ELEMENTS:
         return _F.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
                                 reduction, label_smoothing)
     float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
@@ -368,7 +364,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     ...                                                   reduction="none"))
     True
     """
-    if _small(input):
+    # a plain tensor under MIN_ELEMENTS elements: PyTorch's own function (the rule of
+    # _fastnll_can_run, checked first and inline: this is a microsecond call)
+    if type(input) is _Tensor and not _is_tracing() and input.numel() < MIN_ELEMENTS:
         return _F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (weight,), target)):
@@ -435,7 +433,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     >>> x.grad.shape
     torch.Size([2, 2])
     """
-    if _small(input):
+    # a plain tensor under MIN_ELEMENTS elements: PyTorch's own function (the rule of
+    # _fastnll_can_run, checked first and inline: this is a microsecond call)
+    if type(input) is _Tensor and not _is_tracing() and input.numel() < MIN_ELEMENTS:
         return _F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
                                                    reduction, pos_weight)
     if (size_average is None and reduce is None
