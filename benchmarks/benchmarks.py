@@ -193,7 +193,7 @@ class SmallCalls:
     against PyTorch and SciPy: the rows of `python -m fastnll bench --small`."""
     timeout = 120
     param_names = ["impl", "call"]
-    params = [["fastnll", "torch", "scipy"], [label for label, _ in _bench.small_calls()]]
+    params = [["fastnll", "torch", "scipy"], _bench.SMALL_CALLS]
 
     def setup(self, impl, call):
         impls = dict(_bench.small_calls())[call]

@@ -51,6 +51,14 @@ def test_every_implementation_computes_the_same_quantity(func, ndim, dtype):
     assert compared, f"{func}: nothing to compare with"
 
 
+def test_small_call_labels():
+    # SMALL_CALLS (the asv parameters) names small_calls()'s rows, in order (the torch_*
+    # rows only when PyTorch is installed)
+    labels = [label for label, _ in _bench.small_calls()]
+    assert labels == _bench.SMALL_CALLS[:len(labels)]
+    assert len(labels) in (len(_bench.SMALL_CALLS), len(_bench.SMALL_CALLS) - 3)
+
+
 @pytest.mark.parametrize("label", [label for label, _ in _bench.small_calls()])
 def test_small_calls_compute_the_same_quantity(label):
     # the rows of `bench --small`: each peer's call against fastnll's (the torch_* rows,
