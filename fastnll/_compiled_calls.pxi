@@ -24,7 +24,6 @@ cnp.import_array()
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_Scalar(void *data, cnp.dtype descr, object base)
-    object PyArray_MatrixProduct2(object a, object b, cnp.ndarray out)     # np.dot
 
 _F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
 _F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
@@ -729,8 +728,8 @@ def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index,
     of at most block_bytes) and every target is kept: input (N, H) and linear_weight (V, H)
     C-contiguous float arrays of one dtype, linear_bias None or (V,) of it, target int32 or
     int64 of shape (N,) in range, no class weights, softcap None, z_loss 0.0, the other
-    options as class_loss_call takes them.  The same products (np.dot and np.matmul into the
-    same arrays) and the same kernel call as linear_blocks' one block.  Returns (loss, gx, gW, gb)
+    options as class_loss_call takes them.  The same products (np.matmul into the same
+    arrays) and the same kernel call as linear_blocks' one block.  Returns (loss, gx, gW, gb)
     (the gradients None without return_grad; gb None without a bias) or None."""
     cdef Arr x, W, b, t
     cdef int want_grad = take_bool(return_grad), code = take_reduction(reduction, False)
@@ -787,8 +786,7 @@ def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index,
             if v == ii or v < 0 or v >= V:
                 return None
         dims[0], dims[1] = N, V
-        z = PyArray_MatrixProduct2(input, linear_weight.T,
-                                   <cnp.ndarray>cnp.PyArray_EMPTY(2, dims, x.typ, 0))
+        z = np.matmul(input, linear_weight.T, out=cnp.PyArray_EMPTY(2, dims, x.typ, 0))
         if has_b:
             np.add(z, linear_bias, out=z)
         rows = cnp.PyArray_EMPTY(1, dims, x.typ, 0) if code == NONE else None
