@@ -49,6 +49,14 @@ from ._dispatch import kernels
 from ._layout import (
     compute_dtype, finish_reduction, float64_sums, is_weak_scalar, kernel_ready,
 )
+# Rows' partial statistics (_partials.py), fields first.  Chunks send the prefix their loss
+# needs (what travels between workers): the log-sum-exp's 3 fields, the target's logit too for
+# class-index targets, all of them for label smoothing or probability targets.
+from ._partials import (
+    FIELDS as _FIELDS, LSE_FIELDS as _LSE_FIELDS, MAXIMUM as _MAXIMUM,
+    TARGET_FIELDS as _TARGET_FIELDS, WT_SUM as _WT_SUM, W_CHUNK as _W_CHUNK,
+    class_partials, class_terms as _class_terms, log_sum as _log_sum, shift as _shift,
+)
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "nll_loss", "cross_entropy",
@@ -68,15 +76,6 @@ TASK_THREADS = 1        # kernel threads inside one task: the scheduler runs tas
 _LETTERS = "abcdefghijklmnopqrstuvwxy"      # blockwise indices of array axes
 _FIELD = "z"                                # ... of the partial statistics' fields
 _PAIR = "Z"                                 # ... and of a chunk's (sum, divisor part)
-
-# A row's partial statistics, fields first (see _partial_kernels.pxi).  Chunks send the prefix
-# their loss needs (what travels between workers): the log-sum-exp's 3 fields, the target's
-# logit too for class-index targets, all of them for label smoothing or probability targets.
-(_MAXIMUM, _REST, _AT_MAX, _X_T, _REF, _X_SUM, _WT_SUM, _W_CHUNK) = (
-    kernels.ROW_PARTIAL_FIELDS.index(name)
-    for name in ("maximum", "rest", "at_max", "x_t", "ref", "x_sum", "wt_sum", "w_chunk"))
-_FIELDS = len(kernels.ROW_PARTIAL_FIELDS)
-_LSE_FIELDS, _TARGET_FIELDS = _AT_MAX + 1, _X_T + 1
 
 
 # ------------------------------------------------------------------ plumbing ----
@@ -271,23 +270,15 @@ def _with_reduced(stats, rows_shape, axes):
                        tuple(1 + a for a in axes))
 
 
-def _row_stats(block, axes, dtype, targets=None, weight=None, x_sums=False, keep=1.0,
-               spread=0.0, classes=None, first_class=0, ignore_index=0):
-    """The partial statistics of each row of a chunk, the rows running along `axes`:
-    ((_FIELDS, number of rows) float64, the rows' shape).  See row_partials for the options;
-    classes: class-index targets shaped like the rows."""
+def _row_stats(block, axes, dtype):
+    """The log-sum-exp statistics of each row of a chunk, the rows running along `axes`:
+    ((_FIELDS, number of rows) float64, the rows' shape)."""
     # (kernel_ready: a chunk received from another worker can sit at an unaligned address)
     x3, rows = _rows_view(kernel_ready(np.asarray(block), dtype), axes)
-    t3 = (None if targets is None else
-          _rows_view(kernel_ready(np.asarray(targets), dtype), axes)[0])
-    c2 = (None if classes is None else
-          kernel_ready(np.asarray(classes), np.dtype(np.int64)).reshape(-1, 1))
-    # (the class weights too: unpickled in a worker, an array can sit at any address)
-    weight = None if weight is None else kernel_ready(np.asarray(weight), dtype)
     out = np.zeros((_FIELDS, x3.shape[0], 1))
-    kernels.row_partials(x=x3, targets=t3, classes=c2, first_class=first_class,
-                         ignore_index=ignore_index, weight=weight, x_sums=x_sums, keep=keep,
-                         spread=spread, out=out, nthreads=TASK_THREADS)
+    kernels.row_partials(x=x3, targets=None, classes=None, first_class=0, ignore_index=0,
+                         weight=None, x_sums=False, keep=1.0, spread=0.0, out=out,
+                         nthreads=TASK_THREADS)
     return out[:, :, 0], rows
 
 
@@ -322,19 +313,6 @@ def _combined(stats, axes):
                         keepdims=True,
                         dtype=np.float64, concatenate=True, combine=_combine_rows,
                         meta=np.empty((0,) * stats.ndim))
-
-
-def _shift(st):
-    """The rows' shift: their maximum where it is finite, else 0."""
-    return np.where(np.isfinite(st[_MAXIMUM]), st[_MAXIMUM], 0.0)
-
-
-def _log_sum(st):
-    """log of the whole sum of exp(x - shift) (the kernels' finish_logs), per row."""
-    mx, rest, at = st[_MAXIMUM], st[_REST], st[_AT_MAX]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        small = np.where(at == 1, np.log1p(rest), np.log1p(rest / at) + np.log(at))
-        return np.where(np.isfinite(mx), small, np.log(rest + at))
 
 
 # ------------------------------------------------------------- class losses ----
@@ -402,42 +380,20 @@ def _prob_chunk(x, t, *, w, ignore_index, eps, axis, reduction, return_grad):
 def _class_stats_chunk(x, t, classes, *, ax, w, ignore_index, eps, C, kind, dtype):
     """A chunk's partial row statistics (kind: "nll", "index" or "prob" targets)."""
     c0, cb = (int(classes[0]) if classes.size else 0), x.shape[ax]
-    wb = None if w is None else w[c0:c0 + cb]
-    prob = kind == "prob"
-    stats, rows = _row_stats(x, (ax,), dtype, targets=t if prob else None, weight=wb,
-                             x_sums=prob or eps > 0, keep=1.0 - eps,
-                             spread=eps / C if prob else 0.0, classes=None if prob else t,
-                             first_class=c0, ignore_index=ignore_index)
-    stats[_W_CHUNK] = (stats[_WT_SUM] if prob else
-                       (cb if wb is None else wb.sum(dtype=np.float64)))
+    # (kernel_ready: unpickled in a worker, an array can sit at any address)
+    wb = None if w is None else kernel_ready(np.asarray(w[c0:c0 + cb]), dtype)
+    x3, rows = _rows_view(kernel_ready(np.asarray(x), dtype), (ax,))
+    if kind == "prob":
+        t3, c2 = _rows_view(kernel_ready(np.asarray(t), dtype), (ax,))[0], None
+    else:
+        t3, c2 = None, kernel_ready(np.asarray(t), np.dtype(np.int64)).reshape(-1, 1)
+    stats = class_partials(x3, t3, c2, c0, wb, ignore_index, eps, C, TASK_THREADS)
     return _with_reduced(stats[:_class_fields(kind, eps)], rows, (ax,))
 
 
 def _class_fields(kind, eps):
     """How many statistics a class loss's chunks send (a prefix of the fields)."""
     return _TARGET_FIELDS if kind != "prob" and not eps else _FIELDS
-
-
-def _class_terms(st, t, *, w, ignore_index, eps, C, kind):
-    """Per row of whole-row statistics st (rows + F): the row's loss (float64, 0 where the
-    target is ignored), log-sum-exp parts (shift, log_sum) and the target's weight."""
-    shift, log_sum = _shift(st), _log_sum(st)
-    with np.errstate(invalid="ignore"):
-        log_sum = np.where(st[_MAXIMUM] == np.inf, np.nan, log_sum)   # PyTorch's nan
-    if kind == "prob":
-        with np.errstate(invalid="ignore"):
-            return st[_WT_SUM] * log_sum - st[_X_SUM], shift, log_sum, None
-    t = np.asarray(t)
-    check_class_range(t, C, ignore_index)
-    keep = t != ignore_index
-    wt = np.where(keep, 1.0 if w is None else w.astype(np.float64)[np.where(keep, t, 0)], 0.0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if kind == "nll":
-            return np.where(keep, -wt * st[_X_T], 0.0), shift, log_sum, wt
-        loss = (1.0 - eps) * (wt * ((shift - st[_X_T]) + log_sum))
-        if eps:
-            loss = loss + (eps / C) * (st[_W_CHUNK] * log_sum - st[_X_SUM])
-    return np.where(keep, loss, 0.0), shift, log_sum, wt
 
 
 def _class_rows_chunk(st, t=None, *, out_dtype, **options):
