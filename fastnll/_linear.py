@@ -23,6 +23,14 @@ Design
     row, and their gradients, composed from the softmax-family kernels on the block.
 (f) Block sizes: the block buffers are bounded by a memory budget (_BLOCK_BYTES, which bounds
     the call's extra memory whatever N is); the vocabulary slices of (d) by the L2 cache.
+(g) Evaluation (no gradient) of logits larger than the budget goes through slices of the
+    vocabulary instead: blocks of many rows (all of them, up to what the budget holds in
+    slices of _MIN_SLICE classes), each formed one slice of W's rows at a time, so that W is
+    read once per block rather than once per 256 rows.  A slice gives each row's partial
+    statistics (maximum, sums of exponentials, the target's logit, weighted sums: the
+    row_partials kernel, as fastnll.dask uses it for a split class axis), which combine in
+    float64 into the row's loss (_partials.py).  Its loss is rounded differently from the
+    gradient path's (which takes the whole row in one kernel call): within a few ulp.
 """
 from collections import namedtuple
 
@@ -37,6 +45,7 @@ from ._checks import (
 )
 from ._dispatch import kernels
 from ._layout import deliver, finish_reduction, kernel_ready, kernel_writable, with_grad
+from ._partials import FIELDS, class_partials, class_terms, combine
 from ._softmax import logsumexp, softmax
 
 _SUM = kernels.Reduction.SUM
@@ -46,6 +55,9 @@ _NONE = kernels.Reduction.NONE
 # or two more of its size): enough rows for the BLAS products to run at full speed at the
 # usual vocabulary sizes, a bound on the memory a call adds whatever the number of rows.
 _BLOCK_BYTES = 32 * 2 ** 20
+# The narrowest vocabulary slice of an evaluation (g): a product this wide still runs at the
+# BLAS's full speed, and the rows of a block stay many (8192 float32 rows in 32 MB).
+_MIN_SLICE = 1024
 
 
 _L2_BYTES = L2_BYTES      # a module global, so that the tests can shrink it
@@ -81,15 +93,8 @@ class BlockLoss:
         """The loss of the block z (overwritten; with want_grad it holds the gradient on
         return).  t: the block's targets; rows: its per-row losses for "none" (or None).
         Returns (sum of the cross-entropy losses, sum of the z-losses)."""
-        deriv = p = None
-        if self.softcap is not None:
-            c = self.softcap
-            np.divide(z, c, out=z)
-            np.tanh(z, out=z)
-            if want_grad:                  # d(c tanh(u / c))/du = 1 - tanh(u / c)**2
-                deriv = np.square(z)
-                np.subtract(1, deriv, out=deriv)
-            np.multiply(z, c, out=z)
+        p = None
+        deriv = None if self.softcap is None else _cap(z, self.softcap, want_grad)
         z_sum = 0.0
         if self.z_loss:
             lse = logsumexp(z, axis=1).astype(np.float64)
@@ -133,6 +138,18 @@ class BlockLoss:
         if bad >= 0:              # (the targets were checked before any block ran)
             raise out_of_bounds(bad_value, C, self.ignore_index)
         return total
+
+
+def _cap(z, c, want_grad=False):
+    """z = c tanh(z / c) in place; with want_grad returns its derivative (else None)."""
+    np.divide(z, c, out=z)
+    np.tanh(z, out=z)
+    deriv = None
+    if want_grad:                  # d(c tanh(u / c))/du = 1 - tanh(u / c)**2
+        deriv = np.square(z)
+        np.subtract(1, deriv, out=deriv)
+    np.multiply(z, c, out=z)
+    return deriv
 
 
 def _divisors(reduction, prob, t, w, ignore_index, n_rows):
@@ -469,7 +486,15 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
                 gW.fill(0)
         gb = np.zeros(V, dtype=np.float64) if need_b else None
     itemsize = dtype.itemsize
-    # (the gradient's buffer count also without it: the same blocks, so the same loss bits)
+    if not return_grad and n_kept * V * itemsize > _BLOCK_BYTES:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            ce_total, z_total = _evaluate(x2, W, b, t2, prob, kept, w, ignore_index, eps,
+                                          softcap, z_loss, rows, products)
+        if rows is not None:
+            rows = rows.reshape(x.shape[:-1])
+        return _finish(reduction, ce_total, z_total, ce_div, z_div, rows, dtype)
+    # (the gradient's buffer count also without it: the same blocks, so the same loss bits
+    # while the logits fit the budget)
     nb = max(1, min(n_kept, _BLOCK_BYTES // (loss_of.buffers(True) * max(V, 1) * itemsize)))
     buf = np.empty((nb, V), dtype=dtype) if n_kept else None
     gx_buf = np.empty((nb, H), dtype=dtype) if gx is not None and kept is not None else None
@@ -510,6 +535,54 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
         return loss
     return loss, LinearGrads(_delivered(out_x, gx, x.shape), _delivered(out_W, gW, (V, H)),
                              None if gb is None else deliver(out_b, gb.astype(dtype)))
+
+
+def _evaluate(x2, W, b, t2, prob, kept, w, ignore_index, eps, softcap, z_loss, rows, products):
+    """(sum of the cross-entropy losses, sum of the z-losses) of the kept rows, through
+    slices of the vocabulary (design note (g)); rows: the per-row losses to fill, or None."""
+    dtype = x2.dtype
+    V = W.shape[0]
+    n_kept = len(x2) if kept is None else len(kept)
+    nb = max(1, min(n_kept, _BLOCK_BYTES // (min(V, _MIN_SLICE) * dtype.itemsize)))
+    vs = max(1, min(V, _BLOCK_BYTES // (nb * dtype.itemsize)))
+    starts = range(0, V, vs)
+    buf = np.empty(nb * vs, dtype=dtype)
+    # the statistics of the slices so far, combined, and of the last slice
+    parts = np.empty((FIELDS, nb, 2))
+    nthreads = products.kernel_threads or _threads.for_work(buf.size)
+    ce_total = z_total = 0.0
+    for r0 in range(0, n_kept, nb):
+        r1 = min(r0 + nb, n_kept)
+        sel = slice(r0, r1) if kept is None else kept[r0:r1]
+        xb = np.ascontiguousarray(x2[sel])
+        tb = t2[sel]
+        classes = None if prob else tb.reshape(-1, 1)
+        for j, v0 in enumerate(starts):
+            v1 = min(v0 + vs, V)
+            z = buf[:(r1 - r0) * (v1 - v0)].reshape(r1 - r0, v1 - v0)
+            products.forward(xb, W[v0:v1], z)
+            if b is not None:
+                np.add(z, b[v0:v1], out=z)
+            if softcap is not None:
+                _cap(z, softcap)
+            t3 = kernel_ready(tb[:, v0:v1], dtype)[:, :, None] if prob else None
+            both = parts[:, :r1 - r0]
+            both[:, :, min(j, 1)] = class_partials(
+                z[:, :, None], t3, classes, v0, None if w is None else w[v0:v1],
+                ignore_index, eps, V, nthreads)
+            if j:
+                both[:, :, 0] = combine(both)
+        loss, shift, log_sum, _ = class_terms(
+            parts[:, :r1 - r0, 0], tb, w=w, ignore_index=ignore_index, eps=eps, C=V,
+            kind="prob" if prob else "index")
+        ce_total += float(loss.sum())
+        if z_loss:            # (every row here is kept: probability targets, or kept rows)
+            z_rows = z_loss * np.square(shift + log_sum)
+            z_total += float(z_rows.sum())
+            loss = loss + z_rows
+        if rows is not None:
+            rows[sel] = loss
+    return ce_total, z_total
 
 
 def _direct(out, shape, dtype, operands):

@@ -16,14 +16,19 @@ def torch():
     return pytest.importorskip("torch")
 
 
-@pytest.fixture(params=["one block", "blocks of 5 rows"])
+@pytest.fixture(params=["one block", "blocks of 5 rows", "vocabulary slices"])
 def blocks(request, monkeypatch):
-    """Run with the default block size, and with blocks of 5 rows (so that every product is
-    split and grad_linear_weight is accumulated over blocks, through slices of 4 classes)."""
+    """Run with the default block size, and with a budget of 5 rows of logits: every product
+    is split, grad_linear_weight accumulated over blocks of 5 rows (through slices of 4
+    classes), and the loss alone evaluated through slices of the vocabulary (blocks of 28
+    float64 rows x 4 classes, 8 of 4 or 3 classes... with _MIN_SLICE 4; of 23 classes, 5
+    rows a block, with the default _MIN_SLICE)."""
     if request.param != "one block":
         itemsize = 8
         monkeypatch.setattr(_linear, "_BLOCK_BYTES", 5 * V * itemsize)
         monkeypatch.setattr(_linear, "_L2_BYTES", 4 * 2 * H * itemsize)
+    if request.param == "vocabulary slices":
+        monkeypatch.setattr(_linear, "_MIN_SLICE", 4)
     return request.param
 
 
@@ -97,9 +102,14 @@ def check(torch, dtype, x, W, t, b=None, w=None, **options):
     else:
         assert grads.linear_bias.dtype == dtype
         assert rel_err(grads.linear_bias, ref[3]) <= tol
-    # the loss alone is the same number
+    # the loss alone: the same number while the logits fit one block (the same kernel
+    # call), else through slices of the vocabulary (rounded differently)
     alone = fastnll.linear_cross_entropy(x, W, t, b, w, **options)
-    np.testing.assert_array_equal(alone, loss)
+    assert np.asarray(alone).dtype == dtype
+    assert np.shape(alone) == np.shape(ref[0])
+    assert rel_err(alone, ref[0]) <= tol
+    if x.size // H * V * x.itemsize <= _linear._BLOCK_BYTES:
+        np.testing.assert_array_equal(alone, loss)
 
 
 OPTIONS = [
@@ -193,6 +203,35 @@ def test_ignored_rows_are_not_read(blocks):
         np.testing.assert_array_equal(got[0], clean[0])
         for a, c in zip(got[1], clean[1]):
             np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("prob", [False, True], ids=["indices", "probabilities"])
+def test_evaluation_forms_slices_of_the_vocabulary(monkeypatch, prob):
+    """Without the gradient, logits beyond the budget are formed a slice of W's rows at a
+    time (each slice read once per block of rows), and the loss is the formed logits' one;
+    the ignored rows' features are still never read."""
+    x, W, t, b, w = problem(np.float64, prob=prob, ignored=0.3, bias=True, weight=True)
+    monkeypatch.setattr(_linear, "_BLOCK_BYTES", 5 * V * 8)
+    monkeypatch.setattr(_linear, "_MIN_SLICE", 4)
+    widths = []
+    forward = _linear.NumpyProducts.forward
+
+    def spy(self, xb, W_slice, out):
+        widths.append(W_slice.shape[0])
+        forward(self, xb, W_slice, out)
+    monkeypatch.setattr(_linear.NumpyProducts, "forward", spy)
+    poisoned = x.copy()
+    if not prob:
+        poisoned[t == -100] = np.nan
+    logits = x @ W.T + b
+    for options in OPTIONS:
+        for reduction in ("mean", "sum", "none"):
+            widths.clear()
+            got = fastnll.linear_cross_entropy(poisoned, W, t, b, w, reduction=reduction,
+                                               **options)
+            assert max(widths) < V and sum(widths) % V == 0, widths
+            want = fastnll.cross_entropy(logits, t, w, reduction=reduction, **options)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
 def test_matches_cross_entropy_on_formed_logits(blocks):
