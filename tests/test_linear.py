@@ -585,3 +585,18 @@ def test_torch_none_reduction_computes_gradients_once(torch, monkeypatch):
     loss = fnt.linear_cross_entropy(x, W, torch.tensor([0, 1, 2, 3]), reduction="none")
     loss.sum().backward()
     assert calls == [False, True]
+
+
+def test_without_numpys_blas_gemm(torch, monkeypatch):
+    """Where NumPy's BLAS cannot be reached for C += A @ B, grad_linear_weight is summed
+    through a product into a buffer and an addition: the same gradients."""
+    x, W, t, b, w = problem(np.float32, ignored=0.3, bias=True, weight=True)
+    monkeypatch.setattr(_linear, "_BLOCK_BYTES", 5 * V * 4)
+    monkeypatch.setattr(_linear, "_L2_BYTES", 4 * 2 * H * 4)
+    with_gemm = fastnll.linear_cross_entropy(x, W, t, b, w, return_grad=True)
+    monkeypatch.setattr(_linear._blas, "add_product", lambda dtype: None)
+    check(torch, np.float32, x, W, t, b, w, label_smoothing=0.1)
+    without = fastnll.linear_cross_entropy(x, W, t, b, w, return_grad=True)
+    np.testing.assert_array_equal(without[0], with_gemm[0])
+    np.testing.assert_allclose(without[1].linear_weight, with_gemm[1].linear_weight,
+                               rtol=1e-5, atol=1e-6)
