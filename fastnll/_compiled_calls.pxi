@@ -164,6 +164,26 @@ cdef bint take_float(object value, double *v):
     return True
 
 
+cdef bint take_index(object value, int64_t *v):
+    # an exact Python int that fits int64 (ignore_index)
+    cdef int overflow = 0
+    if type(value) is not int:
+        return False
+    v[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
+    return not overflow
+
+
+cdef bint take_smoothing(object value, double *v):
+    # a label smoothing in [0, 1]: an exact Python float, or the int 0 or 1
+    if type(value) is float:
+        v[0] = value
+    elif type(value) is int and (value == 0 or value == 1):
+        v[0] = value
+    else:
+        return False
+    return 0.0 <= v[0] <= 1.0
+
+
 cdef bint same_shape(const Arr *a, const Arr *b):
     cdef int i
     if a.ndim != b.ndim:
@@ -488,9 +508,9 @@ def class_loss_call(input, target, weight, ignore_index, reduction, label_smooth
     weights sum to 0: the general path raises, or follows PyTorch's order of operations."""
     cdef Arr x, t
     cdef Class3 cv
-    cdef int ax, overflow = 0, want_grad = take_bool(return_grad)
+    cdef int ax, want_grad = take_bool(return_grad)
     cdef int code = take_reduction(reduction, False)
-    cdef long long ii
+    cdef int64_t ii
     cdef double eps = 0.0
     cdef const void *w
     cdef Py_ssize_t s_w, i, n
@@ -501,20 +521,10 @@ def class_loss_call(input, target, weight, ignore_index, reduction, label_smooth
     cdef BlockSum res
     cdef double total
     cdef int nthreads
-    if want_grad < 0 or code < 0 or type(ignore_index) is not int:
+    if want_grad < 0 or code < 0 or not take_index(ignore_index, &ii):
         return None
-    ii = PyLong_AsLongLongAndOverflow(ignore_index, &overflow)
-    if overflow:
+    if not is_nll and not take_smoothing(label_smoothing, &eps):
         return None
-    if not is_nll:
-        if type(label_smoothing) is float:
-            eps = label_smoothing
-        elif type(label_smoothing) is int and (label_smoothing == 0 or label_smoothing == 1):
-            eps = label_smoothing
-        else:
-            return None
-        if not 0.0 <= eps <= 1.0:
-            return None
     if not class_options(input, axis, &x, &cv, &ax):
         return None
     if not class_weights(weight, &x, cv.C, &w, &s_w):
@@ -733,8 +743,9 @@ def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index,
     (the gradients None without return_grad; gb None without a bias) or None."""
     cdef Arr x, W, b, t
     cdef int want_grad = take_bool(return_grad), code = take_reduction(reduction, False)
-    cdef int overflow = 0, has_b = linear_bias is not None
-    cdef long long ii, v
+    cdef int has_b = linear_bias is not None
+    cdef int64_t ii
+    cdef int64_t v
     cdef double eps = 0.0
     cdef Py_ssize_t N, V, H, i
     cdef int64_t *wide = NULL
@@ -744,18 +755,8 @@ def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index,
     cdef View3 zv
     cdef cnp.npy_intp dims[2]
     if (weight is not None or softcap is not None or type(z_loss) is not float
-            or z_loss != 0.0 or want_grad < 0 or code < 0 or type(ignore_index) is not int):
-        return None
-    ii = PyLong_AsLongLongAndOverflow(ignore_index, &overflow)
-    if overflow:
-        return None
-    if type(label_smoothing) is float:
-        eps = label_smoothing
-    elif type(label_smoothing) is int and (label_smoothing == 0 or label_smoothing == 1):
-        eps = label_smoothing
-    else:
-        return None
-    if not 0.0 <= eps <= 1.0:
+            or z_loss != 0.0 or want_grad < 0 or code < 0
+            or not take_index(ignore_index, &ii) or not take_smoothing(label_smoothing, &eps)):
         return None
     if not (take_array(input, &x, TAKE_FLOAT) and x.ndim == 2 and x.contiguous
             and take_array(linear_weight, &W, TAKE_FLOAT) and W.typ == x.typ and W.ndim == 2
