@@ -5,9 +5,11 @@ beta = 1), which linear_cross_entropy needs to sum grad_linear_weight over block
 temporary and an addition, a second pass over ``C`` (65 MB at V=32000, H=512 float32) for
 every block.  BLAS's GEMM does the addition in its own tiles.  NumPy's wheels from PyPI ship
 OpenBLAS with 64-bit integers under the symbols ``scipy_cblas_sgemm64_``/``..._dgemm64_``;
-this module finds that library among those loaded in the process (NumPy loaded it) and calls
-its CBLAS GEMM through ctypes: the same library and thread pool as ``numpy.matmul``, no new
-dependency, no GEMM of ours.
+this module finds that library among those loaded in the process (NumPy loaded it; only a
+library in NumPy's own directories is taken) and calls its CBLAS GEMM through ctypes: the
+same library and thread pool as ``numpy.matmul``, no new dependency, no GEMM of ours.  An
+output that shares memory with an operand takes NumPy's way (the GEMM would read what it has
+already written).
 
 Only 64-bit-integer (ILP64) symbols are used, whose argument types their names fix; a library
 that is not found (another platform, a NumPy built on another BLAS) or that fails a small
@@ -24,18 +26,22 @@ _PREFIXES = ("scipy_", "")
 
 
 def _loaded_libraries():
-    """The paths of the BLAS-looking shared libraries mapped in this process, NumPy's first
-    (Linux: /proc/self/maps; elsewhere none)."""
+    """The paths of the BLAS libraries that NumPy's wheel bundles (in ``numpy.libs`` beside
+    the package, or inside it) and that are mapped in this process (Linux: /proc/self/maps;
+    elsewhere none).  A BLAS from anywhere else may be another library than NumPy's, with
+    its own thread pool: it is not used."""
     if not sys.platform.startswith("linux"):
         return []
+    package = os.path.realpath(os.path.dirname(np.__file__))
+    roots = (package + os.sep, package + ".libs" + os.sep)
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split(None, 5)[5].strip() for line in maps
+            paths = {os.path.realpath(line.split(None, 5)[5].strip()) for line in maps
                      if len(line.split(None, 5)) == 6}
     except OSError:
         return []
-    blas = [p for p in paths if "blas" in os.path.basename(p).lower() and os.path.isfile(p)]
-    return sorted(blas, key=lambda p: ("numpy" not in p, p))
+    return sorted(p for p in paths if "blas" in os.path.basename(p).lower()
+                  and p.startswith(roots) and os.path.isfile(p))
 
 
 def _gemm(letter):
@@ -78,21 +84,24 @@ def _make_add_product(dtype):
         (m, k), n = A.shape, B.shape[1]
         ta, tb = operand(A), operand(B)
         if (ta is None or tb is None or not C.flags.c_contiguous or m * n * k == 0
-                or not (A.dtype == B.dtype == C.dtype == dtype)):
+                or not (A.dtype == B.dtype == C.dtype == dtype)
+                or np.may_share_memory(C, A) or np.may_share_memory(C, B)):
             C += A @ B
             return
         fn(_ROW_MAJOR, ta[0], tb[0], m, n, k, 1.0, A.ctypes.data, ta[1], B.ctypes.data,
            tb[1], 1.0, C.ctypes.data, max(n, 1))
 
-    # a self-test: a wrong library or convention must not go unseen
+    # a self-test of every pair of layouts: a wrong library or convention must not go unseen
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((7, 5)).astype(dtype)
-    B = rng.standard_normal((3, 7)).astype(dtype)
-    C = rng.standard_normal((5, 3)).astype(dtype)
-    want = C + A.T @ B.T
-    add_product(C, A.T, B.T)
-    if not np.allclose(C, want, rtol=1e-4, atol=1e-5):
-        return None
+    A = rng.standard_normal((5, 7)).astype(dtype)
+    B = rng.standard_normal((7, 3)).astype(dtype)
+    for a in (A, np.ascontiguousarray(A.T).T):
+        for b in (B, np.ascontiguousarray(B.T).T):
+            C = rng.standard_normal((5, 3)).astype(dtype)
+            want = C + a @ b
+            add_product(C, a, b)
+            if not np.allclose(C, want, rtol=1e-4, atol=1e-5):
+                return None
     return add_product
 
 

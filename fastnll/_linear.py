@@ -59,6 +59,7 @@ _BLOCK_BYTES = 32 * 2 ** 20
 # The narrowest vocabulary slice of an evaluation (g): a product this wide still runs at the
 # BLAS's full speed, and the rows of a block stay many (8192 float32 rows in 32 MB).
 _MIN_SLICE = 1024
+_GATHER_ROWS = 256      # rows gathered at a time into an evaluation's block
 
 
 _L2_BYTES = L2_BYTES      # a module global, so that the tests can shrink it
@@ -548,12 +549,16 @@ def _evaluate(x2, W, b, t2, prob, kept, w, ignore_index, eps, softcap, z_loss, r
     """(sum of the cross-entropy losses, sum of the z-losses) of the kept rows, through
     slices of the vocabulary (design note (g)); rows: the per-row losses to fill, or None."""
     dtype = x2.dtype
-    V = W.shape[0]
+    V, H = W.shape
     n_kept = len(x2) if kept is None else len(kept)
-    nb = max(1, min(n_kept, _BLOCK_BYTES // (min(V, _MIN_SLICE) * dtype.itemsize)))
-    vs = max(1, min(V, _BLOCK_BYTES // (nb * dtype.itemsize)))
+    # the budget holds the logits' slice and, where the rows must be gathered (ignored rows
+    # left out, or a strided input), their copy
+    copied = H * dtype.itemsize if kept is not None or not x2.flags.c_contiguous else 0
+    nb = max(1, min(n_kept, _BLOCK_BYTES // (min(V, _MIN_SLICE) * dtype.itemsize + copied)))
+    vs = max(1, min(V, (_BLOCK_BYTES - nb * copied) // (nb * dtype.itemsize)))
     starts = range(0, V, vs)
     buf = np.empty(nb * vs, dtype=dtype)
+    rows_buf = np.empty((nb, H), dtype=dtype) if copied else None
     # the statistics of the slices so far, combined, and of the last slice
     parts = np.empty((FIELDS, nb, 2))
     nthreads = products.kernel_threads or _threads.for_work(buf.size)
@@ -561,7 +566,15 @@ def _evaluate(x2, W, b, t2, prob, kept, w, ignore_index, eps, softcap, z_loss, r
     for r0 in range(0, n_kept, nb):
         r1 = min(r0 + nb, n_kept)
         sel = slice(r0, r1) if kept is None else kept[r0:r1]
-        xb = np.ascontiguousarray(x2[sel])
+        if rows_buf is None:
+            xb = x2[sel]
+        else:
+            xb = rows_buf[:r1 - r0]
+            if kept is None:
+                xb[...] = x2[sel]
+            else:             # (by pieces: no temporary of the block's size)
+                for i in range(0, r1 - r0, _GATHER_ROWS):
+                    xb[i:i + _GATHER_ROWS] = x2[sel[i:i + _GATHER_ROWS]]
         tb = t2[sel]
         classes = None if prob else tb.reshape(-1, 1)
         for j, v0 in enumerate(starts):

@@ -51,3 +51,22 @@ def test_add_product(dtype, shape):
             np.testing.assert_allclose(C, want, rtol=tol, atol=tol * max(k, 1), err_msg=la + lb)
             np.testing.assert_array_equal(A, A0)
             np.testing.assert_array_equal(B, B0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_overlapping_an_operand(dtype):
+    """C += C @ B: the GEMM would read what it has written; NumPy's product is taken."""
+    add = _blas.add_product(dtype)
+    if add is None:
+        pytest.skip("NumPy's BLAS is not reachable here (the caller adds a product)")
+    rng = np.random.default_rng(3)
+    C0 = rng.standard_normal((64, 64)).astype(dtype)
+    B = rng.standard_normal((64, 64)).astype(dtype)
+    want = C0.astype(np.float64) + C0.astype(np.float64) @ B.astype(np.float64)
+    C = C0.copy()
+    add(C, C, B)
+    np.testing.assert_allclose(C, want, rtol=1e-4, atol=1e-3)
+    C = C0.copy()
+    add(C, B, C)
+    np.testing.assert_allclose(C, C0.astype(np.float64) + B.astype(np.float64) @ C0,
+                               rtol=1e-4, atol=1e-3)

@@ -403,6 +403,29 @@ def test_memory_does_not_grow_with_rows(rows):
     assert rows * Vb * 4 > 40 * 2 ** 20         # the logits would not fit
 
 
+@pytest.mark.parametrize("layout", ["ignored rows", "F-ordered input"])
+def test_evaluation_memory_counts_gathered_rows(layout):
+    """An evaluation's blocks of many rows gather them (ignored rows left out, or a strided
+    input) within the same bound: 40 MB, where the logits would take 128 MB."""
+    rng = np.random.default_rng(6)
+    rows, Hb, Vb = 4096, 512, 8192
+    x = rng.standard_normal((rows, Hb), dtype=np.float32)
+    W = rng.standard_normal((Vb, Hb), dtype=np.float32) / np.float32(np.sqrt(Hb))
+    t = rng.integers(0, Vb, rows)
+    if layout == "ignored rows":
+        t[::5] = -100
+    else:
+        x = np.asfortranarray(x)
+    peak = traced_peak(lambda: fastnll.linear_cross_entropy(x, W, t, reduction="sum"))
+    assert peak <= 40 * 2 ** 20, peak
+    kept = t != -100
+    logits = x[kept].astype(np.float64) @ W.T.astype(np.float64)
+    want = (np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))
+            + logits.max(1) - logits[np.arange(len(logits)), t[kept]]).sum()
+    got = fastnll.linear_cross_entropy(x, W, t, reduction="sum")
+    assert abs(got - want) <= 1e-5 * abs(want)
+
+
 # --------------------------------------------------------------------- fastnll.torch ----
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
