@@ -26,6 +26,8 @@
 #     the shape of the surrounding code (at x86-64-v3 and v4): moving a loop into a helper or
 #     reading strides from a struct inside prange can change the last bit of a loss.  Check a
 #     refactor of these kernels with .ci/corpus.py (bit for bit against the previous build).
+from libc.string cimport memset
+
 from fastnll._lse cimport RowStats, row_stats, row_lse
 from fastnll._loops cimport (
     fnl_colgrad, fnl_grad, fnl_gradprob, fnl_nll_rows, fnl_nll_rows_plain, fnl_unpack,
@@ -148,13 +150,46 @@ cdef inline void row_index_to(Py_ssize_t r, Py_ssize_t inner, Py_ssize_t *o,
     k[0] = ri.k
 
 
+cdef void zero_rows(floating *g, Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t C,
+                    Py_ssize_t inner, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    # every class's entry of rows [r0, r1) of the gradient g set to 0, a run of rows at a
+    # time (memset where the run is contiguous)
+    cdef Py_ssize_t r = r0, i, c
+    cdef RowRun run
+    cdef floating *p
+    while r < r1:
+        run = row_run(r, r1, inner)
+        if g1 == 1 and (g0 if inner == 1 else g2) == C:
+            # run.n whole rows, one after the other (a swapped view's too: classes in
+            # place, rows along the inner axis)
+            memset(g + run.o * g0 + run.k * g2, 0, run.n * C * sizeof(floating))
+        elif inner == 1:        # run.n rows (outer indices) of C classes
+            for i in range(run.n):
+                p = g + (run.o + i) * g0
+                if g1 == 1:
+                    memset(p, 0, C * sizeof(floating))
+                else:
+                    for c in range(C):
+                        p[c * g1] = 0
+        else:                   # in each class, run.n neighbours along the inner axis
+            for c in range(C):
+                p = g + run.o * g0 + c * g1 + run.k * g2
+                if g2 == 1:
+                    memset(p, 0, run.n * sizeof(floating))
+                else:
+                    for i in range(run.n):
+                        p[i * g2] = 0
+        r += run.n
+
+
 cdef BlockSum nll_block(const floating *x0, const ClassArgs *args, Py_ssize_t r0,
                         Py_ssize_t r1) noexcept nogil:
     # NLL over rows [r0, r1): a gather.  The sums (and the first invalid target) come from
     # fnl_nll_rows, in runs of rows with one stride (row_run); so the loss is the same number
     # whether or not per-row losses or the gradient are asked for.  Those are written
     # afterwards, in a second pass over the block's (now valid) targets, whose entries are
-    # still in cache.  The gradient must arrive zero-filled.
+    # still in cache.  The gradient must arrive zero-filled (class_block does it, block by
+    # block: zero_rows).
     # The arguments are copied to locals, and the second pass takes its (o, k) through
     # row_index_to: in the other shapes tried, gcc vectorised the gather's partial sums
     # differently, measurably slower and with other last bits (see (e) above).
@@ -401,9 +436,15 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
 
 cdef inline BlockSum class_block(const floating *x0, const ClassArgs *args, Py_ssize_t blk,
                                  int tid) noexcept nogil:
+    cdef Py_ssize_t r0, r1
     if args.is_nll:
-        return nll_block(x0, args, blk * ROW_BLOCK,
-                         min((blk + 1) * ROW_BLOCK, args.outer * args.inner))
+        r0, r1 = blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, args.outer * args.inner)
+        if args.grad.data != NULL:
+            # the block's rows zero-filled by the block's thread (rather than by the caller,
+            # serially, before the kernel); nll_block then writes the target entries
+            zero_rows(<floating *>args.grad.data, args.grad.s0, args.grad.s1, args.grad.s2,
+                      args.C, args.inner, r0, r1)
+        return nll_block(x0, args, r0, r1)
     if args.columns:
         return cols_block(x0, args[0], blk, tid)
     return rows_block(x0, args[0], blk)

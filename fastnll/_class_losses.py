@@ -29,14 +29,13 @@ def _prepare(input, reduction, ignore_index, axis):
     return x, reduction, ignore_index, dtype, ax, x.shape[ax]
 
 
-def _outputs(shape, ax, dtype, reduction, return_grad, zero_grad, grad_out, inputs):
+def _outputs(shape, ax, dtype, reduction, return_grad, grad_out, inputs):
     """The arrays the kernels write: per-row losses ("none") and the gradient (return_grad;
-    zero-filled for NLL, whose kernel writes only the target entries; the caller's grad_out
-    itself where the kernel can write it), None where not asked."""
+    the caller's grad_out itself where the kernel can write it), None where not asked."""
     rows = np.empty(shape[:ax] + shape[ax + 1:], dtype=dtype) if reduction == "none" else None
     grad = None
     if return_grad:
-        grad = output_array(grad_out, shape, dtype, inputs, zero=zero_grad)
+        grad = output_array(grad_out, shape, dtype, inputs)
     return rows, grad
 
 
@@ -51,15 +50,16 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
         check_class_range(t, C, ignore_index)    # before anything writes the caller's array
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
-    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, is_nll, grad_out,
+    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, grad_out,
                           (input, x, t, w))
     bad, bad_value, total, weight_sum = kernels.class_loss(
         x=view.x3, targets=view.to2(t), weight=w, ignore_index=ignore_index,
         label_smoothing=label_smoothing, is_nll=is_nll, reduction=_REDUCTION_CODES[reduction],
         rows=None if rows is None else view.to2(rows),
         grad=None if grad is None else view.to3(grad),
-        # nll_loss reads one logit a row (its gradient is zeros but for one entry a row)
-        nthreads=_threads.for_work(view.outer * view.inner if is_nll else x.size),
+        # nll_loss reads one logit a row, but writes every entry of its gradient
+        nthreads=_threads.for_work(view.outer * view.inner if is_nll and grad is None
+                                   else x.size),
     )
     if bad >= 0:
         raise out_of_bounds(bad_value, C, ignore_index)
@@ -121,7 +121,7 @@ def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
     nrows = view.outer * view.inner
-    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, False, grad_out,
+    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, grad_out,
                           (input, x, t, w))
     total = kernels.prob_loss(
         x=view.x3, targets=view.to3(kernel_ready(t, dtype)), weight=w, label_smoothing=eps,

@@ -571,12 +571,14 @@ def class_loss_call(input, target, weight, ignore_index, reduction, label_smooth
             rows = new_array(&x, False, ax, False)
             rows_view = rows_like(&cv, cnp.PyArray_DATA(<cnp.ndarray>rows))
         if want_grad:
-            grad = new_array(&x, is_nll, -2, False)
+            grad = new_array(&x, False, -2, False)
             grad_view = view_like(&cv, cnp.PyArray_DATA(<cnp.ndarray>grad))
         args = class_args(cv.outer, cv.C, cv.inner, cv.x, t_view, w, s_w, ii, eps, is_nll,
                           rows_view, grad_view, want_grad)
         # nll_loss reads one logit a row: its work is the rows, not the logits
-        nthreads = threads_for(cv.outer * cv.inner if is_nll else x.size, for_work)
+        # nll_loss reads one logit a row, but writes every entry of its gradient
+        nthreads = threads_for(cv.outer * cv.inner if is_nll and grad is None else x.size,
+                               for_work)
         if x.typ == cnp.NPY_FLOAT32:
             run_class_loss(<const float *>args.x.data, &args, <Reduction>code, nthreads, &res)
         else:

@@ -415,3 +415,30 @@ def test_linear_grad_out_sharing_memory_with_the_class_weights(monkeypatch, bloc
         assert_bitwise_equal(got_loss, loss)
         for g, want in zip(got, grads):
             _expect_in(g, want)
+
+
+@pytest.mark.parametrize("shape,axis", [((300, 7), 1), ((7, 300), 0), ((5000, 3), 1),
+                                        ((3, 5000), 0), ((4, 6, 50), 1), ((50, 4, 6), 2),
+                                        ((40, 300), 1)])
+@pytest.mark.parametrize("layout", OUT_LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nll_grad_zero_fills_every_entry(shape, axis, layout, threads):
+    """nll_loss's kernel zero-fills its gradient itself, block by block, in every view of the
+    class axis (rows, swapped columns, inner axes): checked on a caller's array full of nan
+    against the one-hot gradient -w_t / sum(w_t), built here with NumPy."""
+    rng = _rng()
+    x = rng.standard_normal(shape)
+    C = shape[axis]
+    t = rng.integers(0, C, shape[:axis] + shape[axis + 1:])
+    t.flat[::7] = -100
+    w = rng.uniform(0.5, 2.0, C)
+    out = _garbage(shape, np.float64, layout)
+    with fastnll.threads(threads):
+        _, got = F.nll_loss(x, t, weight=w, axis=axis, return_grad=True, grad_out=out)
+    kept = t != -100
+    moved = np.zeros(t.shape + (C,))
+    idx = np.nonzero(kept)
+    moved[idx + (t[kept],)] = -w[t[kept]] / w[t[kept]].sum()
+    want = np.moveaxis(moved, -1, axis)
+    assert np.array_equal(got == 0, want == 0)            # exact zeros, no nan left
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
