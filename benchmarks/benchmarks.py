@@ -104,6 +104,17 @@ class NllLoss(_Suite):
     params = _params(func)
 
 
+class NllLossGrad(_Suite):
+    func = "nll_loss_grad"
+    params = _params(func)
+
+
+class TorchNllLossGrad(_Suite):
+    """fastnll.torch.nll_loss against torch's own, forward + backward on CPU tensors."""
+    func = "torch_nll_loss_grad"
+    params = _params(func)
+
+
 class LogSumExpAxis1(_Suite):
     func = "logsumexp_axis1"
     params = _params(func)

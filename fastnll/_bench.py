@@ -42,6 +42,13 @@ def _np_cross_entropy_grad(x, t):
     return loss, g
 
 
+def _np_nll_loss_grad(x, t):
+    n = x.shape[0]
+    g = np.zeros_like(x)
+    g[np.arange(n), t] = -1.0 / n
+    return -np.mean(x[np.arange(n), t]), g
+
+
 def _torch():
     try:
         import torch
@@ -99,9 +106,11 @@ def _jax_impls(func, x, t, impls):
         if optax is not None:
             impls["optax"] = _jitted(jax, jax.value_and_grad(
                 lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean()), x, t)
-    elif func == "nll_loss":
-        impls["jax"] = _jitted(
-            jax, lambda z, y: -jnp.mean(jnp.take_along_axis(z, y[:, None], axis=1)), x, t)
+    elif func in ("nll_loss", "nll_loss_grad"):
+        def nll(z, y):
+            return -jnp.mean(jnp.take_along_axis(z, y[:, None], axis=1))
+        impls["jax"] = _jitted(jax, nll if func == "nll_loss" else jax.value_and_grad(nll),
+                               x, t)
     elif func.startswith("logsumexp"):
         axis = 0 if func.endswith("axis0") else 1
         impls["jax"] = _jitted(jax, lambda z: jax.scipy.special.logsumexp(z, axis=axis), x)
@@ -151,11 +160,12 @@ def implementations(func, x, t):
                 loss.backward()
                 return loss, xt.grad
             impls["torch"] = torch_fwd_bwd
-    elif func == "torch_cross_entropy_grad":
+    elif func in ("torch_cross_entropy_grad", "torch_nll_loss_grad"):
         # fastnll.torch against PyTorch's own loss: forward + backward on a CPU tensor
         if torch is not None:
             import fastnll.torch as fnt
             tt = torch.from_numpy(t)
+            name = func[len("torch_"):-len("_grad")]
 
             def fwd_bwd(loss_fn):
                 def run():
@@ -164,14 +174,29 @@ def implementations(func, x, t):
                     loss.backward()
                     return loss, xt.grad
                 return run
-            impls["fastnll"] = fwd_bwd(fnt.cross_entropy)
-            impls["torch"] = fwd_bwd(F.cross_entropy)
+            impls["fastnll"] = fwd_bwd(getattr(fnt, name))
+            impls["torch"] = fwd_bwd(getattr(F, name))
     elif func == "nll_loss":
         impls["fastnll"] = lambda: fastnll.nll_loss(x, t)
         impls["numpy"] = lambda: -np.mean(x[np.arange(x.shape[0]), t])
         if torch is not None:
             xt, tt = torch.from_numpy(x), torch.from_numpy(t)
             impls["torch"] = lambda: F.nll_loss(xt, tt)
+    elif func == "nll_loss_grad":
+        impls["fastnll"] = lambda: fastnll.nll_loss(x, t, return_grad=True)
+        grad_buf = np.empty_like(x)
+        impls["fastnll-out"] = lambda: fastnll.nll_loss(x, t, return_grad=True,
+                                                        grad_out=grad_buf)
+        impls["numpy"] = lambda: _np_nll_loss_grad(x, t)
+        if torch is not None:
+            tt = torch.from_numpy(t)
+
+            def torch_nll_fwd_bwd():
+                xt = torch.from_numpy(x).requires_grad_(True)
+                loss = F.nll_loss(xt, tt)
+                loss.backward()
+                return loss, xt.grad
+            impls["torch"] = torch_nll_fwd_bwd
     elif func.startswith("logsumexp"):
         axis = 0 if func.endswith("axis0") else 1
         impls["fastnll"] = lambda: fastnll.logsumexp(x, axis=axis)
@@ -475,7 +500,7 @@ DEFAULT_WORKLOADS = [
     ("linear_cross_entropy", (2048, 512, 32000), "float32"),        # (N, H, V)
     ("linear_cross_entropy_grad", (2048, 512, 32000), "float32"),
 ]
-NEEDS_TORCH = ("torch_cross_entropy_grad",)
+NEEDS_TORCH = ("torch_cross_entropy_grad", "torch_nll_loss_grad")
 NEEDS_DASK = ("dask_cross_entropy", "dask_cross_entropy_classes")
 # Not in the default table (run with --function), but in the asv suite.
 EXTRA_WORKLOADS = [
@@ -484,6 +509,8 @@ EXTRA_WORKLOADS = [
     ("poisson_nll_loss", (4096, 1000), "float32"),
     ("kl_div", (4096, 1000), "float32"),
     ("entropy", (4096, 1000), "float32"),
+    ("nll_loss_grad", (4096, 1000), "float32"),
+    ("torch_nll_loss_grad", (4096, 1000), "float32"),        # needs PyTorch
 ]
 FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS + EXTRA_WORKLOADS})
 
