@@ -14,7 +14,10 @@
 # (c) Sums are taken per block in float64 and the block partials added in block order, so
 #     mean and sum do not depend on the thread count.
 from libc.math cimport M_PI
-from fastnll._loops cimport fnl_exp_f64, fnl_log_f64, fnl_log1p_pos_f64, fnl_sum_f64
+from fastnll._loops cimport (
+    fnl_bce_f32, fnl_bce_unit_f32, fnl_exp_f64, fnl_log_f64, fnl_log1p_pos_f64, fnl_loss_dx,
+    fnl_sum_f64,
+)
 
 cdef enum:
     EW_BLOCK = 4096     # elements per block (the unit of threads and of the fixed-order sum)
@@ -44,6 +47,22 @@ cdef inline ElementLoss closs_bce(double x, double y, double w, double pw) noexc
     r.loss = w * ((1 - y) * x + lw * sp)
     r.dx = w * ((1 - y) - lw * sig_neg)
     r.da = 0
+    return r
+
+
+cdef inline ElementLoss closs_bce_t(floating x, floating y, floating w,
+                                    floating pw) noexcept nogil:
+    # closs_bce of an element of type floating: float elements take fnl_bce_f32 (its
+    # transcendental parts in float), as the unit-stride loop of float runs does
+    cdef fnl_loss_dx p
+    cdef ElementLoss r
+    if floating is float:
+        p = fnl_bce_f32(x, y, w, pw)
+        r.loss = p.loss
+        r.dx = p.dx
+        r.da = 0
+    else:
+        r = closs_bce(x, y, w, pw)
     return r
 
 
@@ -119,10 +138,13 @@ cdef double unit_run(Elementwise kind, int flags, double eps, double sigma, Py_s
         ac = ones if a == NULL else a + c0
         bc = ones if b == NULL else b + c0
         if kind == BCE:
-            for j in range(cn):
-                r = closs_bce(xc[j], yc[j], ac[j], bc[j])
-                buf[j] = r.loss
-                buf[EW_CHUNK + j] = r.dx
+            if floating is float:
+                fnl_bce_unit_f32(xc, yc, ac, bc, cn, buf, buf + EW_CHUNK)
+            else:
+                for j in range(cn):
+                    r = closs_bce(xc[j], yc[j], ac[j], bc[j])
+                    buf[j] = r.loss
+                    buf[EW_CHUNK + j] = r.dx
         elif kind == GAUSSIAN:
             for j in range(cn):
                 r = closs_gauss(xc[j], yc[j], ac[j], eps, full)
@@ -253,10 +275,10 @@ cdef double ew_block(const floating *x0, const EwCall *e, Py_ssize_t blk,
             continue
         for j in range(i2, i2 + run):
             if kind == BCE:
-                res = closs_bce(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
-                                yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
-                                ap[i0 * a.s0 + i1 * a.s1 + j * a.s2] if has_a else 1.0,
-                                bp[i0 * b.s0 + i1 * b.s1 + j * b.s2] if has_b else 1.0)
+                res = closs_bce_t(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
+                                  yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
+                                  ap[i0 * a.s0 + i1 * a.s1 + j * a.s2] if has_a else 1,
+                                  bp[i0 * b.s0 + i1 * b.s1 + j * b.s2] if has_b else 1)
             elif kind == GAUSSIAN:
                 res = closs_gauss(xp[i0 * x.s0 + i1 * x.s1 + j * x.s2],
                                   yp[i0 * y.s0 + i1 * y.s1 + j * y.s2],
