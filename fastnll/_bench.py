@@ -49,6 +49,19 @@ def _np_nll_loss_grad(x, t):
     return -np.mean(x[np.arange(n), t]), g
 
 
+def _torch_fwd_bwd(torch, loss_fn, x, t):
+    """A call of loss_fn forward and backward on a fresh leaf tensor over x's memory:
+    (loss, the input's gradient)."""
+    tt = torch.from_numpy(t)
+
+    def run():
+        xt = torch.from_numpy(x).requires_grad_(True)
+        loss = loss_fn(xt, tt)
+        loss.backward()
+        return loss, xt.grad
+    return run
+
+
 def _torch():
     try:
         import torch
@@ -144,59 +157,30 @@ def implementations(func, x, t):
         if torch is not None:
             xt, tt = torch.from_numpy(x), torch.from_numpy(t)
             impls["torch"] = lambda: F.cross_entropy(xt, tt)
-    elif func == "cross_entropy_grad":
-        impls["fastnll"] = lambda: fastnll.cross_entropy(x, t, return_grad=True)
+    elif func in ("cross_entropy_grad", "nll_loss_grad"):
+        name = func[:-len("_grad")]
+        loss_fn = getattr(fastnll, name)
+        impls["fastnll"] = lambda: loss_fn(x, t, return_grad=True)
         grad_buf = np.empty_like(x)
         # the training-loop form: the gradient written into one reused array
-        impls["fastnll-out"] = lambda: fastnll.cross_entropy(x, t, return_grad=True,
-                                                             grad_out=grad_buf)
-        impls["numpy"] = lambda: _np_cross_entropy_grad(x, t)
+        impls["fastnll-out"] = lambda: loss_fn(x, t, return_grad=True, grad_out=grad_buf)
+        np_fn = _np_cross_entropy_grad if name == "cross_entropy" else _np_nll_loss_grad
+        impls["numpy"] = lambda: np_fn(x, t)
         if torch is not None:
-            tt = torch.from_numpy(t)
-
-            def torch_fwd_bwd():
-                xt = torch.from_numpy(x).requires_grad_(True)
-                loss = F.cross_entropy(xt, tt)
-                loss.backward()
-                return loss, xt.grad
-            impls["torch"] = torch_fwd_bwd
+            impls["torch"] = _torch_fwd_bwd(torch, getattr(F, name), x, t)
     elif func in ("torch_cross_entropy_grad", "torch_nll_loss_grad"):
         # fastnll.torch against PyTorch's own loss: forward + backward on a CPU tensor
         if torch is not None:
             import fastnll.torch as fnt
-            tt = torch.from_numpy(t)
             name = func[len("torch_"):-len("_grad")]
-
-            def fwd_bwd(loss_fn):
-                def run():
-                    xt = torch.from_numpy(x).requires_grad_(True)
-                    loss = loss_fn(xt, tt)
-                    loss.backward()
-                    return loss, xt.grad
-                return run
-            impls["fastnll"] = fwd_bwd(getattr(fnt, name))
-            impls["torch"] = fwd_bwd(getattr(F, name))
+            impls["fastnll"] = _torch_fwd_bwd(torch, getattr(fnt, name), x, t)
+            impls["torch"] = _torch_fwd_bwd(torch, getattr(F, name), x, t)
     elif func == "nll_loss":
         impls["fastnll"] = lambda: fastnll.nll_loss(x, t)
         impls["numpy"] = lambda: -np.mean(x[np.arange(x.shape[0]), t])
         if torch is not None:
             xt, tt = torch.from_numpy(x), torch.from_numpy(t)
             impls["torch"] = lambda: F.nll_loss(xt, tt)
-    elif func == "nll_loss_grad":
-        impls["fastnll"] = lambda: fastnll.nll_loss(x, t, return_grad=True)
-        grad_buf = np.empty_like(x)
-        impls["fastnll-out"] = lambda: fastnll.nll_loss(x, t, return_grad=True,
-                                                        grad_out=grad_buf)
-        impls["numpy"] = lambda: _np_nll_loss_grad(x, t)
-        if torch is not None:
-            tt = torch.from_numpy(t)
-
-            def torch_nll_fwd_bwd():
-                xt = torch.from_numpy(x).requires_grad_(True)
-                loss = F.nll_loss(xt, tt)
-                loss.backward()
-                return loss, xt.grad
-            impls["torch"] = torch_nll_fwd_bwd
     elif func.startswith("logsumexp"):
         axis = 0 if func.endswith("axis0") else 1
         impls["fastnll"] = lambda: fastnll.logsumexp(x, axis=axis)

@@ -150,7 +150,8 @@ FNL_INLINE void fnl_log_sums(const double *rest, const double *at_max, double *l
 }
 
 /* log1p(u) for 0 <= u <= 1 in float: 2 atanh(s), s = u / (2 + u) in [0, 1/3], by its series
- * to s^15 (the rest is below 2^-28 of the result); about 2 ulp. */
+ * to s^15 (the rest is below 2^-28 of the result); about 2 ulp.  The float counterpart of
+ * fnl_log_ge1_f64's series, on a narrower range (no exponent to split off). */
 FNL_INLINE float fnl_log1p01_f32(float u)
 {
     float s = u / (2.0f + u);
