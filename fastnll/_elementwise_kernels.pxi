@@ -15,8 +15,8 @@
 #     mean and sum do not depend on the thread count.
 from libc.math cimport M_PI
 from fastnll._loops cimport (
-    fnl_bce_f32, fnl_bce_unit_f32, fnl_exp_f64, fnl_log_f64, fnl_log1p_pos_f64, fnl_loss_dx,
-    fnl_sum_f64,
+    FNL_BCE_F32_MAX, fnl_bce_f32, fnl_bce_f32_takes, fnl_bce_unit_f32, fnl_exp_f64, fnl_log_f64,
+    fnl_log1p_pos_f64, fnl_loss_dx, fnl_sum_f64,
 )
 
 cdef enum:
@@ -38,32 +38,38 @@ cdef struct ElementLoss:
 
 
 cdef inline ElementLoss closs_bce(double x, double y, double w, double pw) noexcept nogil:
-    # (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y; softplus(-x) = log1p(e^-|x|) + max(-x, 0)
+    # (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y; softplus(-x) = log1p(e^-|x|) + max(-x, 0).
+    # A finite negative x (y and pw finite) takes the same without cancellation, as
+    # fnl_bce_f32 does: lw log1p(e) - pw y x, and the derivative lw sigmoid(x) - pw y.
     cdef double lw = 1 + (pw - 1) * y
     cdef double e = fnl_exp_f64(-fabs(x))
-    cdef double sp = fnl_log1p_pos_f64(e) + (-x if x < 0 else 0.0)
-    cdef double sig_neg = (e / (1 + e)) if x >= 0 else (1 / (1 + e))   # sigmoid(-x)
+    cdef double lp = fnl_log1p_pos_f64(e)
+    cdef bint tail = x < 0 and x > -INFINITY and isfinite(y) and isfinite(pw)
+    cdef double sp = lp if tail else lp + (-x if x < 0 else 0.0)
+    cdef double a = -pw * y if tail else 1 - y
+    cdef double sig = (e / (1 + e)) if x >= 0 or tail else (1 / (1 + e))
     cdef ElementLoss r
-    r.loss = w * ((1 - y) * x + lw * sp)
-    r.dx = w * ((1 - y) - lw * sig_neg)
+    r.loss = w * (a * x + lw * sp)
+    r.dx = w * (a + lw * (sig if tail else -sig))
     r.da = 0
     return r
 
 
 cdef inline ElementLoss closs_bce_t(floating x, floating y, floating w,
                                     floating pw) noexcept nogil:
-    # closs_bce of an element of type floating: float elements take fnl_bce_f32 (its
-    # transcendental parts in float), as the unit-stride loop of float runs does
+    # closs_bce of an element of type floating: float elements of |x| <= FNL_BCE_F32_MAX take
+    # fnl_bce_f32 (its transcendental parts in float), as the unit-stride loop of float runs
+    # does; others (nan, infinities, larger logits) the double loss
     cdef fnl_loss_dx p
     cdef ElementLoss r
     if floating is float:
-        p = fnl_bce_f32(x, y, w, pw)
-        r.loss = p.loss
-        r.dx = p.dx
-        r.da = 0
-    else:
-        r = closs_bce(x, y, w, pw)
-    return r
+        if fabs(x) <= FNL_BCE_F32_MAX:
+            p = fnl_bce_f32(x, y, w, pw)
+            r.loss = p.loss
+            r.dx = p.dx
+            r.da = 0
+            return r
+    return closs_bce(x, y, w, pw)
 
 
 cdef inline ElementLoss closs_gauss(double x, double y, double var, double eps,
@@ -138,11 +144,11 @@ cdef double unit_run(Elementwise kind, int flags, double eps, double sigma, Py_s
         ac = ones if a == NULL else a + c0
         bc = ones if b == NULL else b + c0
         if kind == BCE:
-            if floating is float:
+            if floating is float and fnl_bce_f32_takes(xc, cn):
                 fnl_bce_unit_f32(xc, yc, ac, bc, cn, buf, buf + EW_CHUNK)
-            else:
+            else:           # (a chunk with a large or special logit: element by element)
                 for j in range(cn):
-                    r = closs_bce(xc[j], yc[j], ac[j], bc[j])
+                    r = closs_bce_t(xc[j], yc[j], ac[j], bc[j])
                     buf[j] = r.loss
                     buf[EW_CHUNK + j] = r.dx
         elif kind == GAUSSIAN:

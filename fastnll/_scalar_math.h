@@ -174,7 +174,8 @@ FNL_INLINE float fnl_log1p01_f32(float u)
  *   loss = w (lw l - pw y x),   dx = w (lw q - pw y)
  * so that a confident correct prediction keeps its small loss and gradient (y = 0, x = -30:
  * 9.4e-14, where 1 - sigmoid(-x) in double kept 3 digits, and nothing from x = -37 on).
- * Infinite or nan operands take the first form, whose infinities and nans are PyTorch's.
+ * Infinite or nan y or pw take the first form, whose infinities and nans are PyTorch's (and
+ * nan, infinite or large x the double loss: FNL_BCE_F32_MAX below).
  * The transcendental parts (exp, log1p, the reciprocal of 1 + e) in float, 16 lanes at
  * x86-64-v4 and short polynomials (in double they made the loop compute-bound at 2.6 ns an
  * element); the combination in double, so that large logits and weights overflow where
@@ -201,6 +202,21 @@ FNL_INLINE fnl_loss_dx fnl_bce_f32(float x, float y, float w, float pw)
     res.loss = (double)w * (a * xd + lw * s);
     res.dx = (double)w * (a + lw * d);
     return res;
+}
+
+/* Logits that fnl_bce_f32 takes: |x| <= 80, where exp(-|x|) is still a normal float (a
+ * subnormal or zero e would lose the tiny results that a large weight scales up, and turn
+ * inf * e into nan).  Others (nan, infinities, |x| > 80) take the double loss. */
+#define FNL_BCE_F32_MAX 80.0f
+
+/* 1 when every x of a unit-stride run is one fnl_bce_f32 takes */
+FNL_INLINE int fnl_bce_f32_takes(const float *x, ptrdiff_t n)
+{
+    int out = 0;
+    FNL_PRAGMA(omp simd reduction(+ : out))
+    for (ptrdiff_t i = 0; i < n; i++)
+        out += !(fabsf(x[i]) <= FNL_BCE_F32_MAX);
+    return out == 0;
 }
 
 /* fnl_bce_f32 over a unit-stride run (w, pw: arrays of the run's length) */
