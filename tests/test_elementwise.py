@@ -698,8 +698,9 @@ def test_bce_float32_accurate_in_both_tails(pos_weight):
     """float32 binary_cross_entropy_with_logits (its exp and log1p in float) against float64
     written without cancellation: within a few float32 ulp for every logit, the confident
     predictions included, whose tiny losses and gradients (1e-35 at |x| = 80) the textbook
-    form (1 - y) x + softplus(-x) loses entirely; strided operands give the same bits."""
-    x = np.linspace(-80, 80, 20001, dtype=np.float32)
+    form (1 - y) x + softplus(-x) loses entirely (the float path ends at |x| = 80, the
+    float64 one takes over); strided operands give the same bits."""
+    x = np.linspace(-110, 110, 22001, dtype=np.float32)
     for yv in (0.0, 1.0, 0.3):
         y = np.full_like(x, yv)
         pw = np.float32([pos_weight])
@@ -713,9 +714,16 @@ def test_bce_float32_accurate_in_both_tails(pos_weight):
                         (1 - yv) * xd + lw * np.log1p(e))
         want_g = np.where(xd < 0, lw * e / (1 + e) - pos_weight * yv,
                           (1 - yv) - lw * e / (1 + e))
-        np.testing.assert_allclose(rows, want, rtol=6e-7, atol=0)
+        np.testing.assert_allclose(rows, want, rtol=6e-7, atol=1e-44)     # (subnormals)
         # (a soft target's gradient crosses 0: there the error is relative to the terms)
-        np.testing.assert_allclose(g, want_g, rtol=6e-7, atol=3e-7 * (yv not in (0, 1)))
+        np.testing.assert_allclose(g, want_g, rtol=6e-7,
+                                   atol=3e-7 if yv not in (0, 1) else 1e-44)
+        # a large weight scales the tiny tails up: they keep their digits (exp(-|x|) does
+        # not underflow early)
+        big = fastnll.binary_cross_entropy_with_logits(x, y, weight=np.float32([1e30]),
+                                                       pos_weight=pw, reduction="none")
+        np.testing.assert_allclose(big, np.float32(1e30).astype(np.float64) * want,
+                                   rtol=6e-7, atol=0)
         wide = np.zeros(2 * x.size, np.float32)
         wide[::2] = x
         strided = fastnll.binary_cross_entropy_with_logits(wide[::2], y, pos_weight=pw,
