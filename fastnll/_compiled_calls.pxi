@@ -575,8 +575,8 @@ def class_loss_call(input, target, weight, ignore_index, reduction, label_smooth
             grad_view = view_like(&cv, cnp.PyArray_DATA(<cnp.ndarray>grad))
         args = class_args(cv.outer, cv.C, cv.inner, cv.x, t_view, w, s_w, ii, eps, is_nll,
                           rows_view, grad_view, want_grad)
-        # nll_loss reads one logit a row: its work is the rows, not the logits
-        # nll_loss reads one logit a row, but writes every entry of its gradient
+        # nll_loss reads one logit a row (its work is the rows), but writes every entry of
+        # its gradient
         nthreads = threads_for(cv.outer * cv.inner if is_nll and grad is None else x.size,
                                for_work)
         if x.typ == cnp.NPY_FLOAT32:
@@ -746,8 +746,7 @@ def linear_call(input, linear_weight, target, linear_bias, weight, ignore_index,
     cdef Arr x, W, b, t
     cdef int want_grad = take_bool(return_grad), code = take_reduction(reduction, False)
     cdef int has_b = linear_bias is not None
-    cdef int64_t ii
-    cdef int64_t v
+    cdef int64_t ii, v
     cdef double eps = 0.0
     cdef Py_ssize_t N, V, H, i
     cdef int64_t *wide = NULL
