@@ -11,6 +11,7 @@ import operator
 
 import numpy as np
 
+from ._half import half_kind
 from ._layout import kernel_ready
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -146,7 +147,7 @@ def as_real_array(value, name):
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise TypeError(f"{name} must be a real numeric array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind not in "biuf" and not half_kind(arr.dtype):
         raise TypeError(
             f"{name} must be a real numeric array, got dtype {arr.dtype!s}"
             + (" (complex input is not supported)" if arr.dtype.kind == "c" else "")

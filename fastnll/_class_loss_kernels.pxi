@@ -89,6 +89,10 @@ cdef struct ClassArgs:
     View3 grad                 # the gradient; data NULL when not asked (or empty)
     bint want_grad
     double sum_scale           # the gradient's scale for SUM and NONE (1 from class_args)
+    # FNL_F16 or FNL_BF16 (0 from class_args): x and grad hold 16-bit floats and rows float32
+    # (half_class_loss), and half_rows is each thread's pair of float32 rows (half_block)
+    int half
+    float *half_rows
     # set by run_class_loss
     RowSums row_sums           # SUMS_WX with label smoothing (the rows also sum w (x - ref))
     bint plain                 # no weights, smoothing, gradient or per-row output
@@ -117,6 +121,8 @@ cdef inline ClassArgs class_args(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inne
     args.grad = grad
     args.want_grad = want_grad
     args.sum_scale = 1.0
+    args.half = 0
+    args.half_rows = NULL
     return args
 
 
@@ -437,6 +443,8 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
 cdef inline BlockSum class_block(const floating *x0, const ClassArgs *args, Py_ssize_t blk,
                                  int tid) noexcept nogil:
     cdef Py_ssize_t r0, r1
+    if args.half:
+        return half_block(args, blk, tid)
     if args.is_nll:
         r0, r1 = blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, args.outer * args.inner)
         if args.grad.data != NULL:
@@ -494,7 +502,8 @@ cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction
         args.W = 0
         for j in range(args.C):
             args.W += w[j * args.s_w]
-    args.columns = use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
+    args.columns = (use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
+                    and not args.half)
     if args.columns:
         args.blocks = col_blocks(args.inner, args.x.s2)
         nblocks = args.outer * args.blocks.per_outer

@@ -9,6 +9,7 @@ from ._checks import (
     target_array,
 )
 from ._dispatch import kernels
+from ._half import half_bits, half_kind
 from ._linear import cross_entropy_capped
 from ._layout import (
     ClassView, compute_dtype, finish_reduction, kernel_ready, output_array, with_grad,
@@ -45,9 +46,13 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
     x, reduction, ignore_index, dtype, ax, C = _prepare(input, reduction, ignore_index, axis)
     w = class_weight(weight, C, dtype)
     t = class_targets(target, x.shape, ax, C, ignore_index)
-    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
+    kind = half_kind(x.dtype)
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], x.dtype if kind else dtype)
     if grad_out is not None:
         check_class_range(t, C, ignore_index)    # before anything writes the caller's array
+    if kind:
+        return _half_class_loss(x, kind, ax, t, w, ignore_index, reduction, label_smoothing,
+                                return_grad, is_nll, grad_out)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
     rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, grad_out,
@@ -70,6 +75,35 @@ def _class_loss(input, target, weight, ignore_index, reduction, label_smoothing,
         return with_grad(loss, grad, return_grad, grad_out)
     return with_grad(finish_reduction(reduction, total, weight_sum, rows, dtype), grad,
                      return_grad, grad_out)
+
+
+def _half_class_loss(x, kind, ax, t, w, ignore_index, reduction, eps, return_grad, is_nll,
+                     grad_out):
+    """_class_loss for a 16-bit input x (float16, bfloat16; half_kind's `kind`), read in place
+    by the kernels, with its results (loss, per-row losses, gradient) in x's dtype."""
+    dtype = x.dtype
+    x = half_bits(x).view(dtype)
+    view = ClassView(x, ax)
+    rows = (np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=np.float32)
+            if reduction == "none" else None)
+    grad = output_array(grad_out, x.shape, dtype, (x, t, w)) if return_grad else None
+    bad, bad_value, total, weight_sum = kernels.half_class_loss(
+        x=view.x3.view(np.uint16), kind=kind, targets=view.to2(t), weight=w,
+        ignore_index=ignore_index, label_smoothing=eps, is_nll=is_nll,
+        reduction=_REDUCTION_CODES[reduction], rows=None if rows is None else view.to2(rows),
+        grad=None if grad is None else view.to3(grad).view(np.uint16),
+        nthreads=_threads.for_work(view.outer * view.inner if is_nll and grad is None
+                                   else x.size),
+    )
+    if bad >= 0:
+        raise out_of_bounds(bad_value, x.shape[ax], ignore_index)
+    if (reduction == "mean" and weight_sum == 0 and w is not None and not is_nll and x.size
+            and (eps or return_grad) and np.any(t != ignore_index)):
+        loss, grad = _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype)
+        return with_grad(loss, grad, return_grad, grad_out)
+    loss = finish_reduction(reduction, total, weight_sum,
+                            None if rows is None else rows.astype(dtype), dtype)
+    return with_grad(loss, grad, return_grad, grad_out)
 
 
 def _mean_over_zero_weight(x, ax, t, w, ignore_index, eps, return_grad, dtype):
@@ -175,7 +209,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", ax
     -------
     loss : NumPy scalar or ndarray
         A NumPy scalar for ``"mean"`` and ``"sum"``; for ``"none"`` an array shaped like
-        ``target`` (a scalar for a 1-D ``input``).  float32 for float32 or float16 ``input``,
+        ``target`` (a scalar for a 1-D ``input``).  The dtype of a float32, float16 or bfloat16
+        ``input`` (class-index targets: 16-bit input is read in place and computed in float32,
+        rounded once, as is its gradient), float32 for 16-bit input with probability targets,
         float64 otherwise.
     grad : ndarray
         Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
@@ -295,8 +331,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     -------
     loss : NumPy scalar or ndarray
         A NumPy scalar for ``"mean"`` and ``"sum"``; for ``"none"`` an array shaped like
-        ``input`` without the class axis (a scalar for a 1-D ``input``).  float32 for float32
-        or float16 ``input``, float64 otherwise.
+        ``input`` without the class axis (a scalar for a 1-D ``input``).  The dtype of a
+        float32, float16 or bfloat16 ``input`` (16-bit input is read in place and computed in
+        float32, rounded once, as is its gradient), float64 otherwise.
     grad : ndarray
         Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
         ``d(loss)/d(input)``, shaped like ``input``, of ``loss``'s dtype (for ``"none"``, the

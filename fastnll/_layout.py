@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ._dispatch import kernels
+from ._half import half_kind
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -18,12 +19,12 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # ------------------------------------------------------------------- dtypes ----
 
 def compute_dtype(*arrays):
-    """float32 for float32 (and float16) inputs, float64 for everything else, after NumPy's
-    promotion of the given arrays."""
+    """float32 for float32 (and float16, bfloat16) inputs, float64 for everything else, after
+    NumPy's promotion of the given arrays."""
     if len(arrays) == 1 and arrays[0].dtype in (_F32, _F64):
         return arrays[0].dtype
     dt = np.result_type(*[a.dtype for a in arrays])
-    if dt.kind == "f" and dt.itemsize <= 4:
+    if (dt.kind == "f" and dt.itemsize <= 4) or half_kind(dt):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

@@ -9,6 +9,7 @@
  *   _avx2_loops.h         the same loops with AVX2 and FMA intrinsics (v3)
  *   _generic_loops_T.h    every row, column and gather loop, written once for a type T
  *   _pack_T.h             packing strided column blocks into unit-stride class rows
+ *   _half.h               float16 and bfloat16 to and from float32
  *
  * The two _T.h files are templates: each is included here once per element type, with
  * T the type, FNL_FN(name) appending its suffix, and FNL_INTRINSICS set where the float
@@ -22,6 +23,7 @@
 #include "_transpose_tiles.h"
 #include "_avx512_loops.h"
 #include "_avx2_loops.h"
+#include "_half.h"
 
 #if defined(T) || defined(FNL_FN) || defined(FNL_INTRINSICS) || defined(FNL_VEC) \
     || defined(FNL_T_TILE)

@@ -5,6 +5,7 @@ from . import _threads
 from ._caches import LLC_BYTES, streams
 from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
+from ._half import half_bits, half_kind
 from ._layout import (
     ClassView, compute_dtype, deliver, group_axes, is_weak_scalar, kernel_ready,
     kernel_writable, merge_axes, mergeable, same_memory, scalar_or_array,
@@ -45,8 +46,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, *, out=No
     res : ndarray or NumPy scalar
         ``log(sum(b * exp(a)))`` over ``axis``: shaped like ``a`` (broadcast with ``b``)
         without the reduced axes (kept with length 1 with ``keepdims=True``), a NumPy scalar
-        when every axis is reduced without ``keepdims``.  float32 when ``a`` (promoted with
-        ``b`` by NumPy's rules) is float32 or float16, float64 otherwise.  nan where the sum
+        when every axis is reduced without ``keepdims``.  float16 or bfloat16 for such an
+        ``a`` without ``b`` (read in place, computed in float32, rounded once); float32 when
+        ``a`` (promoted with ``b`` by NumPy's rules) is float32 or 16-bit, float64
+        otherwise.  nan where the sum
         is negative, unless ``return_sign=True``.
     sgn : ndarray or NumPy scalar
         Only with ``return_sign=True``, which returns the tuple ``(res, sgn)``: the sign of
@@ -131,6 +134,8 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     A caller's `out` receives a copy of the result: it is the input's size divided by the
     reduced length, and the kernel's own buffer is needed for the signs anyway."""
     a, b, dtype = lse_operands(a, b, as_real_array)
+    # a 16-bit input (without weights) is read in place, its results rounded to its dtype
+    kind = 0 if (b is not None or partial) else half_kind(a.dtype)
     axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -138,16 +143,17 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     out_shape_keep = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
     out_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
     if out is not None:
-        check_out(out, "out", out_shape_keep if keepdims else out_shape, dtype)
+        check_out(out, "out", out_shape_keep if keepdims else out_shape,
+                  a.dtype if kind else dtype)
     if not axes:   # axis=(): reduce over nothing, i.e. over a new axis of length 1
         a = a[..., np.newaxis]
         b = None if b is None else b[..., np.newaxis]
         axes = (a.ndim - 1,)
 
-    a = kernel_ready(a, dtype)
+    a = half_bits(a).view(a.dtype) if kind else kernel_ready(a, dtype)
     grouped, first, count, _ = group_axes(a, axes)
     if not mergeable(grouped, first, count) and a.size:
-        if b is None:
+        if b is None and not kind:
             # The reduced axes do not merge into one (a broadcast or strided view): reduce
             # the one with the smallest stride first, then the partial results weighted by
             # their signs (0 for -inf, nan for nan), instead of copying the input.
@@ -161,8 +167,14 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     view = ClassView(merge_axes(grouped, first, count), first)
     res = np.empty(view.outer * view.inner, dtype=np.float64 if partial else dtype)
     nthreads = _threads.for_work(a.size)
+    if kind:
+        res = np.empty(view.outer * view.inner, dtype=np.float32)
+        kernels.half_logsumexp(x=view.x3.view(np.uint16), kind=kind, out=view.to2(res),
+                               nthreads=nthreads)
+        res = res.astype(a.dtype)
     if b is None:
-        kernels.logsumexp(x=view.x3, out=view.to2(res), nthreads=nthreads)
+        if not kind:
+            kernels.logsumexp(x=view.x3, out=view.to2(res), nthreads=nthreads)
         sgn = None
         if return_sign:
             sgn = np.where(res == -np.inf, 0.0, 1.0).astype(res.dtype)
@@ -186,26 +198,32 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
 def _softmax_impl(x, axis, take_log, out=None):
     x = as_real_array(x, "x")
     dtype = compute_dtype(x)
+    kind = half_kind(x.dtype)     # a 16-bit input is read in place, its result of its dtype
     shape = x.shape
     axes = normalize_axes(axis, x.ndim)
     if out is not None:
-        check_out(out, "out", shape, dtype)
+        check_out(out, "out", shape, x.dtype if kind else dtype)
     if x.ndim == 0:
         x = x.reshape(1)
     if not axes:   # axis=(): each element is its own slice
         x = x[..., np.newaxis]
         axes = (x.ndim - 1,)
-    x = kernel_ready(x, dtype)
+    x = half_bits(x).view(x.dtype) if kind else kernel_ready(x, dtype)
     grouped, first, count, perm = group_axes(x, axes)
     merged = merge_axes(grouped, first, count)
     view = ClassView(merged, first)
     y3 = None if out is None else _out_view(out, x, perm, merged.shape, view)
     res = None
     if y3 is None:
-        res = np.empty(merged.shape, dtype=dtype)
+        res = np.empty(merged.shape, dtype=x.dtype)
         y3 = view.to3(res)
-    kernels.softmax(x=view.x3, out=y3, take_log=take_log, nthreads=_threads.for_work(x.size),
-                    stream=res is None and streams(out))
+    if kind:
+        kernels.half_softmax(x=view.x3.view(np.uint16), kind=kind, out=y3.view(np.uint16),
+                             take_log=take_log, nthreads=_threads.for_work(x.size))
+    else:
+        kernels.softmax(x=view.x3, out=y3, take_log=take_log,
+                        nthreads=_threads.for_work(x.size),
+                        stream=res is None and streams(out))
     if res is None:                                # the kernel wrote the caller's out
         return out
     res = res.reshape(grouped.shape)
@@ -251,8 +269,9 @@ def softmax(x, axis=None, *, out=None):
     Returns
     -------
     s : ndarray
-        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or
-        float16 input, float64 otherwise.
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); the dtype of a
+        float32, float16 or bfloat16 ``x`` (16-bit input is read in place and computed in
+        float32, rounded once), float64 otherwise.
 
     Raises
     ------
@@ -328,8 +347,9 @@ def log_softmax(x, axis=None, *, out=None):
     Returns
     -------
     s : ndarray
-        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); float32 for float32 or
-        float16 input, float64 otherwise.
+        Same shape as ``x`` (a NumPy scalar for a 0-d ``x``, as SciPy); the dtype of a
+        float32, float16 or bfloat16 ``x`` (16-bit input is read in place and computed in
+        float32, rounded once), float64 otherwise.
 
     Raises
     ------

@@ -43,6 +43,10 @@ __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
 MIN_ELEMENTS = 16384
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+# 16-bit inputs the kernels read in place (class-index cross_entropy and nll_loss only: the
+# other losses would compute them in float32 and return float32, not PyTorch's dtype).
+# bfloat16 arrays need ml_dtypes' dtype on the NumPy side: without it PyTorch takes them.
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 _INDEX_DTYPES = (torch.int64, torch.uint8)     # the class-index dtypes PyTorch accepts
 # Errors by which fastnll refuses arguments; PyTorch then decides (its result or its error).
 _REFUSALS = (ValueError, IndexError, TypeError, OverflowError)
@@ -65,7 +69,17 @@ def _transformed():
             or getattr(_forward_ad, "_current_level", -1) >= 0)
 
 
-def _fastnll_can_run(input, floats=(), index=None, differentiable=(), elements=None):
+def _bfloat16_dtype():
+    """ml_dtypes' bfloat16 (NumPy's dtype for torch.bfloat16 memory), or None without it."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _fastnll_can_run(input, floats=(), index=None, differentiable=(), elements=None,
+                     half=False):
     """Whether the fast path applies to a call: the dispatch rule of this module.
 
     ``input`` must be a float32 or float64 tensor; ``floats`` are the other float operands
@@ -78,8 +92,14 @@ def _fastnll_can_run(input, floats=(), index=None, differentiable=(), elements=N
     Nothing may be tracing or transforming the call (torch.compile, torch.jit.trace,
     torch.func transforms, forward-mode AD), and the input must have at least MIN_ELEMENTS
     elements (``elements``, when given, counts them instead: linear_cross_entropy's logits).
+    With ``half=True`` the input may also be float16 or bfloat16 (bfloat16 when ml_dtypes
+    is installed).
     """
-    if not isinstance(input, torch.Tensor) or input.dtype not in _FLOAT_DTYPES:
+    if not isinstance(input, torch.Tensor):
+        return False
+    if input.dtype not in _FLOAT_DTYPES and not (
+            half and (input.dtype == torch.float16
+                      or (input.dtype == torch.bfloat16 and _bfloat16_dtype() is not None))):
         return False
     tensors = [input]
     grad_mode = torch.is_grad_enabled()
@@ -142,7 +162,18 @@ class _Unsupported(Exception):
 def _as_array(t):
     if t is None:
         return None
-    return (t.detach() if t.requires_grad else t).numpy()     # a view of t's memory
+    t = t.detach() if t.requires_grad else t
+    if t.dtype == torch.bfloat16:      # NumPy has no bfloat16: ml_dtypes' on the same bits
+        return t.view(torch.int16).numpy().view(_bfloat16_dtype())
+    return t.numpy()     # a view of t's memory
+
+
+def _as_tensor(a):
+    """A NumPy result as a tensor sharing its memory (bfloat16 through its bits)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "V" and a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _compute(loss_fn, input, target, weight, pos_weight, return_grad):
@@ -158,8 +189,8 @@ def _compute(loss_fn, input, target, weight, pos_weight, return_grad):
         raise _Unsupported from exc
     if return_grad:
         loss, grad = out
-        return torch.from_numpy(np.asarray(loss)), torch.from_numpy(grad)
-    return torch.from_numpy(np.asarray(out))
+        return _as_tensor(loss), _as_tensor(grad)
+    return _as_tensor(out)
 
 
 class _FastnllLoss(torch.autograd.Function):
@@ -302,7 +333,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     float_target = isinstance(target, torch.Tensor) and target.is_floating_point()
     if (size_average is None and reduce is None
             and _fastnll_can_run(input, (target, weight) if float_target else (weight,),
-                                 None if float_target else target)):
+                                 None if float_target else target, half=not float_target)):
         axis = _class_axis(input)
 
         def loss_fn(x, t, w, _, return_grad):
@@ -369,7 +400,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     if type(input) is _Tensor and not _is_tracing() and input.numel() < MIN_ELEMENTS:
         return _F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     if (size_average is None and reduce is None
-            and _fastnll_can_run(input, (weight,), target)):
+            and _fastnll_can_run(input, (weight,), target, half=True)):
         axis = _class_axis(input)
 
         def loss_fn(x, t, w, _, return_grad):

@@ -1,0 +1,280 @@
+"""float16 and bfloat16 input: the conversions, and the functions the kernels run on 16-bit
+data in place (cross_entropy and nll_loss with class-index targets, softmax, log_softmax,
+logsumexp without weights), against float64 references on the 16-bit values."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnll
+from fastnll._dispatch import kernels
+from fastnll._half import BF16, F16, half_kind
+
+from helpers import assert_unchanged, snapshot
+from reference import ref_loss, ref_lse, ref_softmax
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF = np.dtype(ml_dtypes.bfloat16)
+F16_DT = np.dtype(np.float16)
+HALVES = [pytest.param(F16_DT, id="float16"), pytest.param(BF, id="bfloat16")]
+KIND = {F16_DT: F16, BF: BF16}
+
+
+def ulps(a, b):
+    """The distance of two 16-bit arrays of one dtype in units in the last place (0 between
+    +0 and -0, and between two nans; a nan against a number is a large distance)."""
+    ia, ib = (np.asarray(v).reshape(-1).view(np.uint16).astype(np.int64) for v in (a, b))
+    sa = np.where(ia & 0x8000, -(ia & 0x7FFF), ia)
+    sb = np.where(ib & 0x8000, -(ib & 0x7FFF), ib)
+    na = np.isnan(np.asarray(a, dtype=np.float32).reshape(-1))
+    nb = np.isnan(np.asarray(b, dtype=np.float32).reshape(-1))
+    d = np.abs(sa - sb)
+    d[na & nb] = 0
+    d[na ^ nb] = 1 << 20
+    return d
+
+
+def assert_ulps(got, ref64, dtype, n=2):
+    """got (16-bit) within n units of ref64 (float64) rounded once to dtype."""
+    got = np.asarray(got)
+    assert got.dtype == dtype
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = np.asarray(ref64, dtype=np.float64).astype(dtype)
+    d = ulps(got, expected)
+    assert d.max(initial=0) <= n, (d.max(), got.reshape(-1)[d.argmax()],
+                                   expected.reshape(-1)[d.argmax()])
+
+
+# ------------------------------------------------------------------ conversions ----
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_load_every_16_bit_value(dtype):
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    ref = bits.view(dtype).astype(np.float32)
+    for step in (1, 3):
+        got = np.empty(ref.size, np.float32)
+        src = np.repeat(bits, step)[::step]
+        kernels.half_load(src, KIND[dtype], got)
+        nan = np.isnan(ref)
+        np.testing.assert_array_equal(np.isnan(got), nan)
+        np.testing.assert_array_equal(got.view(np.uint32)[~nan], ref.view(np.uint32)[~nan])
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_store_rounds_as_numpy_and_ml_dtypes(dtype):
+    """Every 16-bit value, every midpoint between neighbours (the ties), one float32 ulp on
+    either side of each, the overflow thresholds and a million random floats: rounded as
+    NumPy (float16) and ml_dtypes (bfloat16) round them."""
+    v = np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float32)
+    finite = np.unique(v[np.isfinite(v)])
+    mids = ((finite[:-1].astype(np.float64) + finite[1:]) / 2).astype(np.float32)
+    u = mids.view(np.uint32)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        v, mids, (u + 1).view(np.float32), (u - 1).view(np.float32),
+        rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        np.float32([np.inf, -np.inf, np.nan, 65519.996, 65520, -65520, 3e38, -3e38, 1e-8, 0]),
+    ])
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = x.astype(dtype)
+    for step in (1, 2):
+        out = np.zeros(x.size * step, np.uint16)
+        kernels.half_store(x, KIND[dtype], out[::step])
+        assert ulps(out[::step].view(dtype), ref).max() == 0
+
+
+def test_half_kind():
+    assert half_kind(F16_DT) == F16 and half_kind(BF) == BF16
+    for other in (np.float32, np.float64, np.int16, np.uint16, "V2", "S2"):
+        assert half_kind(np.dtype(other)) == 0
+
+
+# ------------------------------------------------------------------ functions ----
+
+def _logits(dtype, shape, scale=4.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def _hard_rows(dtype):
+    """Rows with the format's extremes: its largest finite value, subnormals, +-inf, nan."""
+    big = float(np.finfo(np.float16).max) if dtype == F16_DT else 3.0e38
+    tiny = 6e-8 if dtype == F16_DT else 1e-39
+    rows = np.array([[big, -big, 0.0, 1.0, 2.0],
+                     [tiny, -tiny, 0.0, tiny, 5.0],
+                     [-np.inf, 0.0, 1.0, -np.inf, 2.0],
+                     [np.inf, 0.0, 1.0, 2.0, 3.0],
+                     [np.nan, 0.0, 1.0, 2.0, 3.0],
+                     [-np.inf] * 5], dtype=np.float64)
+    return rows.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("kind", ["ce", "nll"])
+@pytest.mark.parametrize("options", [
+    {}, {"weight": True}, {"label_smoothing": 0.1}, {"reduction": "none"},
+    {"reduction": "sum", "weight": True, "label_smoothing": 0.3}, {"ignore_index": 2},
+])
+@pytest.mark.parametrize("layout", ["C", "transposed", "strided", "3-D"])
+def test_class_losses(dtype, kind, options, layout):
+    if kind == "nll":    # nll_loss has no label smoothing
+        options = {k: v for k, v in options.items() if k != "label_smoothing"}
+    rng = np.random.default_rng(1)
+    C = 300
+    x = _logits(dtype, (70, C))
+    if kind == "nll":
+        x = fastnll.log_softmax(x, axis=1)
+    axis = 1
+    if layout == "transposed":
+        x, axis = np.ascontiguousarray(x.T).T, 1
+    elif layout == "strided":
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    elif layout == "3-D":
+        x, axis = np.ascontiguousarray(x.reshape(10, 7, C).transpose(0, 2, 1)), 1
+    t = rng.integers(0, C, x.shape[:axis] + x.shape[axis + 1:])
+    t.reshape(-1)[::9] = options.get("ignore_index", -100)
+    kw = dict(options)
+    if kw.pop("weight", False):
+        kw["weight"] = rng.random(C).astype(np.float32)
+    x.setflags(write=False)
+    snap = snapshot((x, t))
+    fn = fastnll.cross_entropy if kind == "ce" else fastnll.nll_loss
+    loss, grad = fn(x, t, axis=axis, return_grad=True, **kw)
+    assert_unchanged(snap)
+    ref, ref_grad = ref_loss(kind, x.astype(np.float64), t, weight=kw.get("weight"),
+                             ignore_index=kw.get("ignore_index", -100),
+                             reduction=kw.get("reduction", "mean"),
+                             label_smoothing=kw.get("label_smoothing", 0.0), axis=axis)
+    assert grad.dtype == dtype and grad.shape == x.shape
+    assert_ulps(loss, ref, dtype)
+    # the gradient of the mean is the float32 one of 16-bit values; of the sum likewise,
+    # rounded once: within 2 ulp (tiny entries: an absolute 2 ** -24 of the largest)
+    g, r = grad.astype(np.float64), np.asarray(ref_grad, np.float64)
+    close = np.abs(g - r) <= 2 ** -22 * np.abs(r).max() + 0 * r
+    if not close.all():
+        assert_ulps(grad[~close], r[~close], dtype)
+    # the same loss without the gradient
+    assert ulps(fn(x, t, axis=axis, **kw), loss).max() == 0
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_class_losses_hard_rows(dtype):
+    x = _hard_rows(dtype)
+    t = np.array([0, 4, 2, 1, 1, -100])
+    loss, grad = fastnll.cross_entropy(x, t, reduction="none", return_grad=True)
+    ref, ref_grad = ref_loss("ce", x.astype(np.float64), t, reduction="none")
+    assert_ulps(loss, ref, dtype)
+    with np.errstate(invalid="ignore"):
+        assert_ulps(grad, ref_grad, dtype)
+
+
+def test_out_of_range_target_names_it():
+    x = _logits(F16_DT, (4, 6))
+    with pytest.raises(IndexError, match="7"):
+        fastnll.cross_entropy(x, np.array([0, 7, 1, 2]))
+    with pytest.raises(IndexError, match="-3"):
+        fastnll.nll_loss(x.astype(BF), np.array([0, 1, -3, 2]), return_grad=True)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("shape,axis", [((40, 300), 1), ((40, 300), 0), ((6, 7, 50), (1, 2)),
+                                        ((300,), None), ((5, 0), 1), ((0, 5), 1)])
+def test_softmax_family(dtype, fn, shape, axis):
+    x = _logits(dtype, shape)
+    x.setflags(write=False)
+    got = getattr(fastnll, fn)(x, axis=axis)
+    x64 = x.astype(np.float64)
+    if fn == "logsumexp":
+        ref = ref_lse(x64, axis=axis)
+    else:
+        ref = ref_softmax(x64, axis, fn == "log_softmax")
+    assert np.asarray(got).dtype == dtype
+    assert_ulps(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family_hard_rows(dtype, fn):
+    """The extremes give the float32 results of the same values (whose semantics for inf and
+    nan, SciPy's, the float32 tests check against SciPy itself), rounded once."""
+    x = _hard_rows(dtype)
+    got = getattr(fastnll, fn)(x, axis=1)
+    ref = getattr(fastnll, fn)(x.astype(np.float32), axis=1)
+    assert_ulps(got, ref, dtype, n=1)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_softmax_out_and_in_place(dtype):
+    x = _logits(dtype, (30, 200))
+    expected = fastnll.softmax(x, axis=1)
+    buf = np.empty_like(x)
+    assert fastnll.log_softmax(x, axis=1, out=buf) is buf
+    assert ulps(buf, fastnll.log_softmax(x, axis=1)).max() == 0
+    y = x.copy()
+    assert fastnll.softmax(y, axis=1, out=y) is y
+    assert ulps(y, expected).max() == 0
+    out32 = np.empty((30, 200), np.float32)   # a wider out: NumPy's same_kind cast
+    fastnll.softmax(x, axis=1, out=out32)
+    np.testing.assert_array_equal(out32, expected.astype(np.float32))
+    with pytest.raises(TypeError, match="out"):
+        fastnll.softmax(x, axis=1, out=np.empty((30, 200), np.int16))
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_forward_allocates_less_than_one_percent_of_the_input(dtype):
+    x = _logits(dtype, (512, 4096))
+    t = np.random.default_rng(0).integers(0, 4096, 512)
+    for call in (lambda: fastnll.cross_entropy(x, t), lambda: fastnll.logsumexp(x, axis=1),
+                 lambda: fastnll.nll_loss(x, t)):
+        call()
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 0.01 * x.nbytes, peak
+
+
+def test_mixed_dtypes_promote():
+    """A 16-bit input with float32 class weights keeps its dtype (the weights are class
+    weights, as in PyTorch); a float16 input with a float64 weight in logsumexp promotes."""
+    x = _logits(F16_DT, (8, 5))
+    t = np.arange(8) % 5
+    assert fastnll.cross_entropy(x, t, weight=np.ones(5)).dtype == F16_DT
+    assert fastnll.logsumexp(x, axis=1, b=np.ones(5)).dtype == np.float64
+
+
+# ---------------------------------------------------------------- fastnll.torch ----
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("tdtype", ["float16", "bfloat16"])
+def test_torch_16_bit_through_the_kernels(name, reduction, tdtype):
+    torch = pytest.importorskip("torch")
+    import fastnll.torch as fnt
+    dtype = getattr(torch, tdtype)
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(64, 500, generator=gen) * 3).to(dtype)
+    if name == "nll_loss":
+        x = torch.log_softmax(x.float(), 1).to(dtype)
+    t = torch.randint(0, 500, (64,), generator=gen)
+    t[::7] = -100
+    a = x.clone().requires_grad_()
+    loss = getattr(fnt, name)(a, t, reduction=reduction)
+    assert "Fastnll" in type(loss.grad_fn).__name__
+    loss.sum().backward()
+    b = x.double().requires_grad_()
+    ref = getattr(torch.nn.functional, name)(b, t, reduction=reduction)
+    ref.sum().backward()
+    assert loss.dtype == dtype and a.grad.dtype == dtype
+    npdt = F16_DT if tdtype == "float16" else BF
+
+    def as_np(v):
+        return v.detach().view(torch.int16).numpy().view(npdt)
+
+    assert_ulps(as_np(loss), ref.detach().numpy(), npdt)
+    g, r = a.grad.double().numpy(), b.grad.numpy()
+    close = np.abs(g - r) <= 2 ** -22 * np.abs(r).max()
+    assert_ulps(as_np(a.grad)[~close], r[~close], npdt)
