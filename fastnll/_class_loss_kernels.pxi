@@ -26,9 +26,10 @@
 #     the shape of the surrounding code (at x86-64-v3 and v4): moving a loop into a helper or
 #     reading strides from a struct inside prange can change the last bit of a loss.  Check a
 #     refactor of these kernels with .ci/corpus.py (bit for bit against the previous build).
+from libc.stdint cimport uint16_t
 from libc.string cimport memset
 
-from fastnll._lse cimport RowStats, row_stats, row_lse
+from fastnll._lse cimport RowStats, finish_logs, row_stats, row_stats_from, row_lse
 from fastnll._loops cimport (
     fnl_colgrad, fnl_grad, fnl_gradprob, fnl_nll_rows, fnl_nll_rows_plain, fnl_unpack,
 )
@@ -89,10 +90,9 @@ cdef struct ClassArgs:
     View3 grad                 # the gradient; data NULL when not asked (or empty)
     bint want_grad
     double sum_scale           # the gradient's scale for SUM and NONE (1 from class_args)
-    # FNL_F16 or FNL_BF16 (0 from class_args): x and grad hold 16-bit floats and rows float32
-    # (half_class_loss), and half_rows is each thread's pair of float32 rows (half_block)
+    # FNL_F16 or FNL_BF16 (0 from class_args): x and grad hold 16-bit floats, rows float32
+    # (half_class_loss)
     int half
-    float *half_rows
     # set by run_class_loss
     RowSums row_sums           # SUMS_WX with label smoothing (the rows also sum w (x - ref))
     bint plain                 # no weights, smoothing, gradient or per-row output
@@ -122,7 +122,6 @@ cdef inline ClassArgs class_args(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inne
     args.want_grad = want_grad
     args.sum_scale = 1.0
     args.half = 0
-    args.half_rows = NULL
     return args
 
 
@@ -257,6 +256,25 @@ cdef BlockSum nll_block(const floating *x0, const ClassArgs *args, Py_ssize_t r0
     return block
 
 
+cdef inline void row_grad(const floating *x0, const uint16_t *h, int kind, Py_ssize_t at,
+                          Py_ssize_t C, Py_ssize_t s1, floating shift, floating log_sum,
+                          floating scale_p, floating scale_w, const floating *w,
+                          Py_ssize_t s_w, void *g, Py_ssize_t g_at, Py_ssize_t g1,
+                          int64_t t, floating t_delta) noexcept nogil:
+    # One row's cross-entropy gradient (fnl_grad) at x0 + at into g + g_at (of x0's type),
+    # minus t_delta at class t (t < 0: none); or with h (float only) for the 16-bit row
+    # h + at and gradient: by chunks converted to float32 and rounded once (half_grad_row).
+    if floating is float:
+        if h != NULL:
+            half_grad_row(h + at, C, s1, kind, shift, log_sum, scale_p, scale_w, w, s_w,
+                          <uint16_t *>g + g_at, g1, t, t_delta)
+            return
+    fnl_grad(x0 + at, C, s1, shift, log_sum, scale_p, scale_w, w, s_w, <floating *>g + g_at,
+             g1)
+    if t >= 0:
+        (<floating *>g)[g_at + t * g1] -= t_delta
+
+
 cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noexcept nogil:
     # Cross-entropy over the rows of block blk of the row traversal, in three passes: the
     # rows' statistics (and the targets' check), the logs of all their sums at once (one
@@ -269,10 +287,12 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noe
     # without smoothing the other classes' weights take no part in the gradient (a nan weight
     # must not reach rows whose target has a finite one: 0 * nan is nan)
     cdef const floating *grad_w = w if args.row_sums == SUMS_WX else NULL
-    cdef floating *g = <floating *>args.grad.data
+    cdef void *g = args.grad.data
     cdef Py_ssize_t g0 = args.grad.s0, g1 = args.grad.s1, g2 = args.grad.s2
     cdef floating *rows = <floating *>args.rows.data
-    cdef double eps = args.eps, sigma = args.sigma, W = args.W, loss, w_t
+    # a 16-bit x (args.half; the float instance only): read through h, converted by chunks
+    cdef const uint16_t *h = <const uint16_t *>args.x.data if args.half else NULL
+    cdef double eps = args.eps, sigma = args.sigma, W = args.W, loss, w_t, x_t
     cdef int64_t t
     cdef RowIndex ri
     cdef RowStats stats
@@ -299,9 +319,11 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noe
                 block.bad_row = r0 + i
                 block.bad_value = t
         elif t != args.ignore_index or args.want_grad:
-            block_stats[i] = row_stats(x0 + ri.o * s0 + ri.k * s2, C, s1,
-                                       SUMS_LSE if t == args.ignore_index else args.row_sums,
-                                       NULL, 0, w, args.s_w, 0, 0)
+            block_stats[i] = row_stats_from(
+                NULL if h != NULL else x0 + ri.o * s0 + ri.k * s2,
+                NULL if h == NULL else h + ri.o * s0 + ri.k * s2, args.half, C, s1,
+                SUMS_LSE if t == args.ignore_index else args.row_sums, NULL, 0, w, args.s_w,
+                0, 0)
             maxima[i] = <floating>block_stats[i].maximum
             rests[i] = block_stats[i].rest
             at_maxes[i] = block_stats[i].at_max
@@ -320,24 +342,25 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noe
         if t == args.ignore_index:
             if args.want_grad:
                 # 0 * softmax, as PyTorch's backward: nan where the row is
-                fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
-                         <floating>stats.log_sum, 0, 0, NULL, 0, g + ri.o * g0 + ri.k * g2, g1)
+                row_grad(x0, h, args.half, ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                         <floating>stats.log_sum, 0, 0, NULL, 0, g, ri.o * g0 + ri.k * g2, g1,
+                         -1, 0)
         else:
             w_t = 1.0 if w == NULL else w[t * args.s_w]
             block.weight_sum = block.weight_sum + w_t
-            loss = (1 - eps) * w_t * (stats.log_sum
-                                      + (stats.shift - x0[ri.o * s0 + t * s1 + ri.k * s2]))
+            x_t = (x0[ri.o * s0 + t * s1 + ri.k * s2] if h == NULL else
+                   fnl_half_to_f32(h[ri.o * s0 + t * s1 + ri.k * s2], args.half))
+            loss = (1 - eps) * w_t * (stats.log_sum + (stats.shift - x_t))
             if args.row_sums == SUMS_WX:
                 loss = loss + eps / C * (W * (stats.log_sum + (stats.shift - stats.ref))
                                          - stats.x_sum)
             if args.want_grad:
-                fnl_grad(x0 + ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
+                row_grad(x0, h, args.half, ri.o * s0 + ri.k * s2, C, s1, <floating>stats.shift,
                          <floating>stats.log_sum,
                          <floating>(sigma * ((1 - eps) * w_t
                                              + (eps * W / C if args.row_sums == SUMS_WX else 0.0))),
-                         <floating>(sigma * eps / C), grad_w, args.s_w, g + ri.o * g0 + ri.k * g2,
-                         g1)
-                g[ri.o * g0 + t * g1 + ri.k * g2] -= <floating>(sigma * (1 - eps) * w_t)
+                         <floating>(sigma * eps / C), grad_w, args.s_w, g, ri.o * g0 + ri.k * g2,
+                         g1, t, <floating>(sigma * (1 - eps) * w_t))
         if rows != NULL:
             rows[ri.o * args.rows.s0 + ri.k * args.rows.s1] = <floating>loss
         block.loss_sum = block.loss_sum + loss
@@ -443,8 +466,8 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
 cdef inline BlockSum class_block(const floating *x0, const ClassArgs *args, Py_ssize_t blk,
                                  int tid) noexcept nogil:
     cdef Py_ssize_t r0, r1
-    if args.half:
-        return half_block(args, blk, tid)
+    if args.half and args.is_nll:
+        return half_nll_block(args, blk)
     if args.is_nll:
         r0, r1 = blk * ROW_BLOCK, min((blk + 1) * ROW_BLOCK, args.outer * args.inner)
         if args.grad.data != NULL:

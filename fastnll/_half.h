@@ -102,13 +102,17 @@ static inline void fnl_half_load_f32(const uint16_t *h, ptrdiff_t n, ptrdiff_t s
         }
         return;
     }
+    if (s != 1) {
+        for (i = 0; i < n; i++)
+            out[i] = fnl_f16_to_f32(h[i * s]);
+        return;
+    }
 #ifdef FNL_HAVE_F16C
-    if (s == 1)
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
 #endif
     for (; i < n; i++)
-        out[i] = fnl_f16_to_f32(h[i * s]);
+        out[i] = fnl_f16_to_f32(h[i]);
 }
 
 /* v[0..n) rounded -> n 16-bit values at stride s (elements) */
@@ -127,15 +131,19 @@ static inline void fnl_half_store_f32(const float *v, ptrdiff_t n, int kind, uin
         }
         return;
     }
+    if (s != 1) {
+        for (i = 0; i < n; i++)
+            out[i * s] = fnl_f32_to_f16(v[i]);
+        return;
+    }
 #ifdef FNL_HAVE_F16C
-    if (s == 1)
-        for (; i + 8 <= n; i += 8)
-            _mm_storeu_si128((__m128i *)(out + i),
-                             _mm256_cvtps_ph(_mm256_loadu_ps(v + i),
-                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(v + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 #endif
     for (; i < n; i++)
-        out[i * s] = fnl_f32_to_f16(v[i]);
+        out[i] = fnl_f32_to_f16(v[i]);
 }
 
 #endif /* FASTNLL_HALF_H */

@@ -1,15 +1,20 @@
 # 16-bit input: float16 and bfloat16 (the codes FNL_F16, FNL_BF16 of _half.h), read in place.
 #
 # The Python layer hands the kernels the arrays' bits as uint16 views with the format's code.
-# Each row (all C classes of one (outer, inner) position, at any stride) is converted to
-# float32 in its thread's buffer, which stays in L2, and the float32 row code runs on it:
-# the same arithmetic as for float32 data, with the same float64 sums, so a 16-bit input
-# gives the float32 results of its values.  Outputs are computed in float32 and rounded
-# once to the 16-bit format (softmax, the gradient); reductions come back as float32 or
-# float64 and the Python layer rounds them.  Always the row traversal: the column traversal
-# packs float32 blocks of its own, which a 16-bit input would need in another layout.
+# A row (all C classes of one (outer, inner) position, at any stride) is read by chunks of
+# ROW_CHUNK elements, each converted to float32 in L1 and handed to the float32 loops: the
+# same arithmetic as for float32 data, with the same float64 sums, so a 16-bit input gives
+# the float32 results of its values (row_stats_from in _lse.pxd, row_grad in
+# _class_loss_kernels.pxi: cross-entropy runs the float32 rows_block).  Outputs are computed
+# in float32 and rounded once to the 16-bit format (softmax, the gradient); reductions come
+# back as float32 or float64 and the Python layer rounds them.  Always the row traversal:
+# the column traversal packs float32 blocks of its own, which a 16-bit input would need in
+# another layout.
 from libc.stdint cimport uint16_t
-from fastnll._loops cimport fnl_f32_to_half, fnl_half_load_f32, fnl_half_store_f32, fnl_half_to_f32
+from fastnll._loops cimport (
+    fnl_expsum_unit, fnl_f32_to_half, fnl_half_load_f32, fnl_half_store_f32, fnl_half_to_f32,
+    fnl_scale_unit,
+)
 
 
 cdef inline View3 view3_half(const uint16_t[:, :, :] v) noexcept nogil:
@@ -57,28 +62,18 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
     cdef Py_ssize_t C = x.shape[1], inner = x.shape[2], n = x.shape[0] * x.shape[2], r
     cdef Py_ssize_t os0 = out.strides[0] // 4, os1 = out.strides[1] // 4
     cdef float *o0
-    cdef float *buf
-    cdef float *row
     cdef RowIndex ri
     cdef RowStats stats
     if n == 0:
         return
     o0 = &out[0, 0]
-    if C == 0:
-        for r in range(n):
-            ri = row_index(r, inner)
-            o0[ri.o * os0 + ri.k * os1] = -INFINITY
-        return
-    nthreads = nthreads if nthreads > 1 and n > 1 else 1
-    buf = half_rows(nthreads, C, 1)
     with nogil:
-        for r in prange(n, schedule='static', num_threads=nthreads):
+        for r in prange(n, schedule='static', num_threads=nthreads if n > 1 else 1):
             ri = row_index(r, inner)
-            row = buf + threadid() * C
-            fnl_half_load_f32(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind, row)
-            stats = row_lse(row, C, 1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
-            o0[ri.o * os0 + ri.k * os1] = <float>(stats.shift + stats.log_sum)
-    free(buf)
+            stats = row_stats_from(<const float *>NULL, x0 + ri.o * xv.s0 + ri.k * xv.s2, kind,
+                                   C, xv.s1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
+            o0[ri.o * os0 + ri.k * os1] = <float>(
+                stats.shift + finish_logs(stats.maximum, stats.rest, stats.at_max))
 
 
 @cython.boundscheck(False)
@@ -91,21 +86,100 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
     cdef const uint16_t *x0 = <const uint16_t *>xv.data
     cdef uint16_t *y0 = <uint16_t *>ov.data
     cdef Py_ssize_t C = x.shape[1], inner = x.shape[2], n = x.shape[0] * x.shape[2], r
-    cdef float *buf
-    cdef float *row
+    cdef float *buf = NULL
     cdef RowIndex ri
     if x0 == NULL:
         return
-    nthreads = nthreads if nthreads > 1 and n > 1 else 1
-    buf = half_rows(nthreads, C, 2)
+    nthreads = nthreads if n > 1 else 1
+    if not take_log:
+        buf = half_rows(nthreads, C, 1)
     with nogil:
         for r in prange(n, schedule='static', num_threads=nthreads):
             ri = row_index(r, inner)
-            row = buf + threadid() * 2 * C
-            fnl_half_load_f32(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind, row)
-            softmax_row(row, row + C, C, 1, 1, take_log, False, NULL)
-            fnl_half_store_f32(row + C, C, kind, y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1)
+            half_softmax_row(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind,
+                             y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log,
+                             NULL if buf == NULL else buf + threadid() * C)
     free(buf)
+
+
+cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,
+                                  uint16_t *y, Py_ssize_t s_y, bint take_log,
+                                  float *row) noexcept nogil:
+    # One row of half_softmax.  log_softmax: the row's statistics from chunks converted in L1,
+    # then x - shift - log_sum by chunks.  softmax (row: the thread's float32 row, C elements):
+    # the row converted (and its maximum taken) chunk by chunk, then PyTorch's one exp per
+    # element as in row_softmax_unit, the exps scaled and rounded chunk by chunk; a row whose
+    # maximum is not finite takes the general formula, as for float32.
+    cdef float chunk[ROW_CHUNK]
+    cdef Py_ssize_t c0, cn
+    cdef float maximum = -INFINITY, m, shift, log_sum
+    cdef double total = 0
+    cdef RowStats stats
+    if not take_log:
+        c0 = 0
+        while c0 < C:
+            cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
+            if s == 1:
+                fnl_prefetch_after(x + c0 + cn, cn * sizeof(uint16_t))
+            fnl_half_load_f32(x + c0 * s, cn, s, kind, row + c0)
+            m = fnl_max(row + c0, cn, 1)
+            if m > maximum:
+                maximum = m
+            c0 += cn
+        if isfinite(maximum):
+            c0 = 0
+            while c0 < C:
+                cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
+                total += fnl_expsum_unit(row + c0, cn, maximum, row + c0)
+                c0 += cn
+            c0 = 0
+            while c0 < C:
+                cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
+                fnl_scale_unit(row + c0, cn, <float>(1.0 / total))
+                fnl_half_store_f32(row + c0, cn, kind, y + c0 * s_y, s_y)
+                c0 += cn
+            return
+        stats = row_lse(row, C, 1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
+    else:
+        stats = row_stats_from(<const float *>NULL, x, kind, C, s, SUMS_LSE, NULL, 0, NULL, 0,
+                               0, 0)
+        stats.log_sum = finish_logs(stats.maximum, stats.rest, stats.at_max)
+    shift = <float>stats.shift
+    log_sum = <float>stats.log_sum
+    if not take_log and stats.maximum == INFINITY:
+        log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
+    c0 = 0
+    while c0 < C:
+        cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
+        if take_log:
+            fnl_half_load_f32(x + c0 * s, cn, s, kind, chunk)
+            fnl_softmax(chunk, cn, 1, shift, log_sum, chunk, 1, True)
+        else:
+            fnl_softmax(row + c0, cn, 1, shift, log_sum, chunk, 1, False)
+        fnl_half_store_f32(chunk, cn, kind, y + c0 * s_y, s_y)
+        c0 += cn
+
+
+cdef inline void half_grad_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,
+                               float shift, float log_sum, float scale_p, float scale_w,
+                               const float *w, Py_ssize_t s_w, uint16_t *g, Py_ssize_t s_g,
+                               int64_t t, float t_delta) noexcept nogil:
+    # fnl_grad of the 16-bit row x into the 16-bit row g, minus t_delta at class t (t < 0:
+    # none), by chunks converted to float32 in L1 and rounded once (row_grad's 16-bit side)
+    cdef float chunk[ROW_CHUNK]
+    cdef float gchunk[ROW_CHUNK]
+    cdef Py_ssize_t c0 = 0, cn
+    while c0 < C:
+        cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
+        if s == 1:
+            fnl_prefetch_after(x + c0 + cn, cn * sizeof(uint16_t))
+        fnl_half_load_f32(x + c0 * s, cn, s, kind, chunk)
+        fnl_grad(chunk, cn, 1, shift, log_sum, scale_p, scale_w,
+                 NULL if w == NULL else w + c0 * s_w, s_w, gchunk, 1)
+        if c0 <= t < c0 + cn:
+            gchunk[t - c0] -= t_delta
+        fnl_half_store_f32(gchunk, cn, kind, g + c0 * s_g, s_g)
+        c0 += cn
 
 
 @cython.boundscheck(False)
@@ -132,19 +206,15 @@ def half_class_loss(const uint16_t[:, :, :] x not None, int kind,
                       grad is not None)
     args.sum_scale = sum_scale
     args.half = kind
-    if not is_nll:
-        args.half_rows = half_rows(nthreads, x.shape[1], 2)
-    try:
-        run_class_loss(<const float *>args.x.data, &args, reduction, nthreads, &res)
-    finally:
-        free(args.half_rows)
+    run_class_loss(<const float *>args.x.data, &args, reduction, nthreads, &res)
     if res.bad_row >= 0:
         return res.bad_row, res.bad_value, 0.0, 0.0
     return -1, 0, res.loss_sum, res.weight_sum
 
 
-cdef BlockSum half_block(const ClassArgs *args, Py_ssize_t blk, int tid) noexcept nogil:
-    # class_block for 16-bit x: block blk of ROW_BLOCK rows, by thread tid
+cdef BlockSum half_nll_block(const ClassArgs *args, Py_ssize_t blk) noexcept nogil:
+    # class_block of NLL for 16-bit x: block blk of ROW_BLOCK rows, a gather (only the
+    # target's entry is read, and written into a zeroed gradient row)
     cdef Py_ssize_t C = args.C, inner = args.inner, r, c
     cdef Py_ssize_t r0 = blk * ROW_BLOCK, r1 = min(r0 + ROW_BLOCK, args.outer * inner)
     cdef const uint16_t *x0 = <const uint16_t *>args.x.data
@@ -152,10 +222,8 @@ cdef BlockSum half_block(const ClassArgs *args, Py_ssize_t blk, int tid) noexcep
     cdef const int64_t *targets = <const int64_t *>args.targets.data
     cdef float *rows = <float *>args.rows.data
     cdef const float *w = <const float *>args.w
-    cdef float *xb = NULL
-    cdef ClassArgs one = args[0]
     cdef RowIndex ri
-    cdef BlockSum block, bs
+    cdef BlockSum block
     cdef int64_t t
     cdef double w_t, loss
     cdef uint16_t *g
@@ -163,55 +231,26 @@ cdef BlockSum half_block(const ClassArgs *args, Py_ssize_t blk, int tid) noexcep
     block.weight_sum = 0
     block.bad_row = -1
     block.bad_value = 0
-    # rows_block on one row at a time: the float32 row xb (and its gradient, xb + C)
-    if args.half_rows != NULL:
-        xb = args.half_rows + tid * 2 * C
-    one.outer = 1
-    one.inner = 1
-    one.half = 0
-    one.x = View3(xb, C, 1, 1)
-    one.grad = View3(NULL, C, 1, 1)
-    if args.want_grad and xb != NULL:
-        one.grad.data = <void *>(xb + C)
     for r in range(r0, r1):
         ri = row_index(r, inner)
         t = targets[ri.o * args.targets.s0 + ri.k * args.targets.s1]
         g = NULL if g0 == NULL else g0 + ri.o * args.grad.s0 + ri.k * args.grad.s2
-        if args.is_nll:
-            # a gather: only the target's entry is read (and written, into a zeroed row)
-            if g != NULL:
-                for c in range(C):
-                    g[c * args.grad.s1] = 0
-            loss = 0
-            if t != args.ignore_index:
-                if t < 0 or t >= C:
-                    block.bad_row = r
-                    block.bad_value = t
-                    return block
-                w_t = 1.0 if w == NULL else w[t * args.s_w]
-                loss = -w_t * fnl_half_to_f32(x0[ri.o * args.x.s0 + t * args.x.s1
-                                                 + ri.k * args.x.s2], args.half)
-                block.weight_sum = block.weight_sum + w_t
-                if g != NULL:
-                    g[t * args.grad.s1] = fnl_f32_to_half(<float>(-args.sigma * w_t), args.half)
-            if rows != NULL:
-                rows[ri.o * args.rows.s0 + ri.k * args.rows.s1] = <float>loss
-            block.loss_sum = block.loss_sum + loss
-            continue
-        one.targets = View2(<void *>(targets + ri.o * args.targets.s0
-                                     + ri.k * args.targets.s1), 0, 0)
-        if rows != NULL:
-            one.rows = View2(<void *>(rows + ri.o * args.rows.s0 + ri.k * args.rows.s1), 0, 0)
-        if t != args.ignore_index or args.want_grad:
-            fnl_half_load_f32(x0 + ri.o * args.x.s0 + ri.k * args.x.s2, C, args.x.s1,
-                              args.half, xb)
-        bs = rows_block(xb, one, 0)
-        if bs.bad_row >= 0:
-            block.bad_row = r
-            block.bad_value = bs.bad_value
-            return block
-        block.loss_sum = block.loss_sum + bs.loss_sum
-        block.weight_sum = block.weight_sum + bs.weight_sum
         if g != NULL:
-            fnl_half_store_f32(xb + C, C, args.half, g, args.grad.s1)
+            for c in range(C):
+                g[c * args.grad.s1] = 0
+        loss = 0
+        if t != args.ignore_index:
+            if t < 0 or t >= C:
+                block.bad_row = r
+                block.bad_value = t
+                return block
+            w_t = 1.0 if w == NULL else w[t * args.s_w]
+            loss = -w_t * fnl_half_to_f32(x0[ri.o * args.x.s0 + t * args.x.s1
+                                             + ri.k * args.x.s2], args.half)
+            block.weight_sum = block.weight_sum + w_t
+            if g != NULL:
+                g[t * args.grad.s1] = fnl_f32_to_half(<float>(-args.sigma * w_t), args.half)
+        if rows != NULL:
+            rows[ri.o * args.rows.s0 + ri.k * args.rows.s1] = <float>loss
+        block.loss_sum = block.loss_sum + loss
     return block

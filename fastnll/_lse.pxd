@@ -12,9 +12,11 @@
 # _generic_loops_T.h.
 from cython cimport floating
 from libc.math cimport isfinite, log, log1p, INFINITY
+from libc.stdint cimport uint16_t
 
 from fastnll._loops cimport (
-    fnl_exp_f64, fnl_log_sums, fnl_max, fnl_prefetch_after, fnl_sumexp, fnl_sumdiff, fnl_tsum,
+    fnl_exp_f64, fnl_half_load_f32, fnl_log_sums, fnl_max, fnl_prefetch_after, fnl_sumexp,
+    fnl_sumdiff, fnl_tsum,
 )
 
 cdef enum:
@@ -89,8 +91,20 @@ cdef inline RowStats row_stats(const floating *x, Py_ssize_t n, Py_ssize_t s, Ro
     # t (stride s_t) are probability targets (SUMS_WTX), w (stride s_w) class weights.
     # Returned by value: inside prange, Cython makes a variable thread-private only when the
     # loop body assigns it, so results must never come back through a pointer.
+    return row_stats_from(x, NULL, 0, n, s, sums, t, s_t, w, s_w, keep, spread)
+
+
+cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int kind,
+                                    Py_ssize_t n, Py_ssize_t s, RowSums sums,
+                                    const floating *t, Py_ssize_t s_t, const floating *w,
+                                    Py_ssize_t s_w, floating keep,
+                                    floating spread) noexcept nogil:
+    # row_stats of the row x, or (float only, h not NULL) of the 16-bit row h of the format
+    # `kind` (FNL_F16, FNL_BF16): each chunk of it converted to float32 in L1 (hbuf) first.
     cdef RowStats out
-    cdef Py_ssize_t c0, cn
+    cdef Py_ssize_t c0, cn, sc
+    cdef const floating *xc
+    cdef floating hbuf[ROW_CHUNK]
     cdef floating maximum = -INFINITY, shift = 0, ref = 0, chunk_max, chunk_at_max, chunk_wt
     cdef double rest = 0, at_max = 0, x_sum = 0, wt_sum = 0
     c0 = 0
@@ -98,23 +112,29 @@ cdef inline RowStats row_stats(const floating *x, Py_ssize_t n, Py_ssize_t s, Ro
         cn = n - c0
         if cn > ROW_CHUNK:
             cn = ROW_CHUNK
-        if s == 1:
+        xc, sc = x + c0 * s, s
+        if floating is float:
+            if h != NULL:
+                if s == 1:
+                    fnl_prefetch_after(h + c0 + cn, cn * sizeof(uint16_t))
+                fnl_half_load_f32(h + c0 * s, cn, s, kind, hbuf)
+                xc, sc = hbuf, 1
+        if s == 1 and h == NULL:
             # the chunk after the next (or the next row's start) arrives while this one and
             # the next are summed: one chunk ahead was measurably slower at x86-64-v3 (the
             # hardware prefetchers stop at 4 KiB pages)
             fnl_prefetch_after(x + c0 + cn, cn * sizeof(floating))
-        chunk_max = fnl_max(x + c0 * s, cn, s)
+        chunk_max = fnl_max(xc, cn, sc)
         if chunk_max > maximum:
             rescale(chunk_max, &maximum, &shift, &rest, &at_max)
         if c0 == 0:
             ref = shift
-        rest += fnl_sumexp(x + c0 * s, cn, s, maximum, shift, &chunk_at_max)
+        rest += fnl_sumexp(xc, cn, sc, maximum, shift, &chunk_at_max)
         at_max += chunk_at_max
         if sums == SUMS_WX:
-            x_sum += fnl_sumdiff(x + c0 * s, cn, s, NULL if w == NULL else w + c0 * s_w, s_w,
-                                 ref)
+            x_sum += fnl_sumdiff(xc, cn, sc, NULL if w == NULL else w + c0 * s_w, s_w, ref)
         elif sums == SUMS_WTX:
-            x_sum += fnl_tsum(x + c0 * s, cn, s, t + c0 * s_t, s_t,
+            x_sum += fnl_tsum(xc, cn, sc, t + c0 * s_t, s_t,
                               NULL if w == NULL else w + c0 * s_w, s_w, keep, spread, ref,
                               &chunk_wt)
             wt_sum += chunk_wt

@@ -1,0 +1,57 @@
+/*
+ * CI check of the 16-bit conversions of fastnll/_half.h at the SIMD level it is built for:
+ * the row loops (fnl_half_load_f32, fnl_half_store_f32, unit stride: F16C instructions for
+ * float16 at x86-64-v3 and v4, vectorised loops for bfloat16) against the scalar portable
+ * conversions, for every one of the 2^16 values of each format (loads) and every one of the
+ * 2^32 floats (stores; nan compared as nan: its payload bits may differ).  The scalar
+ * conversions themselves are checked against NumPy's and ml_dtypes' by tests/test_half.py.
+ * Built by .ci/run with the installed package's flags of each level; about 20 s a level.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include "../fastnll/_half.h"
+
+#define BATCH (1u << 16)
+
+static int is_nan16(uint16_t h, int kind)
+{
+    return kind == FNL_BF16 ? ((h & 0x7fffu) > 0x7f80u) : ((h & 0x7fffu) > 0x7c00u);
+}
+
+int main(void)
+{
+    uint16_t *h = malloc(BATCH * sizeof *h), *out = malloc(BATCH * sizeof *out);
+    float *f = malloc(BATCH * sizeof *f);
+    long bad = 0;
+    if (!h || !out || !f)
+        return 2;
+    for (int kind = FNL_F16; kind <= FNL_BF16; kind++) {
+        const char *name = kind == FNL_F16 ? "float16" : "bfloat16";
+        for (uint32_t i = 0; i < BATCH; i++)
+            h[i] = (uint16_t)i;
+        fnl_half_load_f32(h, BATCH, 1, kind, f);
+        for (uint32_t i = 0; i < BATCH; i++) {
+            float ref = fnl_half_to_f32(h[i], kind);
+            if (fnl_f32_bits(f[i]) != fnl_f32_bits(ref) && !(f[i] != f[i] && ref != ref)) {
+                if (bad++ < 10)
+                    printf("%s load %04x: %a, portable %a\n", name, (unsigned)h[i], f[i], ref);
+            }
+        }
+        for (uint64_t hi = 0; hi < (1u << 16); hi++) {
+            for (uint32_t i = 0; i < BATCH; i++)
+                f[i] = fnl_bits_f32((uint32_t)(hi << 16) | i);
+            fnl_half_store_f32(f, BATCH, kind, out, 1);
+            for (uint32_t i = 0; i < BATCH; i++) {
+                uint16_t ref = fnl_f32_to_half(f[i], kind);
+                if (out[i] != ref && !(is_nan16(out[i], kind) && is_nan16(ref, kind))) {
+                    if (bad++ < 10)
+                        printf("%s store %a: %04x, portable %04x\n", name, f[i],
+                               (unsigned)out[i], (unsigned)ref);
+                }
+            }
+        }
+        printf("%s: every 16-bit value loaded, every float stored\n", name);
+    }
+    printf("%ld differ\n", bad);
+    return bad != 0;
+}
