@@ -1,9 +1,10 @@
 /*
  * CI check of the 16-bit conversions of fastnll/_half.h at the SIMD level it is built for:
- * the row loops (fnl_half_load_f32, fnl_half_store_f32, unit stride: F16C instructions for
- * float16 at x86-64-v3 and v4, vectorised loops for bfloat16) against the scalar portable
- * conversions, for every one of the 2^16 values of each format (loads) and every one of the
- * 2^32 floats (stores; nan compared as nan: its payload bits may differ).  The scalar
+ * the row loops (fnl_half_load_f32, fnl_half_store_f32: F16C instructions for float16 at
+ * x86-64-v3 and v4, vectorised loops for bfloat16; unit stride, and loads at stride 2)
+ * against the scalar portable conversions, for every one of the 2^16 values of each format
+ * (loads) and every one of the 2^32 floats (stores; nan compared as nan: its payload bits
+ * may differ).  The scalar
  * conversions themselves are checked against NumPy's and ml_dtypes' by tests/test_half.py.
  * Built by .ci/run with the installed package's flags of each level; about 20 s a level.
  */
@@ -29,12 +30,18 @@ int main(void)
         const char *name = kind == FNL_F16 ? "float16" : "bfloat16";
         for (uint32_t i = 0; i < BATCH; i++)
             h[i] = (uint16_t)i;
-        fnl_half_load_f32(h, BATCH, 1, kind, f);
-        for (uint32_t i = 0; i < BATCH; i++) {
-            float ref = fnl_half_to_f32(h[i], kind);
-            if (fnl_f32_bits(f[i]) != fnl_f32_bits(ref) && !(f[i] != f[i] && ref != ref)) {
-                if (bad++ < 10)
-                    printf("%s load %04x: %a, portable %a\n", name, (unsigned)h[i], f[i], ref);
+        for (int s = 1; s <= 2; s++) {      /* unit stride, and stride 2 from 0 and from 1 */
+            for (int off = 0; off < s; off++) {
+                fnl_half_load_f32(h + off, BATCH / s, s, kind, f);
+                for (uint32_t i = 0; i < BATCH / s; i++) {
+                    uint16_t v = h[off + i * s];
+                    float ref = fnl_half_to_f32(v, kind);
+                    if (fnl_f32_bits(f[i]) != fnl_f32_bits(ref) && !(f[i] != f[i] && ref != ref)) {
+                        if (bad++ < 10)
+                            printf("%s load %04x: %a, portable %a\n", name, (unsigned)v, f[i],
+                                   ref);
+                    }
+                }
             }
         }
         for (uint64_t hi = 0; hi < (1u << 16); hi++) {

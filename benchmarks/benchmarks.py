@@ -3,7 +3,8 @@
 Every benchmark takes the implementation as its first parameter (fastnll, numpy, and scipy,
 torch, jax, optax, sklearn when importable; `numpy-read` is `x.sum()`, the floor for one pass
 over the data, and `numpy-copy` is `np.copyto`, the floor for functions that write an output;
-`fastnll-out` writes into a preallocated array with out= or grad_out=), so the dashboard
+`fastnll-out` writes into a preallocated array with out= or grad_out=; for 16-bit workloads
+`fastnll-float32` is fastnll on the same values in float32), so the dashboard
 draws them side by side.  The implementations are the ones `python -m fastnll bench`
 times (fastnll._bench), so both report the same thing.  A combination whose implementation is
 not installed is skipped (setup raises NotImplementedError).
@@ -17,7 +18,7 @@ import tracemalloc
 from fastnll import _bench
 
 IMPLS = ["fastnll", "fastnll-out", "numpy", "scipy", "torch", "jax", "optax", "sklearn",
-         "numpy-read", "numpy-copy", "dask-numpy", "in-memory"]
+         "numpy-read", "numpy-copy", "dask-numpy", "in-memory", "fastnll-float32"]
 # the language-model head's implementations (fastnll._bench._linear_impls)
 LINEAR_IMPLS = ["fastnll", "fastnll-half-ignored", "fastnll.torch", "numpy", "torch",
                 "torch-chunked", "matmul-floor"]
@@ -37,7 +38,10 @@ class _Suite:
         dtype, shape = workload.split(" ")
         shape = tuple(int(v) for v in shape.split("x"))
         # find out on a tiny array whether impl exists here, before building the real one
-        tiny = _bench.make_data((2, 3) if len(shape) == 2 else (2, 3, 4), dtype)
+        try:
+            tiny = _bench.make_data((2, 3) if len(shape) == 2 else (2, 3, 4), dtype)
+        except SystemExit as exc:           # bfloat16 without ml_dtypes
+            raise NotImplementedError(str(exc)) from None
         if impl not in _bench.implementations(self.func, *tiny):
             raise NotImplementedError(f"{impl} is not available for {self.func}")
         self.x, self.t = _bench.make_data(shape, dtype)

@@ -18,6 +18,28 @@ import fastnll
 
 # ------------------------------------------------------------------ implementations ----
 
+HALF = ("float16", "bfloat16")      # the 16-bit dtypes of --dtype
+
+
+def np_dtype(name):
+    """NumPy's dtype of a --dtype name (bfloat16 is ml_dtypes', imported only for it)."""
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise SystemExit("--dtype bfloat16 needs ml_dtypes: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _tensor(torch, a):
+    """A tensor on an array's memory (a bfloat16 array through its bits: NumPy's bfloat16
+    is ml_dtypes', which PyTorch does not know)."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def _np_log_softmax(x, axis):
     m = np.max(x, axis=axis, keepdims=True)
     z = x - m
@@ -55,7 +77,7 @@ def _torch_fwd_bwd(torch, loss_fn, x, t):
     tt = torch.from_numpy(t)
 
     def run():
-        xt = torch.from_numpy(x).requires_grad_(True)
+        xt = _tensor(torch, x).requires_grad_(True)
         loss = loss_fn(xt, tt)
         loss.backward()
         return loss, xt.grad
@@ -155,7 +177,7 @@ def implementations(func, x, t):
             impls["scipy"] = lambda: -np.mean(
                 np.take_along_axis(sp.log_softmax(x, axis=1), t[:, None], axis=1))
         if torch is not None:
-            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            xt, tt = _tensor(torch, x), torch.from_numpy(t)
             impls["torch"] = lambda: F.cross_entropy(xt, tt)
     elif func in ("cross_entropy_grad", "nll_loss_grad"):
         name = func[:-len("_grad")]
@@ -179,7 +201,7 @@ def implementations(func, x, t):
         impls["fastnll"] = lambda: fastnll.nll_loss(x, t)
         impls["numpy"] = lambda: -np.mean(x[np.arange(x.shape[0]), t])
         if torch is not None:
-            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            xt, tt = _tensor(torch, x), torch.from_numpy(t)
             impls["torch"] = lambda: F.nll_loss(xt, tt)
     elif func.startswith("logsumexp"):
         axis = 0 if func.endswith("axis0") else 1
@@ -189,7 +211,7 @@ def implementations(func, x, t):
         if sp is not None:
             impls["scipy"] = lambda: sp.logsumexp(x, axis=axis)
         if torch is not None:
-            xt = torch.from_numpy(x)
+            xt = _tensor(torch, x)
             impls["torch"] = lambda: torch.logsumexp(xt, dim=axis)
     elif func in ("softmax", "log_softmax"):
         impls["fastnll"] = lambda: getattr(fastnll, func)(x, axis=1)
@@ -205,7 +227,7 @@ def implementations(func, x, t):
         if sp is not None:
             impls["scipy"] = lambda: getattr(sp, func)(x, axis=1)
         if torch is not None:
-            xt = torch.from_numpy(x)
+            xt = _tensor(torch, x)
             impls["torch"] = lambda: getattr(torch, func)(xt, dim=1)
         out = np.empty_like(x)
         impls["numpy-copy"] = lambda: np.copyto(out, x)
@@ -225,10 +247,21 @@ def implementations(func, x, t):
             pass
     else:
         raise ValueError(f"unknown function {func!r}")
-    if func == "cross_entropy":
+    half = x.dtype.name in HALF
+    if func == "cross_entropy" and not half:
         _sklearn_impl(x, t, impls)
+    if half and "fastnll" in impls:
+        # fastnll on the same values in float32, in the same run: the 16-bit path's ratio to
+        # it is its gain from reading half the bytes
+        impls["fastnll-float32"] = implementations(func, x.astype(np.float32), t)["fastnll"]
     _jax_impls(func, x, t, impls)
-    impls["numpy-read"] = lambda: x.sum()     # the floor: one pass over the data
+    if x.dtype.name == "bfloat16":
+        # NumPy has no bfloat16 of its own (ml_dtypes' loops are scalar) and SciPy refuses it
+        for name in [n for n in impls if n.startswith(("numpy", "scipy"))]:
+            del impls[name]
+    # the floor: one pass over the data (for 16-bit data a maximum of its bits: NumPy sums
+    # float16 through float32 conversions, slower than memory)
+    impls["numpy-read"] = (lambda: x.view(np.uint16).max()) if half else (lambda: x.sum())
     return impls
 
 
@@ -265,11 +298,11 @@ def _elementwise_impls(func, x, impls, torch, F):
     _jax_elementwise(func, x, y, v if func == "gaussian_nll_loss" else None,
                      lp if func == "kl_div" else None, impls)
     if tor is not None:
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        xt, yt = _tensor(torch, x), _tensor(torch, y)
         if func == "gaussian_nll_loss":
-            vt = torch.from_numpy(v)
+            vt = _tensor(torch, v)
         if func == "kl_div":
-            lpt = torch.from_numpy(lp)
+            lpt = _tensor(torch, lp)
         impls["torch"] = tor
 
 
@@ -495,6 +528,15 @@ EXTRA_WORKLOADS = [
     ("entropy", (4096, 1000), "float32"),
     ("nll_loss_grad", (4096, 1000), "float32"),
     ("torch_nll_loss_grad", (4096, 1000), "float32"),        # needs PyTorch
+    # 16-bit input (bfloat16 needs ml_dtypes): `bench --dtype float16|bfloat16` runs the
+    # default workloads in these dtypes
+    ("cross_entropy", (4096, 32000), "float16"),
+    ("cross_entropy", (4096, 32000), "bfloat16"),
+    ("cross_entropy_grad", (4096, 32000), "bfloat16"),
+    ("torch_cross_entropy_grad", (4096, 32000), "bfloat16"),
+    ("softmax", (4096, 32000), "float16"),
+    ("log_softmax", (4096, 32000), "float16"),
+    ("logsumexp_axis1", (4096, 32000), "float16"),
 ]
 FUNCTIONS = sorted({w[0] for w in DEFAULT_WORKLOADS + EXTRA_WORKLOADS})
 
@@ -503,6 +545,7 @@ def make_data(shape, dtype, seed=0):
     """(x, t): logits (N, C) and class targets; for a linear_* shape (N, H, V), features
     (N, H) and a LinearHead (weight (V, H), targets, the targets with half ignored)."""
     rng = np.random.default_rng(seed)
+    dtype = np_dtype(dtype)
     if len(shape) == 3:
         N, H, V = shape
         x = rng.standard_normal((N, H), dtype=np.float32).astype(dtype, copy=False)
@@ -787,7 +830,10 @@ def main(argv=None):
                    help="one function (with --shape/--dtype) instead of the default workloads")
     p.add_argument("--shape", help="N,C (default 4096,32000); N,H,V for linear_* (default "
                                    "2048,512,32000)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"] + list(HALF),
+                   help="the dtype of --function (default float32); a 16-bit one also "
+                        "runs every default workload that takes it (not the linear_* and "
+                        "dask_* ones), with the peers that accept it")
     p.add_argument("--repeat", type=int, default=7, help="interleaved rounds (default 7)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for fastnll and torch (default: fastnll's default)")
@@ -813,7 +859,12 @@ def main(argv=None):
     if args.function:
         default = "2048,512,32000" if args.function in LINEAR else "4096,32000"
         shape = tuple(int(v) for v in (args.shape or default).split(","))
-        workloads = [(args.function, shape, args.dtype)]
+        workloads = [(args.function, shape, args.dtype or "float32")]
+    elif args.dtype in HALF:
+        skipped = sorted({f for f, _, _ in DEFAULT_WORKLOADS if f in LINEAR + NEEDS_DASK})
+        print(f"skipping {', '.join(skipped)}: float32 and float64 only")
+        workloads = list(dict.fromkeys((f, s, args.dtype) for f, s, _ in DEFAULT_WORKLOADS
+                                       if f not in LINEAR + NEEDS_DASK))
     else:
         workloads = DEFAULT_WORKLOADS
     repeat = args.repeat

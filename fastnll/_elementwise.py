@@ -8,6 +8,7 @@ from ._checks import (
     check_reduction, check_shape, real_number,
 )
 from ._dispatch import kernels
+from ._half import half_kind
 from ._layout import (
     compute_dtype, deliver, finish_reduction, joint_3d, kernel_ready, output_array, with_grad,
 )
@@ -29,13 +30,25 @@ def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_t
     sigma = 1.0 / divisor if (reduction in ("mean", "batchmean") and divisor) else 1.0
     rows = np.empty(shape, dtype=dtype) if reduction == "none" else None
     gx = output_array(grad_out, shape, dtype, (x, y, a, b)) if return_grad else None
-    ga = np.empty(shape, dtype=dtype) if (return_grad and kind == _KIND.GAUSSIAN) else None
+    # 16-bit operands (all of x's dtype): read in place by the kernel, which leaves the
+    # Gaussian's var gradient in float32, for the caller's sum over var's broadcast axes
+    half = half_kind(dtype)
+    ga = (np.empty(shape, dtype=np.float32 if half else dtype)
+          if (return_grad and kind == _KIND.GAUSSIAN) else None)
     optional = (a, b, rows, gx, ga)
     nthreads = _threads.for_work(n)
     total = 0.0
     for views in joint_3d(shape, [x, y] + [v for v in optional if v is not None]):
         rest = iter(views[2:])       # the views of the optional operands that are there
         a3, b3, rows3, gx3, ga3 = [None if v is None else next(rest) for v in optional]
+        if half:
+            x3, y3, a3, b3, rows3, gx3 = [None if v is None else v.view(np.uint16) for v in
+                                          (views[0], views[1], a3, b3, rows3, gx3)]
+            total += kernels.half_elementwise_loss(
+                kind=kind, half=half, x=x3, y=y3, a=a3, b=b3, eps=eps, full=full,
+                log_input=log_input, log_target=log_target, sigma=sigma, rows=rows3,
+                grad=gx3, grad_a=ga3, nthreads=nthreads)
+            continue
         total += kernels.elementwise_loss(
             kind=kind, x=views[0], y=views[1], a=a3, b=b3, eps=eps, full=full,
             log_input=log_input, log_target=log_target, sigma=sigma, rows=rows3, grad=gx3,
@@ -46,7 +59,8 @@ def _run(kind, x, y, a=None, b=None, eps=0.0, full=False, log_input=False, log_t
 def _operands(input, target):
     x = as_real_array(input, "input")
     y = as_real_array(target, "target")
-    dtype = compute_dtype(x)
+    # the input's dtype decides: float32 or float64, or a 16-bit one kept (read in place)
+    dtype = x.dtype if half_kind(x.dtype) else compute_dtype(x)
     return kernel_ready(x, dtype), y, dtype
 
 
@@ -177,7 +191,7 @@ def _gaussian_var(var, x_shape, dtype):
         return np.broadcast_to(v, x_shape), lambda g: dtype.type(g.sum(dtype=np.float64))
     check_gaussian_var_shape(v.shape, x_shape)
     if v.shape == tuple(x_shape):
-        return v, lambda g: g
+        return v, lambda g: g.astype(dtype, copy=False)     # (float32 for 16-bit input)
     if v.shape == tuple(x_shape[:-1]):
         v = v[..., None]
     axes = tuple(i for i, (a, b) in enumerate(zip(x_shape, v.shape)) if a != b)

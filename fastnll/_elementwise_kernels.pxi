@@ -236,6 +236,9 @@ cdef struct EwCall:
     View3 x, y, a, b, rows, grad, grad_a
     bint unit
     void *ones
+    # FNL_F16 or FNL_BF16 (else 0): x, y, a, b, rows and grad hold 16-bit floats, grad_a
+    # float32 (half_elementwise_loss)
+    int half
 
 
 cdef double ew_block(const floating *x0, const EwCall *e, Py_ssize_t blk,
@@ -261,6 +264,9 @@ cdef double ew_block(const floating *x0, const EwCall *e, Py_ssize_t blk,
     cdef floating *gap = <floating *>grad_a.data
     cdef Py_ssize_t f = blk * EW_BLOCK, f1 = f + EW_BLOCK, r, i0, i1, i2, run, j
     cdef ElementLoss res
+    if floating is float:
+        if e.half:
+            return half_ew_block(e, blk, buf)
     if f1 > e.total_n:
         f1 = e.total_n
     while f < f1:
@@ -310,7 +316,7 @@ cdef double ew_block(const floating *x0, const EwCall *e, Py_ssize_t blk,
 cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0, Py_ssize_t n1,
                              Py_ssize_t n2, View3 x, View3 y, View3 a, View3 b, double eps,
                              int flags, double sigma, View3 rows, View3 grad, View3 grad_a,
-                             int nthreads) except? -1:
+                             int nthreads, int half=0) except? -1:
     # elementwise_loss on raw views (x0 is x.data, typed; a, b, rows, grad and grad_a have data
     # NULL when absent, and the Gaussian has a): the def above and the compiled calls
     # (_compiled_calls.pxi) both run it
@@ -323,11 +329,12 @@ cdef double elementwise_core(Elementwise kind, const floating *x0, Py_ssize_t n0
     e.kind, e.flags, e.eps, e.sigma = kind, flags, eps, sigma
     e.n1, e.n2, e.total_n = n1, n2, n0 * n1 * n2
     e.x, e.y, e.a, e.b, e.rows, e.grad, e.grad_a = x, y, a, b, rows, grad, grad_a
+    e.half = half
     # the unit-stride path: every operand read or written is contiguous along the last axis
     e.unit = (x.s2 == 1 and y.s2 == 1 and (a.data == NULL or a.s2 == 1)
               and (b.data == NULL or b.s2 == 1) and (rows.data == NULL or rows.s2 == 1)
               and (grad.data == NULL or grad.s2 == 1)
-              and (grad_a.data == NULL or grad_a.s2 == 1))
+              and (grad_a.data == NULL or grad_a.s2 == 1)) or half != 0
     if e.total_n == 0:
         return 0.0
     nblocks = ceil_div(e.total_n, EW_BLOCK)

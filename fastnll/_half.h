@@ -104,7 +104,11 @@ static inline void fnl_half_load_f32(const uint16_t *h, ptrdiff_t n, ptrdiff_t s
     }
     if (s != 1) {
         for (i = 0; i < n; i++)
+#ifdef FNL_HAVE_F16C
+            out[i] = _cvtsh_ss(h[i * s]);
+#else
             out[i] = fnl_f16_to_f32(h[i * s]);
+#endif
         return;
     }
 #ifdef FNL_HAVE_F16C

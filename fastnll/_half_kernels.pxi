@@ -254,3 +254,83 @@ cdef BlockSum half_nll_block(const ClassArgs *args, Py_ssize_t blk) noexcept nog
             rows[ri.o * args.rows.s0 + ri.k * args.rows.s1] = <float>loss
         block.loss_sum = block.loss_sum + loss
     return block
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def half_elementwise_loss(Elementwise kind, int half, const uint16_t[:, :, :] x not None,
+                          const uint16_t[:, :, :] y not None, const uint16_t[:, :, :] a,
+                          const uint16_t[:, :, :] b, double eps, bint full, bint log_input,
+                          bint log_target, double sigma, uint16_t[:, :, :] rows,
+                          uint16_t[:, :, :] grad, float[:, :, :] grad_a, int nthreads):
+    """elementwise_loss for 16-bit operands of the format `half` (grad_a: float32, summed
+    over var's broadcast axes by the caller before it is rounded)."""
+    cdef View3 none = View3(NULL, 0, 0, 0)
+    cdef View3 xv = view3_half(x)
+    cdef int flags = ((FLAG_FULL if full else 0) | (FLAG_LOG_INPUT if log_input else 0)
+                      | (FLAG_LOG_TARGET if log_target else 0))
+    if kind == GAUSSIAN and a is None:
+        raise ValueError("half_elementwise_loss: the Gaussian needs a (its var)")
+    return elementwise_core(kind, <const float *>xv.data, x.shape[0], x.shape[1], x.shape[2],
+                            xv, view3_half(y), view3_half(a) if a is not None else none,
+                            view3_half(b) if b is not None else none, eps, flags, sigma,
+                            view3_half(rows) if rows is not None else none,
+                            view3_half(grad) if grad is not None else none,
+                            view3(grad_a) if grad_a is not None else none, nthreads, half)
+
+
+cdef inline const uint16_t *at16(View3 v, Py_ssize_t i0, Py_ssize_t i1,
+                                 Py_ssize_t i2) noexcept nogil:
+    return <const uint16_t *>v.data + i0 * v.s0 + i1 * v.s1 + i2 * v.s2
+
+
+cdef double half_ew_block(const EwCall *e, Py_ssize_t blk, double *buf) noexcept nogil:
+    # ew_block for 16-bit operands: each run along the last axis by chunks of EW_CHUNK,
+    # converted to float32 and handed to the float32 unit_run, whose per-element results
+    # are rounded once to the 16-bit outputs (grad_a is float32)
+    cdef float xb[EW_CHUNK]
+    cdef float yb[EW_CHUNK]
+    cdef float ab[EW_CHUNK]
+    cdef float bb[EW_CHUNK]
+    cdef float rb[EW_CHUNK]
+    cdef float gb[EW_CHUNK]
+    cdef float gab[EW_CHUNK]
+    cdef int kind = e.half
+    cdef Py_ssize_t f = blk * EW_BLOCK, f1 = min(f + EW_BLOCK, e.total_n)
+    cdef Py_ssize_t r, i0, i1, i2, run, c0, cn, j, k
+    cdef double acc = 0
+    while f < f1:
+        r = f // e.n2
+        i2 = f - r * e.n2
+        i0 = r // e.n1
+        i1 = r - i0 * e.n1
+        run = min(e.n2 - i2, f1 - f)
+        c0 = 0
+        while c0 < run:
+            cn = min(run - c0, <Py_ssize_t>EW_CHUNK)
+            j = i2 + c0
+            fnl_half_load_f32(at16(e.x, i0, i1, j), cn, e.x.s2, kind, xb)
+            fnl_half_load_f32(at16(e.y, i0, i1, j), cn, e.y.s2, kind, yb)
+            if e.a.data != NULL:
+                fnl_half_load_f32(at16(e.a, i0, i1, j), cn, e.a.s2, kind, ab)
+            if e.b.data != NULL:
+                fnl_half_load_f32(at16(e.b, i0, i1, j), cn, e.b.s2, kind, bb)
+            acc = acc + unit_run(
+                e.kind, e.flags, e.eps, e.sigma, cn, xb, yb,
+                ab if e.a.data != NULL else NULL, bb if e.b.data != NULL else NULL,
+                <const float *>e.ones, rb if e.rows.data != NULL else NULL,
+                gb if e.grad.data != NULL else NULL, gab if e.grad_a.data != NULL else NULL,
+                buf)
+            if e.rows.data != NULL:
+                fnl_half_store_f32(rb, cn, kind, <uint16_t *>at16(e.rows, i0, i1, j),
+                                   e.rows.s2)
+            if e.grad.data != NULL:
+                fnl_half_store_f32(gb, cn, kind, <uint16_t *>at16(e.grad, i0, i1, j),
+                                   e.grad.s2)
+            if e.grad_a.data != NULL:
+                for k in range(cn):
+                    (<float *>e.grad_a.data)[i0 * e.grad_a.s0 + i1 * e.grad_a.s1
+                                             + (j + k) * e.grad_a.s2] = gab[k]
+            c0 = c0 + cn
+        f = f + run
+    return acc

@@ -7,7 +7,7 @@ include "_class_axis.pxi"           # the (outer, C, inner) view, its traversals
 include "_softmax_kernels.pxi"      # logsumexp, softmax, log_softmax
 include "_partial_kernels.pxi"      # rows' partial statistics, for fastnll.dask
 include "_class_loss_kernels.pxi"   # nll_loss, cross_entropy
-include "_half_kernels.pxi"         # float16 and bfloat16 input, converted row by row
 include "_entropy_kernels.pxi"      # entropy
 include "_elementwise_kernels.pxi"  # binary cross-entropy, Gaussian, Poisson, KL
+include "_half_kernels.pxi"         # float16 and bfloat16 input, converted chunk by chunk
 include "_compiled_calls.pxi"       # every function's common calls, recognised and run here

@@ -218,11 +218,17 @@ def finish_reduction(reduction, total, denom, rows, dtype):
     (class weights of any sign can sum to 0)."""
     if reduction == "none":
         return scalar_or_array(rows)
-    if reduction == "sum":
-        return np.float64(total) if _float64_sums.get() else dtype.type(total)
-    if denom == 0:      # (np.errstate costs a microsecond: only here)
-        with np.errstate(divide="ignore", invalid="ignore"):
+    if reduction == "sum" and _float64_sums.get():
+        return np.float64(total)
+    if denom == 0 or dtype.itemsize == 2:
+        # (np.errstate costs a microsecond: only here) a 16-bit loss overflows to inf, as in
+        # PyTorch, without NumPy's warning of the cast
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if reduction == "sum":
+                return dtype.type(total)
             return dtype.type(np.float64(total) / np.float64(denom))
+    if reduction == "sum":
+        return dtype.type(total)
     return dtype.type(total / denom)
 
 

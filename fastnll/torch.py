@@ -43,10 +43,10 @@ __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
 MIN_ELEMENTS = 16384
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
-# 16-bit inputs the kernels read in place (class-index cross_entropy and nll_loss only: the
-# other losses would compute them in float32 and return float32, not PyTorch's dtype).
-# bfloat16 arrays need ml_dtypes' dtype on the NumPy side: without it PyTorch takes them.
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
+# 16-bit inputs (float16, bfloat16) go through the kernels for the losses that read them in
+# place and return their dtype (class-index cross_entropy and nll_loss,
+# binary_cross_entropy_with_logits: half=True of _fastnll_can_run), and to PyTorch for the
+# others; bfloat16 arrays need ml_dtypes' dtype on the NumPy side (without it, PyTorch).
 _INDEX_DTYPES = (torch.int64, torch.uint8)     # the class-index dtypes PyTorch accepts
 # Errors by which fastnll refuses arguments; PyTorch then decides (its result or its error).
 _REFUSALS = (ValueError, IndexError, TypeError, OverflowError)
@@ -470,7 +470,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         return _F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
                                                    reduction, pos_weight)
     if (size_average is None and reduce is None
-            and _fastnll_can_run(input, (target, weight, pos_weight))):
+            and _fastnll_can_run(input, (target, weight, pos_weight), half=True)):
         def loss_fn(x, y, w, pw, return_grad):
             return _elementwise.binary_cross_entropy_with_logits(x, y, w, reduction, pw,
                                                                  return_grad)

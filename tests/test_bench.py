@@ -22,8 +22,8 @@ def _small(ndim):
 def _value(result):
     while isinstance(result, (tuple, list)):
         result = result[0]
-    if hasattr(result, "detach"):                   # a torch tensor
-        result = result.detach().numpy()
+    if hasattr(result, "detach"):                   # a torch tensor (of any float dtype)
+        result = result.detach().double().numpy()
     if hasattr(result, "compute"):                  # a dask array
         result = result.compute()
     return np.asarray(result, dtype=np.float64)
@@ -35,7 +35,28 @@ WORKLOADS = sorted({(f, len(s), d) for f, s, d in
 
 @pytest.mark.parametrize("func,ndim,dtype", WORKLOADS)
 def test_every_implementation_computes_the_same_quantity(func, ndim, dtype):
+    if dtype in _bench.HALF:
+        return test_16_bit_implementations_compute_the_same_quantity(func, ndim, dtype)
+    _check_workload(func, ndim, dtype, rtol=2e-4 if dtype == "float32" else 1e-9, atol=1e-6)
+
+
+# `bench --dtype float16|bfloat16`: the default workloads that take 16-bit data
+HALF_WORKLOADS = sorted({(f, len(s)) for f, s, _ in _bench.DEFAULT_WORKLOADS
+                         if f not in _bench.LINEAR + _bench.NEEDS_DASK})
+
+
+@pytest.mark.parametrize("dtype", _bench.HALF)
+@pytest.mark.parametrize("func,ndim", HALF_WORKLOADS)
+def test_16_bit_implementations_compute_the_same_quantity(func, ndim, dtype):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    # each peer rounds its 16-bit results (and PyTorch some intermediate ones) its own way
+    _check_workload(func, ndim, dtype, rtol=2e-2, atol=2e-3)
+
+
+def _check_workload(func, ndim, dtype, rtol, atol):
     x, t = _bench.make_data(_small(ndim), dtype)
+    assert x.dtype == _bench.np_dtype(dtype)
     impls = _bench.implementations(func, x, t)
     if "fastnll" not in impls:
         pytest.skip(f"{func}: its implementations need a package that is not installed")
@@ -45,8 +66,8 @@ def test_every_implementation_computes_the_same_quantity(func, ndim, dtype):
         if name == "fastnll" or name in NOT_THE_SAME_QUANTITY:
             continue
         got = _value(call())
-        np.testing.assert_allclose(got, expected, rtol=2e-4 if dtype == "float32" else 1e-9,
-                                   atol=1e-6, err_msg=f"{func} {dtype}: {name}")
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol,
+                                   err_msg=f"{func} {dtype}: {name}")
         compared.append(name)
     assert compared, f"{func}: nothing to compare with"
 

@@ -1,6 +1,7 @@
 """float16 and bfloat16 input: the conversions, and the functions the kernels run on 16-bit
 data in place (cross_entropy and nll_loss with class-index targets, softmax, log_softmax,
-logsumexp without weights), against float64 references on the 16-bit values."""
+logsumexp without weights, the four elementwise losses), against float64 references on the
+16-bit values."""
 import tracemalloc
 
 import numpy as np
@@ -11,7 +12,9 @@ from fastnll._dispatch import kernels
 from fastnll._half import BF16, F16, half_kind
 
 from helpers import assert_unchanged, snapshot
-from reference import ref_loss, ref_lse, ref_softmax
+from reference import (
+    ref_bce, ref_gauss, ref_kl, ref_loss, ref_lse, ref_poisson, ref_softmax, var_reduce,
+)
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF = np.dtype(ml_dtypes.bfloat16)
@@ -246,9 +249,68 @@ def test_mixed_dtypes_promote():
     assert fastnll.logsumexp(x, axis=1, b=np.ones(5)).dtype == np.float64
 
 
+# ------------------------------------------------------------- elementwise losses ----
+
+def _elementwise_case(name, dtype, shape, rng):
+    """(fastnll's function, its arguments, the float64 reference's (loss, grad) per element
+    on the 16-bit values, and the var gradient's reduction for the Gaussian)."""
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+
+    def f64(a):
+        return np.asarray(a).astype(np.float64)
+
+    if name == "bce":
+        y = rng.random(shape).astype(dtype)
+        w = (rng.random(shape[-1]) + 0.5).astype(dtype)
+        pw = (rng.random(shape[-1]) * 2).astype(dtype)
+        loss, _, grad, _ = ref_bce(f64(x), f64(y), f64(w), f64(pw))
+        return (fastnll.binary_cross_entropy_with_logits, (x, y),
+                dict(weight=w, pos_weight=pw), loss, grad)
+    if name == "gaussian":
+        y = rng.standard_normal(shape).astype(dtype)
+        var = (rng.random(shape[:-1] + (1,)) + 0.5).astype(dtype)
+        loss, _, gx, _, gv, _ = ref_gauss(f64(x), f64(y), f64(var), 1e-6, False)
+        return fastnll.gaussian_nll_loss, (x, y, var), {}, loss, (gx, gv)
+    if name == "poisson":
+        y = rng.poisson(2.0, shape).astype(dtype)
+        loss, _, grad, _ = ref_poisson(f64(x), f64(y), True, False, 1e-8)
+        return fastnll.poisson_nll_loss, (x, y), {}, loss, grad
+    lp = fastnll.log_softmax(x, axis=-1)
+    y = fastnll.softmax((rng.standard_normal(shape) * 2).astype(dtype), axis=-1)
+    loss, _, grad, _ = ref_kl(f64(lp), f64(y), False)
+    return fastnll.kl_div, (lp, y), {}, loss, grad
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("name", ["bce", "gaussian", "poisson", "kl_div"])
+@pytest.mark.parametrize("layout", ["C", "transposed"])
+def test_elementwise_losses(dtype, name, layout):
+    rng = np.random.default_rng(3)
+    fn, args, kw, ref, ref_grad = _elementwise_case(name, dtype, (60, 70), rng)
+    if layout == "transposed":     # every operand strided the same way (a view, no copy)
+        args = tuple(np.asfortranarray(a) if a.shape == args[0].shape else a for a in args)
+    snap = snapshot(args)
+    rows = fn(*args, reduction="none", **kw)
+    loss, grad = fn(*args, reduction="sum", return_grad=True, **kw)
+    assert_unchanged(snap)
+    assert_ulps(rows, ref, dtype)
+    assert_ulps(loss, np.sum(ref), dtype)
+    if name == "gaussian":
+        (gx, gv), (rx, rv) = grad, ref_grad
+        assert_ulps(gx, rx, dtype)
+        rv = var_reduce(rv, args[2].shape, args[0].shape)
+        assert gv.shape == args[2].shape
+        assert_ulps(gv, rv, dtype)
+    else:
+        assert_ulps(grad, ref_grad, dtype)
+    mean = fn(*args, return_grad=False, **kw)
+    assert_ulps(mean, np.mean(ref), dtype)
+
+
 # ---------------------------------------------------------------- fastnll.torch ----
 
-@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss",
+                                  "binary_cross_entropy_with_logits"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("tdtype", ["float16", "bfloat16"])
 def test_torch_16_bit_through_the_kernels(name, reduction, tdtype):
@@ -259,14 +321,18 @@ def test_torch_16_bit_through_the_kernels(name, reduction, tdtype):
     x = (torch.randn(64, 500, generator=gen) * 3).to(dtype)
     if name == "nll_loss":
         x = torch.log_softmax(x.float(), 1).to(dtype)
-    t = torch.randint(0, 500, (64,), generator=gen)
-    t[::7] = -100
+    if name == "binary_cross_entropy_with_logits":
+        t = torch.rand(64, 500, generator=gen).to(dtype)
+    else:
+        t = torch.randint(0, 500, (64,), generator=gen)
+        t[::7] = -100
     a = x.clone().requires_grad_()
     loss = getattr(fnt, name)(a, t, reduction=reduction)
     assert "Fastnll" in type(loss.grad_fn).__name__
     loss.sum().backward()
     b = x.double().requires_grad_()
-    ref = getattr(torch.nn.functional, name)(b, t, reduction=reduction)
+    ref = getattr(torch.nn.functional, name)(b, t.double() if t.is_floating_point() else t,
+                                             reduction=reduction)
     ref.sum().backward()
     assert loss.dtype == dtype and a.grad.dtype == dtype
     npdt = F16_DT if tdtype == "float16" else BF
