@@ -151,20 +151,26 @@ def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad
     check_shape("target", t.shape, x.shape,
                 "probability targets must have the input's shape")
     w = class_weight(weight, C, dtype)
-    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], dtype)
+    # a 16-bit input: computed from a float32 copy (the kernels do not read 16-bit
+    # probability targets yet), its results rounded to its dtype at the end
+    half = x.dtype if half_kind(x.dtype) else None
+    (grad_out,) = check_grad_out(grad_out, return_grad, [x.shape], half or dtype)
     x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
     nrows = view.outer * view.inner
-    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad, grad_out,
-                          (input, x, t, w))
+    rows, grad = _outputs(x.shape, ax, dtype, reduction, return_grad,
+                          None if half else grad_out, (input, x, t, w))
     total = kernels.prob_loss(
         x=view.x3, targets=view.to3(kernel_ready(t, dtype)), weight=w, label_smoothing=eps,
         sigma=1.0 / nrows if (reduction == "mean" and nrows) else 1.0,
         rows=None if rows is None else view.to2(rows),
         grad=None if grad is None else view.to3(grad), nthreads=_threads.for_work(x.size),
     )
+    if half is not None:
+        rows = None if rows is None else rows.astype(half)
+        grad = None if grad is None else grad.astype(half)
     # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
-    loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, dtype)
+    loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, half or dtype)
     return with_grad(loss, grad, return_grad, grad_out)
 
 
@@ -424,7 +430,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps,
                                     softcap, z_loss, return_grad, dtype, grad_out)
     t = target_array(target, "integer class indices or float class probabilities")
-    if t.dtype.kind != "f":
+    if t.dtype.kind != "f" and not half_kind(t.dtype):     # (bfloat16 is of kind "V")
         return _class_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,
                            False, grad_out)
     return _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad,

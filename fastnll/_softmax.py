@@ -133,9 +133,16 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     partial log-sum-exps of chunks that fastnll.dask combines, rounded once, at the end).
     A caller's `out` receives a copy of the result: it is the input's size divided by the
     reduced length, and the kernel's own buffer is needed for the signs anyway."""
+    weak = is_weak_scalar(b)
     a, b, dtype = lse_operands(a, b, as_real_array)
-    # a 16-bit input (without weights) is read in place, its results rounded to its dtype
+    # a 16-bit input (without weights) is read in place, its results rounded to its dtype;
+    # with weights whose promotion with it stays 16-bit (SciPy's result dtype) it is computed
+    # from a float32 copy and rounded to that dtype at the end
     kind = 0 if (b is not None or partial) else half_kind(a.dtype)
+    half_result = None
+    if b is not None and not partial:
+        promoted = a.dtype if weak else np.result_type(a.dtype, b.dtype)
+        half_result = promoted if half_kind(promoted) else None
     axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
         a = a.reshape(1)
@@ -144,7 +151,7 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
     out_shape = tuple(n for i, n in enumerate(a.shape) if i not in axes)
     if out is not None:
         check_out(out, "out", out_shape_keep if keepdims else out_shape,
-                  a.dtype if kind else dtype)
+                  a.dtype if kind else (half_result or dtype))
     if not axes:   # axis=(): reduce over nothing, i.e. over a new axis of length 1
         a = a[..., np.newaxis]
         b = None if b is None else b[..., np.newaxis]
@@ -187,6 +194,8 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
                             nthreads=nthreads)
         if not return_sign:
             res[sgn < 0] = np.nan
+        if half_result is not None:
+            res, sgn = res.astype(half_result), sgn.astype(half_result)
 
     shape = out_shape_keep if keepdims else out_shape
     result = deliver(out, scalar_or_array(res.reshape(shape)))

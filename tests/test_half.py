@@ -240,6 +240,27 @@ def test_forward_allocates_less_than_one_percent_of_the_input(dtype):
         assert peak < 0.01 * x.nbytes, peak
 
 
+@pytest.mark.parametrize("dtype", HALVES)
+def test_probability_targets_and_weighted_logsumexp_keep_the_dtype(dtype):
+    """Computed from a float32 copy (not read in place yet), rounded to the input's dtype as
+    PyTorch and SciPy return it."""
+    rng = np.random.default_rng(5)
+    x = _logits(dtype, (20, 30))
+    p = fastnll.softmax((rng.standard_normal((20, 30)) * 2).astype(dtype), axis=1)
+    loss, grad = fastnll.cross_entropy(x, p, label_smoothing=0.1, return_grad=True)
+    ref, ref_grad = ref_loss("ce", x.astype(np.float64), p.astype(np.float64),
+                             label_smoothing=0.1)
+    assert_ulps(loss, ref, dtype)
+    assert_ulps(grad, ref_grad, dtype)
+    b = (rng.random(30) - 0.3).astype(dtype)
+    res, sgn = fastnll.logsumexp(x, axis=1, b=b, return_sign=True)
+    ref_res, ref_sgn = ref_lse(x.astype(np.float64), axis=1, b=b.astype(np.float64),
+                               return_sign=True)
+    assert_ulps(res, ref_res, dtype)
+    assert_ulps(sgn, ref_sgn, dtype, n=0)
+    assert fastnll.logsumexp(x, axis=1, b=2.0).dtype == dtype       # a weak Python scalar
+
+
 def test_mixed_dtypes_promote():
     """A 16-bit input with float32 class weights keeps its dtype (the weights are class
     weights, as in PyTorch); a float16 input with a float64 weight in logsumexp promotes."""
