@@ -10,7 +10,8 @@
  * The portable code below is bit-exact for every input; at x86-64-v3 and v4 the contiguous
  * float16 loops use the F16C instructions (vcvtph2ps, vcvtps2ph), which give the same bits
  * (.ci/check_half.c compares them over every 16-bit value and every float).  NaN keeps its
- * sign and the top bits of its payload, and is made quiet, as F16C does.
+ * sign and (the top bits of) its payload, and is made quiet, as F16C does (bfloat16 loads
+ * are the bits shifted: a signalling bfloat16 nan stays signalling, as in ml_dtypes).
  */
 #ifndef FASTNLL_HALF_H
 #define FASTNLL_HALF_H
@@ -36,8 +37,8 @@ static inline float fnl_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0x1f)
-        return fnl_bits_f32(sign | 0x7f800000u | (m << 13));     /* inf, nan */
+    if (e == 0x1f)      /* inf; nan made quiet (its payload kept), as vcvtph2ps does */
+        return fnl_bits_f32(sign | 0x7f800000u | (m << 13) | (m ? 0x00400000u : 0u));
     if (e != 0)
         return fnl_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
     return fnl_bits_f32(sign | fnl_f32_bits((float)m * 5.9604644775390625e-08f));

@@ -38,16 +38,20 @@ cdef float *half_rows(int nthreads, Py_ssize_t C, int per_thread) except? NULL:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def half_load(const uint16_t[:] h not None, int kind, float[:] out not None):
+def half_load(const uint16_t[:] h not None, int kind, float[::1] out not None):
     """out = the float32 values of the 16-bit floats h (bits of the format `kind`)."""
+    if out.shape[0] != h.shape[0]:
+        raise ValueError(f"half_load: out has {out.shape[0]} elements, h {h.shape[0]}")
     if h.shape[0]:
         fnl_half_load_f32(&h[0], h.shape[0], h.strides[0] // 2, kind, &out[0])
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def half_store(const float[:] v not None, int kind, uint16_t[:] out not None):
+def half_store(const float[::1] v not None, int kind, uint16_t[:] out not None):
     """out = v rounded to the 16-bit format `kind` (to nearest, ties to even)."""
+    if out.shape[0] != v.shape[0]:
+        raise ValueError(f"half_store: out has {out.shape[0]} elements, v {v.shape[0]}")
     if v.shape[0]:
         fnl_half_store_f32(&v[0], v.shape[0], kind, &out[0], out.strides[0] // 2)
 
@@ -91,7 +95,7 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
     if x0 == NULL:
         return
     nthreads = nthreads if n > 1 else 1
-    if not take_log:
+    if not take_log and C <= HALF_ROW_MAX:
         buf = half_rows(nthreads, C, 1)
     with nogil:
         for r in prange(n, schedule='static', num_threads=nthreads):
@@ -102,20 +106,27 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
     free(buf)
 
 
+cdef enum:
+    # the longest row half_softmax's softmax converts whole, into a float32 row of its thread
+    # (1 MiB); longer rows (axis=None of a large array) take the two-exp formula by chunks
+    HALF_ROW_MAX = 262144
+
+
 cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,
                                   uint16_t *y, Py_ssize_t s_y, bint take_log,
                                   float *row) noexcept nogil:
-    # One row of half_softmax.  log_softmax: the row's statistics from chunks converted in L1,
-    # then x - shift - log_sum by chunks.  softmax (row: the thread's float32 row, C elements):
-    # the row converted (and its maximum taken) chunk by chunk, then PyTorch's one exp per
-    # element as in row_softmax_unit, the exps scaled and rounded chunk by chunk; a row whose
-    # maximum is not finite takes the general formula, as for float32.
+    # One row of half_softmax.  log_softmax (and softmax without row): the row's statistics
+    # from chunks converted in L1, then x - shift - log_sum (or its exp) by chunks.  softmax
+    # with row (the thread's float32 row, C elements): the row converted (and its maximum
+    # taken) chunk by chunk, then PyTorch's one exp per element as in row_softmax_unit, the
+    # exps scaled and rounded chunk by chunk; a row whose maximum is not finite takes the
+    # general formula, as for float32.
     cdef float chunk[ROW_CHUNK]
     cdef Py_ssize_t c0, cn
     cdef float maximum = -INFINITY, m, shift, log_sum
     cdef double total = 0
     cdef RowStats stats
-    if not take_log:
+    if not take_log and row != NULL:
         c0 = 0
         while c0 < C:
             cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
@@ -139,23 +150,17 @@ cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s,
                 fnl_half_store_f32(row + c0, cn, kind, y + c0 * s_y, s_y)
                 c0 += cn
             return
-        stats = row_lse(row, C, 1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
-    else:
-        stats = row_stats_from(<const float *>NULL, x, kind, C, s, SUMS_LSE, NULL, 0, NULL, 0,
-                               0, 0)
-        stats.log_sum = finish_logs(stats.maximum, stats.rest, stats.at_max)
+    stats = row_stats_from(<const float *>NULL, x, kind, C, s, SUMS_LSE, NULL, 0, NULL, 0, 0,
+                           0)
     shift = <float>stats.shift
-    log_sum = <float>stats.log_sum
+    log_sum = <float>finish_logs(stats.maximum, stats.rest, stats.at_max)
     if not take_log and stats.maximum == INFINITY:
         log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
     c0 = 0
     while c0 < C:
         cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
-        if take_log:
-            fnl_half_load_f32(x + c0 * s, cn, s, kind, chunk)
-            fnl_softmax(chunk, cn, 1, shift, log_sum, chunk, 1, True)
-        else:
-            fnl_softmax(row + c0, cn, 1, shift, log_sum, chunk, 1, False)
+        fnl_half_load_f32(x + c0 * s, cn, s, kind, chunk)
+        fnl_softmax(chunk, cn, 1, shift, log_sum, chunk, 1, take_log)
         fnl_half_store_f32(chunk, cn, kind, y + c0 * s_y, s_y)
         c0 += cn
 

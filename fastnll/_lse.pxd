@@ -104,7 +104,7 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
     cdef RowStats out
     cdef Py_ssize_t c0, cn, sc
     cdef const floating *xc
-    cdef floating hbuf[ROW_CHUNK]
+    cdef float hbuf[ROW_CHUNK]      # (unused, and dropped by the compiler, for double)
     cdef floating maximum = -INFINITY, shift = 0, ref = 0, chunk_max, chunk_at_max, chunk_wt
     cdef double rest = 0, at_max = 0, x_sum = 0, wt_sum = 0
     c0 = 0
@@ -112,13 +112,14 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
         cn = n - c0
         if cn > ROW_CHUNK:
             cn = ROW_CHUNK
-        xc, sc = x + c0 * s, s
         if floating is float:
             if h != NULL:
                 if s == 1:
                     fnl_prefetch_after(h + c0 + cn, cn * sizeof(uint16_t))
                 fnl_half_load_f32(h + c0 * s, cn, s, kind, hbuf)
                 xc, sc = hbuf, 1
+        if h == NULL:
+            xc, sc = x + c0 * s, s
         if s == 1 and h == NULL:
             # the chunk after the next (or the next row's start) arrives while this one and
             # the next are summed: one chunk ahead was measurably slower at x86-64-v3 (the
