@@ -427,6 +427,17 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if softcap is not None or z_loss:
         x, reduction, ignore_index, dtype, ax, _ = _prepare(input, reduction, ignore_index,
                                                             axis)
+        if half_kind(x.dtype):
+            # from a float32 copy, the results rounded to the 16-bit dtype
+            if grad_out is not None:
+                check_grad_out(grad_out, return_grad, [x.shape], x.dtype)
+            res = cross_entropy_capped(x.astype(dtype), ax, target, weight, ignore_index,
+                                       reduction, eps, softcap, z_loss, return_grad, dtype,
+                                       None)
+            loss, grad = res if return_grad else (res, None)
+            loss = np.asarray(loss).astype(x.dtype)[()]
+            return with_grad(loss, None if grad is None else grad.astype(x.dtype),
+                             return_grad, grad_out)
         return cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps,
                                     softcap, z_loss, return_grad, dtype, grad_out)
     t = target_array(target, "integer class indices or float class probabilities")

@@ -101,8 +101,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     -------
     loss : NumPy scalar or ndarray
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
-        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
-        ``input`` decides).
+        ``"none"``.  The dtype of a float32, float16 or bfloat16 ``input`` (16-bit input is
+        read in place and computed in float32), float64 otherwise (the dtype of ``input``
+        decides).
     grad : ndarray
         Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
         ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the
@@ -239,8 +240,9 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     -------
     loss : NumPy scalar or ndarray
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
-        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
-        ``input`` decides).
+        ``"none"``.  The dtype of a float32, float16 or bfloat16 ``input`` (16-bit input is
+        read in place and computed in float32), float64 otherwise (the dtype of ``input``
+        decides).
     (grad_input, grad_var) : tuple of ndarray
         Only with ``return_grad=True``, which returns ``(loss, (grad_input, grad_var))``:
         ``d(loss)/d(input)`` of the input's shape, and ``d(loss)/d(var)`` of ``var``'s shape
@@ -343,8 +345,9 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     -------
     loss : NumPy scalar or ndarray
         A NumPy scalar for ``"mean"`` and ``"sum"``, an array of the input's shape for
-        ``"none"``.  float32 for float32 or float16 ``input``, float64 otherwise (the dtype of
-        ``input`` decides).
+        ``"none"``.  The dtype of a float32, float16 or bfloat16 ``input`` (16-bit input is
+        read in place and computed in float32), float64 otherwise (the dtype of ``input``
+        decides).
     grad : ndarray
         Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
         ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the
@@ -439,8 +442,9 @@ def kl_div(input, target, reduction="mean", log_target=False, return_grad=False,
     Returns
     -------
     loss : NumPy scalar or ndarray
-        A NumPy scalar, or an array of the input's shape for ``"none"``.  float32 for float32
-        or float16 ``input``, float64 otherwise (the dtype of ``input`` decides).
+        A NumPy scalar, or an array of the input's shape for ``"none"``.  The dtype of a
+        float32, float16 or bfloat16 ``input`` (16-bit input is read in place and computed in
+        float32), float64 otherwise (the dtype of ``input`` decides).
     grad : ndarray
         Only with ``return_grad=True``, which returns the tuple ``(loss, grad)``:
         ``d(loss)/d(input)``, of the input's shape and ``loss``'s dtype (for ``"none"``, the

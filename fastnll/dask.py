@@ -46,6 +46,7 @@ from ._checks import (
     class_weight, normalize_axes, normalize_axis, real_number, target_array,
 )
 from ._dispatch import kernels
+from ._half import half_kind
 from ._layout import (
     compute_dtype, finish_reduction, float64_sums, is_weak_scalar, kernel_ready,
 )
@@ -88,11 +89,18 @@ def _dask(value, name, whole=None):
         if value.dtype.kind not in "biuf":
             as_real_array(np.empty(0, value.dtype), name)     # the in-memory TypeError
         check_known_shape(name, value.shape)
-        return value
+        return _as_float32_if_half(value)
     arr = as_real_array(value, name)
     axes = whole(arr.ndim) if whole is not None and arr.ndim else ()
-    return da.from_array(arr, chunks=tuple(-1 if a in axes else "auto"
-                                           for a in range(arr.ndim)) or "auto")
+    return _as_float32_if_half(da.from_array(arr, chunks=tuple(
+        -1 if a in axes else "auto" for a in range(arr.ndim)) or "auto"))
+
+
+def _as_float32_if_half(x):
+    """16-bit chunks (float16, bfloat16) converted to float32, chunk by chunk: the graphs
+    here compute them in float32 and return float32 (the in-memory functions would return
+    the 16-bit dtype, and the partial statistics combined across chunks are float64 anyway)."""
+    return x.astype(np.float32) if half_kind(x.dtype) else x
 
 
 def _whole(value):

@@ -250,8 +250,9 @@ _FALLBACK_NOTES = """
 
     - a tensor is not on the CPU (CUDA, MPS, ``meta``, ...), is not dense (sparse, mkldnn), or
       overrides ``__torch_function__``;
-    - ``input`` is not float32 or float64 (float16, bfloat16, ...), or a float operand has
-      another dtype than ``input`` (PyTorch promotes; fastnll computes in ``input``'s dtype){index}
+    - ``input`` is not float32, float64, float16 or bfloat16{half}, or a float operand
+      has another dtype than ``input`` (PyTorch promotes; fastnll computes in ``input``'s
+      dtype){index}
     - a float operand other than ``input`` needs a gradient (fastnll differentiates only with
       respect to ``input``){grads};
     - ``size_average`` or ``reduce`` (deprecated) is given: PyTorch translates them to a
@@ -272,8 +273,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """Cross-entropy between logits and class targets, on fastnll's fused kernel.
 
-    ``torch.nn.functional.cross_entropy`` with the same arguments and results; on CPU float32
-    and float64 tensors the loss and its gradient come from one pass of fastnll's kernel.
+    ``torch.nn.functional.cross_entropy`` with the same arguments and results; on CPU float32,
+    float64, float16 and bfloat16 tensors the loss and its gradient come from one pass of
+    fastnll's kernel (16-bit data read in place, computed in float32).
 
     Parameters
     ----------
@@ -352,8 +354,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
              reduction="mean"):
     """Negative log-likelihood of class indices under log-probabilities, on fastnll's kernel.
 
-    ``torch.nn.functional.nll_loss`` with the same arguments and results; on CPU float32 and
-    float64 tensors the loss and its gradient come from one pass of fastnll's kernel.
+    ``torch.nn.functional.nll_loss`` with the same arguments and results; on CPU float32,
+    float64, float16 and bfloat16 tensors the loss and its gradient come from one pass of
+    fastnll's kernel (16-bit data read in place).
 
     Parameters
     ----------
@@ -418,8 +421,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     """Binary cross-entropy between logits and targets in [0, 1], on fastnll's kernel.
 
     ``torch.nn.functional.binary_cross_entropy_with_logits`` with the same arguments and
-    results; on CPU float32 and float64 tensors the loss and its gradient come from one pass
-    of fastnll's kernel.
+    results; on CPU float32, float64, float16 and bfloat16 tensors the loss and its gradient
+    come from one pass of fastnll's kernel (16-bit data read in place, computed in float32).
 
     Parameters
     ----------
@@ -710,15 +713,18 @@ def _add_notes(func, **names):
         func.__doc__ = func.__doc__.replace("{notes}", _FALLBACK_NOTES.format(**names))
 
 
+_HALF_NOTE = "\n      (bfloat16 only with ml_dtypes installed)"
 _add_notes(cross_entropy, name="cross_entropy",
+           half=_HALF_NOTE[:-1] + ";\n      16-bit with probability targets goes to PyTorch)",
            index=";\n    - class-index targets are not int64 or uint8 (PyTorch refuses other "
                  "integer dtypes);",
            grads=": probability targets and ``weight``",
            extra="  (PyTorch\n      accepts a negative ``label_smoothing``, which fastnll "
                  "refuses.)")
-_add_notes(nll_loss, name="nll_loss",
+_add_notes(nll_loss, name="nll_loss", half=_HALF_NOTE,
            index=";\n    - the target is not int64 or uint8 (PyTorch refuses other integer "
                  "dtypes);",
            grads=": ``weight``", extra="")
 _add_notes(binary_cross_entropy_with_logits, name="binary_cross_entropy_with_logits",
+           half=_HALF_NOTE,
            index=";", grads=": ``target``, ``weight`` and ``pos_weight``", extra="")

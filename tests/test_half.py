@@ -86,6 +86,13 @@ def test_store_rounds_as_numpy_and_ml_dtypes(dtype):
         assert ulps(out[::step].view(dtype), ref).max() == 0
 
 
+def test_conversion_arguments_are_checked():
+    with pytest.raises(ValueError, match="out has 3 elements"):
+        kernels.half_load(np.zeros(4, np.uint16), F16, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="out has 5 elements"):
+        kernels.half_store(np.zeros(4, np.float32), BF16, np.zeros(5, np.uint16))
+
+
 def test_half_kind():
     assert half_kind(F16_DT) == F16 and half_kind(BF) == BF16
     for other in (np.float32, np.float64, np.int16, np.uint16, "V2", "S2"):
@@ -205,6 +212,48 @@ def test_softmax_family_hard_rows(dtype, fn):
     got = getattr(fastnll, fn)(x, axis=1)
     ref = getattr(fastnll, fn)(x.astype(np.float32), axis=1)
     assert_ulps(got, ref, dtype, n=1)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_of_one_long_row(dtype, fn):
+    """axis=None of a large array: one row longer than the kernels convert whole (the
+    two-exp formula by chunks, no float32 copy of the row)."""
+    x = _logits(dtype, (300_001,), scale=3.0)
+    got = getattr(fastnll, fn)(x)
+    ref = ref_softmax(x.astype(np.float64), None, fn == "log_softmax")
+    assert_ulps(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_capped_cross_entropy_keeps_the_dtype(dtype):
+    """softcap and z_loss: computed from a float32 copy, results of the input's dtype."""
+    x = _logits(dtype, (16, 40))
+    t = np.arange(16) % 40
+    loss, grad = fastnll.cross_entropy(x, t, softcap=5.0, z_loss=1e-3, return_grad=True)
+    ref, ref_grad = fastnll.cross_entropy(x.astype(np.float32), t, softcap=5.0, z_loss=1e-3,
+                                          return_grad=True)
+    assert loss.dtype == dtype and grad.dtype == dtype
+    assert_ulps(loss, ref, dtype, n=1)
+    assert_ulps(grad, ref_grad, dtype, n=1)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_dask_computes_16_bit_chunks_as_float32(dtype):
+    """fastnll.dask's graphs declare float32 for 16-bit input and their chunks are float32."""
+    da = pytest.importorskip("dask.array")
+    import fastnll.dask as fd
+    x = _logits(dtype, (40, 30))
+    t = np.arange(40) % 30
+    dx = da.from_array(x, chunks=(10, 30))
+    x32 = x.astype(np.float32)
+    for lazy, ref in ((fd.softmax(dx, axis=1), fastnll.softmax(x32, axis=1)),
+                      (fd.cross_entropy(dx, t, reduction="none"),
+                       fastnll.cross_entropy(x32, t, reduction="none")),
+                      (fd.logsumexp(dx, axis=1), fastnll.logsumexp(x32, axis=1))):
+        got = lazy.compute()
+        assert lazy.dtype == np.float32 and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", HALVES)
