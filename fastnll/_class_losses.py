@@ -9,7 +9,7 @@ from ._checks import (
     target_array,
 )
 from ._dispatch import kernels
-from ._half import half_bits, half_kind
+from ._half import half_kind
 from ._linear import cross_entropy_capped
 from ._layout import (
     ClassView, compute_dtype, finish_reduction, kernel_ready, output_array, with_grad,
@@ -82,7 +82,7 @@ def _half_class_loss(x, kind, ax, t, w, ignore_index, reduction, eps, return_gra
     """_class_loss for a 16-bit input x (float16, bfloat16; half_kind's `kind`), read in place
     by the kernels, with its results (loss, per-row losses, gradient) in x's dtype."""
     dtype = x.dtype
-    x = half_bits(x).view(dtype)
+    x = kernel_ready(x, dtype)
     view = ClassView(x, ax)
     rows = (np.empty(x.shape[:ax] + x.shape[ax + 1:], dtype=np.float32)
             if reduction == "none" else None)

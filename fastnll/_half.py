@@ -1,6 +1,7 @@
 """16-bit floats: NumPy's float16 and ml_dtypes' bfloat16.
 
-The kernels read such arrays in place (as their uint16 bits, with the format's code) and
+The kernels read such arrays in place (as their uint16 bits, with the format's code; the
+wrappers make them kernel-ready as any other dtype, _layout.kernel_ready) and
 compute in float32 (_half_kernels.pxi); results come back in the input's dtype, as in SciPy
 and PyTorch.  bfloat16 is recognised by its dtype's name, so ml_dtypes (an optional
 dependency, which defines it) is never imported here: only a caller that has such an array
@@ -19,10 +20,3 @@ def half_kind(dtype):
         return BF16
     return 0
 
-
-def half_bits(arr):
-    """The uint16 view of a 16-bit array that the kernels read (a copy only when its strides
-    are not whole elements or it is misaligned, as kernel_ready does for other dtypes)."""
-    if not arr.flags.aligned or any(s % 2 for s in arr.strides):
-        arr = np.array(arr, order="C")
-    return arr.view(np.uint16)

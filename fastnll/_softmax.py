@@ -5,7 +5,7 @@ from . import _threads
 from ._caches import LLC_BYTES, streams
 from ._checks import as_real_array, broadcast_b, check_out, normalize_axes
 from ._dispatch import kernels
-from ._half import half_bits, half_kind
+from ._half import half_kind
 from ._layout import (
     ClassView, compute_dtype, deliver, group_axes, is_weak_scalar, kernel_ready,
     kernel_writable, merge_axes, mergeable, same_memory, scalar_or_array,
@@ -157,7 +157,7 @@ def _logsumexp(a, axis, b, keepdims, return_sign, partial, out=None):
         b = None if b is None else b[..., np.newaxis]
         axes = (a.ndim - 1,)
 
-    a = half_bits(a).view(a.dtype) if kind else kernel_ready(a, dtype)
+    a = kernel_ready(a, a.dtype if kind else dtype)
     grouped, first, count, _ = group_axes(a, axes)
     if not mergeable(grouped, first, count) and a.size:
         if b is None and not kind:
@@ -217,7 +217,7 @@ def _softmax_impl(x, axis, take_log, out=None):
     if not axes:   # axis=(): each element is its own slice
         x = x[..., np.newaxis]
         axes = (x.ndim - 1,)
-    x = half_bits(x).view(x.dtype) if kind else kernel_ready(x, dtype)
+    x = kernel_ready(x, x.dtype if kind else dtype)
     grouped, first, count, perm = group_axes(x, axes)
     merged = merge_axes(grouped, first, count)
     view = ClassView(merged, first)

@@ -31,6 +31,7 @@ import functools
 import numpy as np
 
 from . import _class_losses, _elementwise, _linear
+from ._half import BF16, half_kind
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
            "linear_cross_entropy"]
@@ -171,7 +172,7 @@ def _as_array(t):
 def _as_tensor(a):
     """A NumPy result as a tensor sharing its memory (bfloat16 through its bits)."""
     a = np.asarray(a)
-    if a.dtype.kind == "V" and a.dtype.name == "bfloat16":
+    if half_kind(a.dtype) == BF16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
 
