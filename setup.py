@@ -9,6 +9,8 @@ used when the compiler accepts it (set FASTNLL_NO_OPENMP=1 to build without); th
 serially otherwise.  -march=native is never used: the build must run on any CPU of its level.
 FASTNLL_SANITIZE=address (or any -fsanitize= list, e.g. address,undefined) builds instrumented
 kernels for the memory-safety run in .ci/asan; never for a release.
+The extension modules compile in parallel, one at a time per CPU (`build_ext -j N` or
+FASTNLL_BUILD_JOBS=N to choose; 1 for one at a time).
 """
 import glob
 import os
@@ -98,6 +100,14 @@ def _compiler_version(compiler):
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        # pip runs build_ext without -j: the three kernel levels would compile one after the
+        # other (about 100 s on two cores instead of 55)
+        if not self.parallel:
+            jobs = os.environ.get("FASTNLL_BUILD_JOBS", "")
+            self.parallel = int(jobs) if jobs else (os.cpu_count() or 1)
+        super().finalize_options()
+
     def _write_build_config(self, info):
         """fastnll/_build_config.py beside the built modules: what show_config() reports."""
         target = os.path.join(os.path.dirname(self.get_ext_fullpath("fastnll._cpu")),
