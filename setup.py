@@ -9,8 +9,10 @@ used when the compiler accepts it (set FASTNLL_NO_OPENMP=1 to build without); th
 serially otherwise.  -march=native is never used: the build must run on any CPU of its level.
 FASTNLL_SANITIZE=address (or any -fsanitize= list, e.g. address,undefined) builds instrumented
 kernels for the memory-safety run in .ci/asan; never for a release.
-The extension modules compile in parallel, one at a time per CPU (`build_ext -j N` or
-FASTNLL_BUILD_JOBS=N to choose; 1 for one at a time).
+The extension modules compile in parallel, as many at once as there are CPUs (`build_ext -j N`
+or FASTNLL_BUILD_JOBS=N to choose).  FASTNLL_LEVELS="x86-64 x86-64-v4" builds only the x86-64
+levels it names, and always the baseline (the package must import on any CPU): for quicker
+development and sanitizer builds, never for a release.
 """
 import glob
 import os
@@ -171,6 +173,14 @@ elif sys.platform == "win32":    # MSVC: no run-time level check in _cpu.pyx, ba
     levels = ["x86_64"]
 else:
     levels = ["x86_64", "x86_64_v3", "x86_64_v4"]
+    wanted = os.environ.get("FASTNLL_LEVELS", "").replace(",", " ").split()
+    if wanted:
+        unknown = [w for w in wanted if w.replace("-", "_") not in levels]
+        if unknown:
+            sys.exit(f"FASTNLL_LEVELS: unknown level(s) {unknown}; the levels are x86-64, "
+                     "x86-64-v3 and x86-64-v4")
+        levels = [lv for lv in levels
+                  if lv == "x86_64" or lv in {w.replace("-", "_") for w in wanted}]
 extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
 extensions += [
     Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"],
