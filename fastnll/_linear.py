@@ -45,6 +45,7 @@ from ._checks import (
     class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
+from ._half import half_kind
 from ._layout import deliver, finish_reduction, kernel_ready, kernel_writable, with_grad
 from ._partials import FIELDS, class_partials, class_terms, combine
 from ._softmax import logsumexp, softmax
@@ -188,7 +189,7 @@ def _targets(target, x_shape, ax, C, ignore_index):
     """(targets, prob): int64 class indices shaped like x_shape without axis ax,
     range-checked, or class probabilities of shape x_shape."""
     t = target_array(target, "integer class indices or float class probabilities")
-    if t.dtype.kind == "f":
+    if t.dtype.kind == "f" or half_kind(t.dtype):
         check_probability_ignore_index(ignore_index)
         check_shape("target", t.shape, x_shape,
                     "probability targets must have the logits' shape")
@@ -239,8 +240,9 @@ def _linear_operands(input, linear_weight, linear_bias):
     if x.shape[-1] != W.shape[1]:
         raise ValueError(f"input has {x.shape[-1]} features (shape {x.shape}) but "
                          f"linear_weight has {W.shape[1]} (shape {W.shape})")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"input must be float32 or float64, got dtype {x.dtype}")
+    if x.dtype not in (np.float32, np.float64) and not half_kind(x.dtype):
+        raise TypeError(f"input must be float16, bfloat16, float32 or float64, got dtype "
+                        f"{x.dtype}")
     if W.dtype != x.dtype:
         raise TypeError(f"linear_weight must have input's dtype {x.dtype}, got {W.dtype}")
     b = None
@@ -376,8 +378,8 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
         not finite;
         ``grad_out`` has the wrong shape, is read-only, or is given without ``return_grad``.
     TypeError
-        ``input`` is not float32 or float64; ``linear_weight`` or ``linear_bias`` has another
-        dtype; a target, weight or option of the wrong type;
+        ``input`` is not float16, bfloat16, float32 or float64; ``linear_weight`` or
+        ``linear_bias`` has another dtype; a target, weight or option of the wrong type;
         ``grad_out`` is not a NumPy array (a tuple of them where there are several gradients) or
         has a dtype the gradient cannot be cast to.
 
@@ -396,7 +398,10 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
     products are NumPy's (``numpy.matmul``, on NumPy's BLAS); the loss and the logits'
     gradient come from fastnll's kernels on each block while it is in memory.  The memory a
     call adds beyond its results is bounded (about 32 MB of block buffers and a slice of
-    ``V x H`` in L2 cache) whatever the number of rows.
+    ``V x H`` in L2 cache) whatever the number of rows.  16-bit operands (float16,
+    ``ml_dtypes.bfloat16``) are converted to float32 once, since the BLAS products take no
+    16-bit operand (copies of ``input`` and ``linear_weight`` in float32, twice their size),
+    and the loss and gradients, computed in float32, are rounded once to their dtype.
 
     Examples
     --------
@@ -432,6 +437,7 @@ def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ign
     """linear_cross_entropy's checks, then linear_blocks (whose needs, row_scale and
     grad_out see)."""
     x, W, b, dtype = _linear_operands(input, linear_weight, linear_bias)
+    half = half_kind(dtype)
     reduction = check_reduction(reduction)
     ignore_index = check_ignore_index(ignore_index)
     eps = check_label_smoothing(label_smoothing)
@@ -439,12 +445,30 @@ def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ign
     z_loss = check_z_loss(z_loss)
     t, prob = _targets(target, x.shape[:-1] + (W.shape[0],), x.ndim - 1, W.shape[0],
                        ignore_index)
-    w = class_weight(weight, W.shape[0], dtype)
     grad_out = check_grad_out(grad_out, return_grad,
                               [x.shape, W.shape, None if b is None else b.shape], dtype,
                               names=("grad_out[0]", "grad_out[1]", "grad_out[2]"))
-    return linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
-                         return_grad, needs, row_scale, products, grad_out)
+    if not half:
+        w = class_weight(weight, W.shape[0], dtype)
+        return linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap,
+                             z_loss, return_grad, needs, row_scale, products, grad_out)
+    # 16-bit operands: the products need float32 ones (BLAS has no 16-bit product), so the
+    # operands are converted once (exactly) and the loss and gradients, computed in float32,
+    # rounded once to the 16-bit dtype
+    f32 = np.dtype(np.float32)
+    x, W = x.astype(f32), W.astype(f32)
+    b = None if b is None else b.astype(f32)
+    t = t.astype(f32) if prob else t
+    w = class_weight(weight, W.shape[0], f32)
+    res = linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
+                        return_grad, needs, row_scale, products)
+    loss, grads = res if return_grad else (res, None)
+    loss = loss.astype(dtype) if isinstance(loss, np.ndarray) else dtype.type(loss)
+    if not return_grad:
+        return loss
+    grads = [None if g is None else deliver(out, g.astype(dtype))
+             for g, out in zip(grads, grad_out)]
+    return loss, LinearGrads(*grads)
 
 
 def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,

@@ -238,6 +238,79 @@ def test_capped_cross_entropy_keeps_the_dtype(dtype):
     assert_ulps(grad, ref_grad, dtype, n=1)
 
 
+def _ref_linear(x, W, b, t, reduction, ignore_index=-100):
+    """linear_cross_entropy's loss and gradients in float64 from the 16-bit values, through
+    the formed logits and the float64 cross-entropy reference."""
+    x64, W64 = x.astype(np.float64), W.astype(np.float64)
+    z = x64 @ W64.T + (0 if b is None else b.astype(np.float64))
+    t64 = t.astype(np.float64) if t.dtype.kind != "i" else t
+    loss, g = ref_loss("ce", z, t64, reduction=reduction, ignore_index=ignore_index, axis=1)
+    return loss, (g @ W64, g.T @ x64, None if b is None else g.sum(axis=0))
+
+
+def _assert_close_16(got, ref, dtype):
+    """got (16-bit) within 2 ulp of ref, or 2 ulp of the largest |ref| for entries that come
+    out of sums that cancel (the products' entries)"""
+    got = np.asarray(got)
+    assert got.dtype == dtype
+    eps = 2.0 ** -7 if dtype == BF else 2.0 ** -10
+    np.testing.assert_allclose(got.astype(np.float64), ref, rtol=eps,
+                               atol=eps * np.abs(ref).max(initial=0))
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_cross_entropy(dtype, reduction, bias):
+    """16-bit operands: converted once to float32 for the products, loss and gradients of
+    the input's dtype, against float64 on the 16-bit values; the operands untouched."""
+    rng = np.random.default_rng(11)
+    N, H, V = 37, 16, 300
+    x = (rng.standard_normal((N, H)) * 2).astype(dtype)
+    W = (rng.standard_normal((V, H)) * 0.5).astype(dtype)
+    b = (rng.standard_normal(V)).astype(dtype) if bias else None
+    t = rng.integers(0, V, N)
+    t[3] = -100
+    before = snapshot([x, W, b, t])
+    loss, grads = fastnll.linear_cross_entropy(x, W, t, linear_bias=b, reduction=reduction,
+                                               return_grad=True)
+    assert_unchanged(before)
+    ref, ref_grads = _ref_linear(x, W, b, t, reduction)
+    assert_ulps(loss, ref, dtype)
+    assert np.asarray(loss).shape == np.shape(ref)
+    for got, r in zip(grads, ref_grads):
+        if r is None:
+            assert got is None
+        else:
+            _assert_close_16(got, r, dtype)
+    assert_ulps(fastnll.linear_cross_entropy(x, W, t, linear_bias=b, reduction=reduction),
+                ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_linear_cross_entropy_probabilities_and_grad_out(dtype):
+    rng = np.random.default_rng(12)
+    N, H, V = 20, 8, 50
+    x = rng.standard_normal((N, H)).astype(dtype)
+    W = rng.standard_normal((V, H)).astype(dtype)
+    p = fastnll.softmax(rng.standard_normal((N, V)).astype(dtype), axis=1)
+    loss, grads = fastnll.linear_cross_entropy(x, W, p, return_grad=True)
+    ref, ref_grads = _ref_linear(x, W, None, p, "mean")
+    assert_ulps(loss, ref, dtype)
+    _assert_close_16(grads.input, ref_grads[0], dtype)
+    _assert_close_16(grads.linear_weight, ref_grads[1], dtype)
+    # the caller's arrays receive the 16-bit gradients (or, of float32, their values)
+    gx, gW = np.empty_like(x), np.empty((V, H), np.float32)
+    loss2, grads2 = fastnll.linear_cross_entropy(x, W, p, return_grad=True,
+                                                 grad_out=(gx, gW, None))
+    assert grads2.input is gx and grads2.linear_weight is gW
+    np.testing.assert_array_equal(gx.view(np.uint16), grads.input.view(np.uint16))
+    np.testing.assert_array_equal(gW, grads.linear_weight.astype(np.float32))
+    assert loss2 == loss
+    with pytest.raises(TypeError, match="linear_weight must have input's dtype"):
+        fastnll.linear_cross_entropy(x, W.astype(np.float32), p)
+
+
 @pytest.mark.parametrize("dtype", HALVES)
 def test_dask_computes_16_bit_chunks_as_float32(dtype):
     """fastnll.dask's graphs declare float32 for 16-bit input and their chunks are float32."""
