@@ -1,10 +1,12 @@
 /*
  * CI check of the 16-bit conversions of fastnll/_half.h at the SIMD level it is built for:
- * the row loops (fnl_half_load_f32, fnl_half_store_f32: F16C instructions for float16 at
- * x86-64-v3 and v4, vectorised loops for bfloat16; unit stride, and loads at stride 2)
- * against the scalar portable conversions, for every one of the 2^16 values of each format
- * (loads, bit for bit, nan included) and every one of the 2^32 floats (stores; nan compared
- * as nan: its payload bits may differ).  The scalar
+ * the row loops (fnl_half_load_f32, fnl_half_load_max_f32, fnl_half_store_f32: F16C
+ * instructions for float16 at x86-64-v3 and v4, vectorised loops for bfloat16; unit stride,
+ * and loads at stride 2) against the scalar portable conversions, for every one of the 2^16
+ * values of each format (loads, bit for bit, nan included; the maxima of load_max over
+ * windows of every length up to 70 and a few longer ones, at every start, against a scalar
+ * maximum) and every one of the 2^32 floats (stores; nan compared as nan: its payload bits
+ * may differ).  The scalar
  * conversions themselves are checked against NumPy's and ml_dtypes' by tests/test_half.py.
  * Built by .ci/run with the installed package's flags of each level; about 20 s a level.
  */
@@ -43,6 +45,34 @@ int main(void)
                     }
                 }
             }
+        }
+        /* load_max: the loaded values as fnl_half_load_f32's, the maximum as a scalar
+         * loop's (nan ignored) over windows at every start; the full array at stride 2 */
+        static const uint32_t lens[] = {1024, 1000, 333, 129};
+        for (uint32_t k = 0; k < 70 + sizeof lens / sizeof lens[0]; k++) {
+            uint32_t len = k < 70 ? k + 1 : lens[k - 70];
+            for (uint32_t a = 0; a + len <= BATCH; a += (k < 70 ? 1 : 7)) {
+                float m = fnl_half_load_max_f32(h + a, len, 1, kind, f), ref = -INFINITY;
+                for (uint32_t i = 0; i < len; i++) {
+                    float v = fnl_half_to_f32(h[a + i], kind);
+                    ref = v > ref ? v : ref;
+                    if (fnl_f32_bits(f[i]) != fnl_f32_bits(v) && bad++ < 10)
+                        printf("%s load_max %04x: %a, portable %a\n", name,
+                               (unsigned)h[a + i], f[i], v);
+                }
+                if (m != ref && bad++ < 10)
+                    printf("%s load_max of %u from %04x: %a, scalar %a\n", name, len,
+                           (unsigned)a, m, ref);
+            }
+        }
+        {
+            float m = fnl_half_load_max_f32(h + 1, BATCH / 2, 2, kind, f), ref = -INFINITY;
+            for (uint32_t i = 0; i < BATCH / 2; i++) {
+                float v = fnl_half_to_f32(h[1 + 2 * i], kind);
+                ref = v > ref ? v : ref;
+            }
+            if (m != ref && bad++ < 10)
+                printf("%s load_max at stride 2: %a, scalar %a\n", name, m, ref);
         }
         for (uint64_t hi = 0; hi < (1u << 16); hi++) {
             for (uint32_t i = 0; i < BATCH; i++)

@@ -17,6 +17,7 @@
 #define FASTNLL_HALF_H
 
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 #include "_portable.h"
 
@@ -118,6 +119,55 @@ static inline void fnl_half_load_f32(const uint16_t *h, ptrdiff_t n, ptrdiff_t s
 #endif
     for (; i < n; i++)
         out[i] = fnl_f16_to_f32(h[i]);
+}
+
+/* fnl_half_load_f32, returning the maximum of the values too (nan ignored; -inf when there
+ * is none: x > m ? x : m, as fnl_max): one pass over a chunk where the load and fnl_max
+ * took two */
+static inline float fnl_half_load_max_f32(const uint16_t *h, ptrdiff_t n, ptrdiff_t s,
+                                          int kind, float *out)
+{
+    float m = -INFINITY;
+    ptrdiff_t i = 0;
+    if (s != 1) {
+        fnl_half_load_f32(h, n, s, kind, out);
+        for (i = 0; i < n; i++)
+            m = out[i] > m ? out[i] : m;
+        return m;
+    }
+    if (kind == FNL_BF16) {
+        FNL_SIMD_MAX(m)
+        for (i = 0; i < n; i++) {
+            float v = fnl_bits_f32((uint32_t)h[i] << 16);
+            out[i] = v;
+            m = v > m ? v : m;
+        }
+        return m;
+    }
+#ifdef FNL_HAVE_F16C
+    if (n >= 16) {
+        /* vmaxps(v, acc) is acc when v is nan; two accumulators, no nan in either */
+        __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+        float lanes[8];
+        for (; i + 16 <= n; i += 16) {
+            __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
+            __m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i + 8)));
+            _mm256_storeu_ps(out + i, a);
+            _mm256_storeu_ps(out + i + 8, b);
+            m0 = _mm256_max_ps(a, m0);
+            m1 = _mm256_max_ps(b, m1);
+        }
+        _mm256_storeu_ps(lanes, _mm256_max_ps(m1, m0));
+        for (int q = 0; q < 8; q++)
+            m = lanes[q] > m ? lanes[q] : m;
+    }
+#endif
+    for (; i < n; i++) {
+        float v = fnl_f16_to_f32(h[i]);
+        out[i] = v;
+        m = v > m ? v : m;
+    }
+    return m;
 }
 
 /* v[0..n) rounded -> n 16-bit values at stride s (elements) */

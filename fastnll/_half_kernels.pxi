@@ -12,8 +12,8 @@
 # another layout.
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    fnl_expsum_unit, fnl_f32_to_half, fnl_half_load_f32, fnl_half_store_f32, fnl_half_to_f32,
-    fnl_scale_unit,
+    fnl_expsum_unit, fnl_f32_to_half, fnl_half_load_f32, fnl_half_load_max_f32,
+    fnl_half_store_f32, fnl_half_to_f32, fnl_scale_unit,
 )
 
 
@@ -132,8 +132,7 @@ cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s,
             cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
             if s == 1:
                 fnl_prefetch_after(x + c0 + cn, cn * sizeof(uint16_t))
-            fnl_half_load_f32(x + c0 * s, cn, s, kind, row + c0)
-            m = fnl_max(row + c0, cn, 1)
+            m = fnl_half_load_max_f32(x + c0 * s, cn, s, kind, row + c0)
             if m > maximum:
                 maximum = m
             c0 += cn

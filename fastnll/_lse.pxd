@@ -15,8 +15,8 @@ from libc.math cimport isfinite, log, log1p, INFINITY
 from libc.stdint cimport uint16_t
 
 from fastnll._loops cimport (
-    fnl_exp_f64, fnl_half_load_f32, fnl_log_sums, fnl_max, fnl_prefetch_after, fnl_sumexp,
-    fnl_sumdiff, fnl_tsum,
+    fnl_exp_f64, fnl_half_load_max_f32, fnl_log_sums, fnl_max, fnl_prefetch_after,
+    fnl_sumexp, fnl_sumdiff, fnl_tsum,
 )
 
 cdef enum:
@@ -105,7 +105,8 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
     cdef Py_ssize_t c0, cn, sc
     cdef const floating *xc
     cdef float hbuf[ROW_CHUNK]      # (unused, and dropped by the compiler, for double)
-    cdef floating maximum = -INFINITY, shift = 0, ref = 0, chunk_max, chunk_at_max, chunk_wt
+    cdef floating maximum = -INFINITY, shift = 0, ref = 0, chunk_at_max, chunk_wt
+    cdef floating chunk_max = -INFINITY
     cdef double rest = 0, at_max = 0, x_sum = 0, wt_sum = 0
     c0 = 0
     while c0 < n:
@@ -116,16 +117,17 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
             if h != NULL:
                 if s == 1:
                     fnl_prefetch_after(h + c0 + cn, cn * sizeof(uint16_t))
-                fnl_half_load_f32(h + c0 * s, cn, s, kind, hbuf)
+                # converted and its maximum taken in one pass
+                chunk_max = fnl_half_load_max_f32(h + c0 * s, cn, s, kind, hbuf)
                 xc, sc = hbuf, 1
         if h == NULL:
             xc, sc = x + c0 * s, s
-        if s == 1 and h == NULL:
-            # the chunk after the next (or the next row's start) arrives while this one and
-            # the next are summed: one chunk ahead was measurably slower at x86-64-v3 (the
-            # hardware prefetchers stop at 4 KiB pages)
-            fnl_prefetch_after(x + c0 + cn, cn * sizeof(floating))
-        chunk_max = fnl_max(xc, cn, sc)
+            if s == 1:
+                # the chunk after the next (or the next row's start) arrives while this one
+                # and the next are summed: one chunk ahead was measurably slower at
+                # x86-64-v3 (the hardware prefetchers stop at 4 KiB pages)
+                fnl_prefetch_after(x + c0 + cn, cn * sizeof(floating))
+            chunk_max = fnl_max(xc, cn, sc)
         if chunk_max > maximum:
             rescale(chunk_max, &maximum, &shift, &rest, &at_max)
         if c0 == 0:
