@@ -103,12 +103,16 @@ def _compiler_version(compiler):
 
 class BuildExt(build_ext):
     def finalize_options(self):
-        # pip runs build_ext without -j: the three kernel levels would compile one after the
-        # other (about 100 s on two cores instead of 55)
-        if not self.parallel:
-            jobs = os.environ.get("FASTNLL_BUILD_JOBS", "")
-            self.parallel = int(jobs) if jobs else (os.cpu_count() or 1)
+        # pip runs build_ext without -j (nor `build -j`, which finalize_options copies in):
+        # the three kernel levels would compile one after the other
         super().finalize_options()
+        if not self.parallel:
+            jobs = os.environ.get("FASTNLL_BUILD_JOBS", "").strip()
+            if jobs and not (jobs.isdigit() and int(jobs) > 0):
+                sys.exit(f"FASTNLL_BUILD_JOBS must be a positive integer, got {jobs!r}")
+            cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count())
+            self.parallel = int(jobs) if jobs else (cpus or 1)
 
     def _write_build_config(self, info):
         """fastnll/_build_config.py beside the built modules: what show_config() reports."""
@@ -125,6 +129,13 @@ class BuildExt(build_ext):
             built = os.path.join(self.build_lib, "fastnll", "_build_config.py")
             pkg = self.get_finalized_command("build_py").get_package_dir("fastnll")
             self.copy_file(built, os.path.join(pkg, "_build_config.py"))
+            # a build of some levels only (FASTNLL_LEVELS) must not leave the modules of the
+            # others, from an earlier build, to be imported in their place
+            for lv in {"x86_64", "x86_64_v3", "x86_64_v4"} - set(levels):
+                for stale in glob.glob(os.path.join(pkg, f"_kern_{lv}.*")):
+                    if stale.endswith((".so", ".pyd")):
+                        print(f"removing {stale}: FASTNLL_LEVELS leaves out its level")
+                        os.remove(stale)
 
     def build_extensions(self):
         cc = self.compiler

@@ -323,7 +323,7 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
     Parameters
     ----------
     input : array_like, shape (..., H)
-        Features (hidden states), float32 or float64.
+        Features (hidden states), float16, bfloat16, float32 or float64.
     linear_weight : array_like, shape (V, H)
         The output layer's weight, of ``input``'s dtype (PyTorch's ``Linear`` layout).
     target : array_like
@@ -355,7 +355,7 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
         ``grads`` of an earlier call, to write the gradients into, as NumPy's ``out=`` (a
         dtype the gradient casts to under ``casting="same_kind"``, writeable); they are
         returned as ``grads``.  C-contiguous arrays of ``input``'s dtype are written by the
-        products directly, others through a copy.
+        products directly (float32 and float64 operands), others through a copy.
 
     Returns
     -------
@@ -401,7 +401,8 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias=None, weight=
     ``V x H`` in L2 cache) whatever the number of rows.  16-bit operands (float16,
     ``ml_dtypes.bfloat16``) are converted to float32 once, since the BLAS products take no
     16-bit operand (copies of ``input`` and ``linear_weight`` in float32, twice their size),
-    and the loss and gradients, computed in float32, are rounded once to their dtype.
+    and the loss and gradients, computed as for float32 operands, are rounded from their
+    float32 values to the 16-bit dtype.
 
     Examples
     --------
@@ -453,12 +454,12 @@ def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ign
         return linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap,
                              z_loss, return_grad, needs, row_scale, products, grad_out)
     # 16-bit operands: the products need float32 ones (BLAS has no 16-bit product), so the
-    # operands are converted once (exactly) and the loss and gradients, computed in float32,
-    # rounded once to the 16-bit dtype
+    # operands are converted once (exactly) and the loss and gradients, computed as for
+    # float32 operands, rounded from their float32 values to the 16-bit dtype (probability
+    # targets are converted block by block, as for float32)
     f32 = np.dtype(np.float32)
     x, W = x.astype(f32), W.astype(f32)
     b = None if b is None else b.astype(f32)
-    t = t.astype(f32) if prob else t
     w = class_weight(weight, W.shape[0], f32)
     res = linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
                         return_grad, needs, row_scale, products)
