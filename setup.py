@@ -31,6 +31,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
+X86_LEVELS = ["x86_64", "x86_64_v3", "x86_64_v4"]     # the kernel modules' levels, baseline first
 
 # Per-level target flags for gcc/clang, with an explicit feature list for compilers that do not
 # know the x86-64-vN names.
@@ -131,7 +132,7 @@ class BuildExt(build_ext):
             self.copy_file(built, os.path.join(pkg, "_build_config.py"))
             # a build of some levels only (FASTNLL_LEVELS) must not leave the modules of the
             # others, from an earlier build, to be imported in their place
-            for lv in {"x86_64", "x86_64_v3", "x86_64_v4"} - set(levels):
+            for lv in set(X86_LEVELS) - set(levels):
                 for stale in glob.glob(os.path.join(pkg, f"_kern_{lv}.*")):
                     if stale.endswith((".so", ".pyd")):
                         print(f"removing {stale}: FASTNLL_LEVELS leaves out its level")
@@ -183,15 +184,15 @@ if not X86:
 elif sys.platform == "win32":    # MSVC: no run-time level check in _cpu.pyx, baseline only
     levels = ["x86_64"]
 else:
-    levels = ["x86_64", "x86_64_v3", "x86_64_v4"]
+    levels = X86_LEVELS
     wanted = os.environ.get("FASTNLL_LEVELS", "").replace(",", " ").split()
     if wanted:
         unknown = [w for w in wanted if w.replace("-", "_") not in levels]
         if unknown:
             sys.exit(f"FASTNLL_LEVELS: unknown level(s) {unknown}; the levels are x86-64, "
                      "x86-64-v3 and x86-64-v4")
-        levels = [lv for lv in levels
-                  if lv == "x86_64" or lv in {w.replace("-", "_") for w in wanted}]
+        wanted = {w.replace("-", "_") for w in wanted} | {X86_LEVELS[0]}
+        levels = [lv for lv in X86_LEVELS if lv in wanted]
 extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
 extensions += [
     Extension(f"fastnll._kern_{lv}", [f"fastnll/_kern_{lv}.pyx"],

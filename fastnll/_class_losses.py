@@ -9,7 +9,7 @@ from ._checks import (
     target_array,
 )
 from ._dispatch import kernels
-from ._half import half_kind
+from ._half import half_kind, rounded
 from ._linear import cross_entropy_capped
 from ._layout import (
     ClassView, compute_dtype, finish_reduction, kernel_ready, output_array, with_grad,
@@ -167,8 +167,7 @@ def _prob_loss(input, t, weight, ignore_index, reduction, eps, axis, return_grad
         grad=None if grad is None else view.to3(grad), nthreads=_threads.for_work(x.size),
     )
     if half is not None:
-        rows = None if rows is None else rows.astype(half)
-        grad = None if grad is None else grad.astype(half)
+        rows, grad = rounded(rows, half), rounded(grad, half)
     # "mean" of an input with no elements is nan, as in PyTorch (also with rows but C = 0)
     loss = finish_reduction(reduction, total, nrows if x.size else 0, rows, half or dtype)
     return with_grad(loss, grad, return_grad, grad_out)
@@ -435,9 +434,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                        reduction, eps, softcap, z_loss, return_grad, dtype,
                                        None)
             loss, grad = res if return_grad else (res, None)
-            loss = np.asarray(loss).astype(x.dtype)[()]
-            return with_grad(loss, None if grad is None else grad.astype(x.dtype),
-                             return_grad, grad_out)
+            return with_grad(rounded(loss, x.dtype), rounded(grad, x.dtype), return_grad,
+                             grad_out)
         return cross_entropy_capped(x, ax, target, weight, ignore_index, reduction, eps,
                                     softcap, z_loss, return_grad, dtype, grad_out)
     t = target_array(target, "integer class indices or float class probabilities")

@@ -20,3 +20,8 @@ def half_kind(dtype):
         return BF16
     return 0
 
+
+def rounded(value, dtype):
+    """A result computed in float32 (a NumPy scalar or array) rounded to the 16-bit `dtype`:
+    a scalar stays a scalar (np.asarray(...)[()]), an array an array; None stays None."""
+    return None if value is None else np.asarray(value).astype(dtype)[()]

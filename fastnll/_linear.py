@@ -45,7 +45,7 @@ from ._checks import (
     class_targets, class_weight, out_of_bounds, target_array,
 )
 from ._dispatch import kernels
-from ._half import half_kind
+from ._half import half_kind, rounded
 from ._layout import deliver, finish_reduction, kernel_ready, kernel_writable, with_grad
 from ._partials import FIELDS, class_partials, class_terms, combine
 from ._softmax import logsumexp, softmax
@@ -463,13 +463,12 @@ def linear_blocks_checked(input, linear_weight, linear_bias, target, weight, ign
     w = class_weight(weight, W.shape[0], f32)
     res = linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
                         return_grad, needs, row_scale, products)
-    loss, grads = res if return_grad else (res, None)
-    loss = loss.astype(dtype) if isinstance(loss, np.ndarray) else dtype.type(loss)
     if not return_grad:
-        return loss
-    grads = [None if g is None else deliver(out, g.astype(dtype))
+        return rounded(res, dtype)
+    loss, grads = res
+    grads = [None if g is None else deliver(out, rounded(g, dtype))
              for g, out in zip(grads, grad_out)]
-    return loss, LinearGrads(*grads)
+    return rounded(loss, dtype), LinearGrads(*grads)
 
 
 def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
