@@ -1,9 +1,10 @@
 """`python -m fastnll bench`: time fastnll against NumPy and whatever peers are installed.
 
 Each workload is one public function on one array; each implementation computes the same
-quantity.  Calls are interleaved (one call of each implementation per round) so that a drift
-in the machine's speed hits all of them alike; the table shows medians and each time as a
-multiple of fastnll's.
+quantity.  Calls are interleaved (one sample of each implementation per round) so that a drift
+in the machine's speed hits all of them alike, and each sample follows an untimed call of the
+same implementation, so that it times what a loop calling that function sees (see
+time_impls); the table shows medians and each time as a multiple of fastnll's.
 """
 import argparse
 import collections
@@ -577,7 +578,16 @@ def run_workload(func, shape, dtype, repeat, min_time=0.05):
 
 def time_impls(impls, repeat, min_time=0.05, pause=0):
     """{name: median seconds a call}, the implementations timed in interleaved rounds;
-    pause: seconds of sleep before each sample (see run_workload)."""
+    pause: seconds of sleep before each sample (see run_workload).
+
+    Each sample follows one untimed call of the same implementation: the sample times the
+    steady state of a loop that calls the function again and again, not the aftermath of the
+    implementations timed before it.  Without it, a call that returns a fresh result array
+    paid for memory that had lain free for the rest of the round: on a virtual machine whose
+    kernel reports free memory to the host (virtio-balloon free page reporting), such memory
+    is backed again page by page on first touch.  fastnll's cross_entropy with the gradient
+    of (4096, 32000) bfloat16 took 408 ms a sample that way against 88 ms after an untimed
+    call (70 ms into a reused grad_out), while PyTorch's took 368 ms and 357 ms."""
     # Calls per sample so that one sample lasts at least min_time (small inputs).
     inner = {}
     for name, fn in impls.items():
@@ -593,6 +603,7 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
                 # keep spinning for a while after its last product (OpenBLAS for up to about
                 # 0.1 s): let them sleep, so that no implementation pays for the one before
                 time.sleep(pause)
+            fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
@@ -851,6 +862,11 @@ def main(argv=None):
                         "with x86-64-v3), and hold PyTorch to the same instruction set; the "
                         "same as setting FASTNLL_SIMD_LEVEL and ATEN_CPU_CAPABILITY")
     args = p.parse_args(argv)
+    if args.plot:
+        try:                    # before the run, not after it
+            import matplotlib   # noqa: F401
+        except ImportError:
+            raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
     if args.simd_level:
         _rerun_at_level(args.simd_level, argv)   # returns only if already at that level
 

@@ -7,6 +7,8 @@ every workload and its value (the loss, or the first of its results) compared wi
 The floors (one read, one copy, the matrix products alone) and the variants that compute on
 other data (half the targets ignored) are left out.
 """
+import sys
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,24 @@ def test_small_calls_compute_the_same_quantity(label):
     if label.startswith("cross_entropy_grad") and "torch" in results:
         np.testing.assert_allclose(results["torch"][1].numpy(), results["fastnll"][1],
                                    rtol=1e-5, atol=1e-7)
+
+
+def test_each_sample_follows_an_untimed_call_of_its_own():
+    # time_impls: per round, each implementation's timed calls come right after one untimed
+    # call of its own (the steady state of a loop), never right after another implementation
+    log = []
+    impls = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
+    medians = _bench.time_impls(impls, repeat=3, min_time=0.0)
+    assert set(medians) == {"a", "b", "c"}
+    # first two calls each to size the samples (min_time 0: one call a sample), then per
+    # round, for each implementation in turn: the untimed call, the timed one
+    sizing = ["a", "a", "b", "b", "c", "c"]
+    assert log == sizing + ["a", "a", "b", "b", "c", "c"] * 3
+
+
+def test_plot_without_matplotlib_stops_before_the_run(monkeypatch):
+    # --plot needs matplotlib: said at once, not after a run of many minutes
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib fails
+    monkeypatch.setattr(_bench, "run_workload", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(SystemExit, match="--plot needs matplotlib: pip install matplotlib"):
+        _bench.main(["--function", "entropy", "--plot", "x.png"])
