@@ -585,9 +585,11 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
     implementations timed before it.  Without it, a call that returns a fresh result array
     paid for memory that had lain free for the rest of the round: on a virtual machine whose
     kernel reports free memory to the host (virtio-balloon free page reporting), such memory
-    is backed again page by page on first touch.  fastnll's cross_entropy with the gradient
-    of (4096, 32000) bfloat16 took 408 ms a sample that way against 88 ms after an untimed
-    call (70 ms into a reused grad_out), while PyTorch's took 368 ms and 357 ms."""
+    is backed again page by page on first touch.  In a run that timed each sample both ways,
+    fastnll's cross_entropy with the gradient of (4096, 32000) bfloat16 took 408 ms a sample
+    that way against 88 ms after an untimed call (70 ms into a reused grad_out), while
+    PyTorch's took 368 ms and 357 ms.  The price: a workload whose single call lasts min_time
+    or more takes twice as long to time."""
     # Calls per sample so that one sample lasts at least min_time (small inputs).
     inner = {}
     for name, fn in impls.items():
@@ -601,7 +603,7 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
             if pause:
                 # the linear_* rows: the previous implementation's BLAS or OpenMP threads
                 # keep spinning for a while after its last product (OpenBLAS for up to about
-                # 0.1 s): let them sleep, so that no implementation pays for the one before
+                # 0.1 s): let them go to sleep before this implementation's calls start
                 time.sleep(pause)
             fn()
             t0 = time.perf_counter()
@@ -863,8 +865,8 @@ def main(argv=None):
                         "same as setting FASTNLL_SIMD_LEVEL and ATEN_CPU_CAPABILITY")
     args = p.parse_args(argv)
     if args.plot:
-        try:                    # before the run, not after it
-            import matplotlib   # noqa: F401
+        try:                            # before the run, not after it
+            import matplotlib.pyplot    # noqa: F401
         except ImportError:
             raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
     if args.simd_level:
