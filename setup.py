@@ -189,8 +189,9 @@ else:
     if wanted:
         unknown = [w for w in wanted if w.replace("-", "_") not in levels]
         if unknown:
-            sys.exit(f"FASTNLL_LEVELS: unknown level(s) {unknown}; the levels are x86-64, "
-                     "x86-64-v3 and x86-64-v4")
+            names = [lv.replace("_", "-") for lv in X86_LEVELS]
+            sys.exit(f"FASTNLL_LEVELS: unknown level(s) {unknown}; the levels are "
+                     f"{', '.join(names[:-1])} and {names[-1]}")
         wanted = {w.replace("-", "_") for w in wanted} | {X86_LEVELS[0]}
         levels = [lv for lv in X86_LEVELS if lv in wanted]
 extensions = [Extension("fastnll._cpu", ["fastnll/_cpu.pyx"])]
