@@ -198,16 +198,13 @@ FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, c
     }
 
 FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
-                                           ptrdiff_t class_stride, ptrdiff_t ncols,
-                                           int prefetch, float *m)
+                                           ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
 {
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         FNL_COLQ_MASKS(live, nq, ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ)
         __m512 acc[FNL_COLQ];
         for (int q = 0; q < FNL_COLQ; q++) acc[q] = fnl_load16(live[q], m + k0 + 16 * q);
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            /* the same piece of the row, one chunk ahead (the next call's) */
-            if (prefetch) fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {   /* x > m ? x : m, as the scalar loop (nan in x is skipped) */
                     __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);
@@ -223,8 +220,8 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
 
 FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
                                               ptrdiff_t class_stride, ptrdiff_t ncols,
-                                              const float *M, const float *shift, float *rest,
-                                              float *at_max)
+                                              int prefetch, const float *M,
+                                              const float *shift, float *rest, float *at_max)
 {
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
@@ -252,6 +249,8 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
             count[q] = _mm512_setzero_si512();
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
+            /* the same piece of the row, one chunk ahead (the next call's) */
+            if (prefetch) fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);

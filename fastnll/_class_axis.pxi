@@ -158,8 +158,8 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
                                bint prefetch) noexcept nogil:
     # One chunk of col_lse: the nclass (<= COL_CHUNK) classes j0, j0 + 1, ... whose rows
     # start at x, added to the running state (col_lse_start) in thread tid's workspace.
-    # prefetch: ask for the next chunk's pieces of these columns while this one is read (as
-    # col_lse does; a caller that reads other columns next leaves that to the hardware).
+    # prefetch: ask for the next chunk's pieces of these columns while this one is summed (as
+    # col_lse and logsumexp_strips do; a caller that reads other rows next does not).
     cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
     cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
@@ -182,7 +182,7 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
         xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
     else:
         xc, s_xc_class, s_xc_col = x, s_class, s_col
-    fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, prefetch, chunk_max)
+    fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, chunk_max)
     if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
         for k in range(ncols):
             maximum[k] = chunk_max[k]
@@ -193,8 +193,8 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
             if chunk_max[k] > maximum[k]:
                 rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
     # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
-    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift, chunk_rest,
-                       chunk_at_max)
+    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, prefetch, maximum, shift,
+                       chunk_rest, chunk_at_max)
     if sums == SUMS_WX:
         for j in range(nclass):
             fnl_colsumdiff(xc + j * s_xc_class, ncols, s_xc_col,
