@@ -376,9 +376,12 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
             usual &= _mm256_testc_ps(eq, _mm256_castsi256_ps(live[q]));  /* live in eq */
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
-            for (ptrdiff_t j = 0; j < nclass; j++)
+            for (ptrdiff_t j = 0; j < nclass; j++) {
+                if (prefetch)
+                    fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);
+            }
             continue;
         }
         /* every column's maximum finite and its shift: the maximal terms (each exactly 1)

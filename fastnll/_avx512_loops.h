@@ -235,9 +235,12 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
             usual &= _mm512_mask_cmp_ps_mask(live[q], vm[q], vs[q], _CMP_EQ_OQ) == live[q];
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
-            for (ptrdiff_t j = 0; j < nclass; j++)
+            for (ptrdiff_t j = 0; j < nclass; j++) {
+                if (prefetch)
+                    fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
                 fnl_colsumexp_unit_avx512_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                               rest + k0, at_max + k0);
+            }
             continue;
         }
         /* every column's maximum finite and its shift: as in fnl_sumexp_unit_avx512_f32, the

@@ -154,12 +154,11 @@ cdef inline void col_lse_start(const floating *x, Py_ssize_t ncols, void *ws,
 cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t nclass,
                                Py_ssize_t s_class, Py_ssize_t ncols, Py_ssize_t s_col,
                                RowSums sums, const floating *w, Py_ssize_t s_w, void *ws,
-                               int tid, floating *packed, bint tail_ok,
-                               bint prefetch) noexcept nogil:
+                               int tid, floating *packed, bint tail_ok) noexcept nogil:
     # One chunk of col_lse: the nclass (<= COL_CHUNK) classes j0, j0 + 1, ... whose rows
     # start at x, added to the running state (col_lse_start) in thread tid's workspace.
-    # prefetch: ask for the next chunk's pieces of these columns while this one is summed (as
-    # col_lse and logsumexp_strips do; a caller that reads other rows next does not).
+    # While this chunk is summed, the next chunk's pieces of these columns are asked for:
+    # every caller reads chunk after chunk down the same columns.
     cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
     cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
@@ -193,7 +192,7 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
             if chunk_max[k] > maximum[k]:
                 rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
     # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
-    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, prefetch, maximum, shift,
+    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, True, maximum, shift,
                        chunk_rest, chunk_at_max)
     if sums == SUMS_WX:
         for j in range(nclass):
@@ -243,7 +242,7 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py
         if nclass > COL_CHUNK:
             nclass = COL_CHUNK
         col_lse_chunk(x + j0 * s_class, j0, nclass, s_class, ncols, s_col, sums, w, s_w, ws,
-                      tid, packed, tail_ok, True)
+                      tid, packed, tail_ok)
         j0 += nclass
     col_lse_finish(x, ncols, ws, tid)
     return packed != NULL and C <= COL_CHUNK

@@ -44,8 +44,9 @@ FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
 /* rows far apart (a class axis with a large stride, e.g. axis 0 of a C-ordered matrix): the
  * hardware prefetchers do not follow short pieces of rows in different pages, so the column
  * loops ask, into L2, for the nbytes at `piece` moved `rows` rows of row_stride floats on:
- * the same piece of a row one chunk ahead.  (Into L1, this evicted lines of the chunk that
- * the sum pass reads next.)  On integers, as the address may lie past the array. */
+ * the same piece of a row one chunk ahead, asked for while the sum pass reads this chunk.
+ * (Into L1, this evicted lines of the chunk being read.)  On integers, as the address may
+ * lie past the array. */
 FNL_INLINE void fnl_prefetch_rows_ahead(const float *piece, ptrdiff_t rows,
                                         ptrdiff_t row_stride, ptrdiff_t nbytes)
 {

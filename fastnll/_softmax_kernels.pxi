@@ -141,7 +141,7 @@ cdef int logsumexp_strips(const floating *x0, result_t *out, Py_ssize_t os0, Py_
                     cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
                     col_lse_chunk(x0 + o * s0 + j0 * s1 + cr.k0, j0, nclass, s1, cr.ncols, 1,
                                   SUMS_LSE, NULL, 0, ws, tid * STRIP_BLOCKS + <int>b, NULL,
-                                  False, True)
+                                  False)
                 j0 = j0 + nclass
             for b in range(nb):
                 cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
