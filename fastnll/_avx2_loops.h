@@ -326,12 +326,12 @@ FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
  * fnl_exp8_inrange_f32 when inrange (a constant where this is inlined) */
 FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                          ptrdiff_t class_stride, const __m256i *live, int nq,
-                                         int full, const __m256 *vs, int inrange, int prefetch,
-                                         __m256 *l, __m256i *count)
+                                         int full, const __m256 *vs, int inrange, __m256 *l,
+                                         __m256i *count)
 {
     for (ptrdiff_t j = 0; j < nclass; j++) {
         /* the same piece of the row, one chunk ahead (the next call's) */
-        if (prefetch) fnl_prefetch_rows_ahead(x, j + nclass, class_stride, 32 * nq);
+        fnl_prefetch_rows_ahead(x, j + nclass, class_stride, 32 * nq);
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
                 __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
@@ -360,8 +360,8 @@ FNL_INLINE void fnl_colmin_group_avx2_f32(const float *x, ptrdiff_t nclass,
 
 FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                             ptrdiff_t class_stride, ptrdiff_t ncols,
-                                            int prefetch, const float *M, const float *shift,
-                                            float *rest, float *at_max)
+                                            const float *M, const float *shift, float *rest,
+                                            float *at_max)
 {
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 8 * FNL_COLQ8) {
         ptrdiff_t n = ncols - k0 < 8 * FNL_COLQ8 ? ncols - k0 : 8 * FNL_COLQ8;
@@ -377,8 +377,7 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                if (prefetch)
-                    fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
+                fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);
             }
@@ -406,17 +405,17 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                                         _CMP_GE_OQ)) == 0xFF;
         /* four copies of the loop: plain or masked loads, the one exp or the other */
         if (full && inrange)
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 1, prefetch,
-                                     l, count);
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 1, l,
+                                     count);
         else if (full)
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 0, prefetch,
-                                     l, count);
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 0, l,
+                                     count);
         else if (inrange)
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 1, prefetch,
-                                     l, count);
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 1, l,
+                                     count);
         else
-            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 0, prefetch,
-                                     l, count);
+            fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 0, l,
+                                     count);
         for (int q = 0; q < FNL_COLQ8; q++) {
             __m256 h = fnl_load8(0, live[q], at_max + k0 + 8 * q);
             fnl_store8(0, live[q], rest + k0 + 8 * q, l[q]);

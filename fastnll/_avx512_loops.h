@@ -220,8 +220,8 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
 
 FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
                                               ptrdiff_t class_stride, ptrdiff_t ncols,
-                                              int prefetch, const float *M,
-                                              const float *shift, float *rest, float *at_max)
+                                              const float *M, const float *shift, float *rest,
+                                              float *at_max)
 {
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
@@ -236,8 +236,7 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                if (prefetch)
-                    fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
+                fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
                 fnl_colsumexp_unit_avx512_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                               rest + k0, at_max + k0);
             }
@@ -253,7 +252,7 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
             /* the same piece of the row, one chunk ahead (the next call's) */
-            if (prefetch) fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
+            fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);

@@ -192,8 +192,8 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
             if chunk_max[k] > maximum[k]:
                 rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
     # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
-    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, True, maximum, shift,
-                       chunk_rest, chunk_at_max)
+    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift, chunk_rest,
+                       chunk_at_max)
     if sums == SUMS_WX:
         for j in range(nclass):
             fnl_colsumdiff(xc + j * s_xc_class, ncols, s_xc_col,

@@ -351,25 +351,22 @@ FNL_INLINE void FNL_FN(fnl_colmax_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t 
 }
 
 /* fnl_colsumexp over nclass class rows, row j at x + j * s_class (at_max must hold whole
- * numbers: see fnl_colsumexp_rows_avx512_f32); prefetch: the loops written with intrinsics
- * also ask for the same pieces nclass rows on (the next chunk's, when the caller reads chunk
- * after chunk down the same columns), spread over the exps of this pass.  Bunched in the
+ * numbers: see fnl_colsumexp_rows_avx512_f32).  The loops written with intrinsics also ask
+ * for the same pieces nclass rows on (the next chunk's: every caller reads chunk after chunk
+ * down the same columns), spread over the exps of this pass.  Bunched in the
  * maximum's pass they seemed to hold up its loads (a profile's samples sat on them): on a
  * Zen 4, 2 threads, cross_entropy of (32, 1000, 1024) float32 took 11.7 ms with them there
  * and 9.4 ms here, and logsumexp(axis=0) of (4096, 32000), which had none, went from 1.49x
  * axis=1 to 0.90x at x86-64-v4 in one interleaved run (1.13x in a bench run) */
 FNL_INLINE void FNL_FN(fnl_colsumexp_rows)(const T *x, ptrdiff_t nclass, ptrdiff_t s_class,
-                                           ptrdiff_t ncols, ptrdiff_t s_col, int prefetch,
-                                           const T *M, const T *shift, T *rest, T *at_max)
+                                           ptrdiff_t ncols, ptrdiff_t s_col, const T *M,
+                                           const T *shift, T *rest, T *at_max)
 {
 #if FNL_INTRINSICS
     if (s_col == 1) {
-        FNL_VEC(fnl_colsumexp_rows)(x, nclass, s_class, ncols, prefetch, M, shift, rest,
-                                    at_max);
+        FNL_VEC(fnl_colsumexp_rows)(x, nclass, s_class, ncols, M, shift, rest, at_max);
         return;
     }
-#else
-    (void)prefetch;
 #endif
     for (ptrdiff_t j = 0; j < nclass; j++)
         FNL_FN(fnl_colsumexp)(x + j * s_class, ncols, s_col, M, shift, rest, at_max);
