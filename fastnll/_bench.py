@@ -778,7 +778,9 @@ def machine_line(threads):
     import os
     torch_isa = os.environ.get("ATEN_CPU_CAPABILITY")
     held = f" | ATEN_CPU_CAPABILITY={torch_isa}" if torch_isa else ""
-    return (f"fastnll {fastnll.__version__} | kernels {_dispatch.level} | {threads} threads | "
+    prefetch = "on" if _dispatch.kernels.row_prefetch() else "off"
+    return (f"fastnll {fastnll.__version__} | kernels {_dispatch.level} | "
+            f"row prefetch {prefetch} | {threads} threads | "
             f"{cpu}, {os.cpu_count()} CPUs | numpy {np.__version__}{held}")
 
 

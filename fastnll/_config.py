@@ -50,6 +50,8 @@ def config():
             "in_use": _dispatch.level,
             "forced_by": (f"{_dispatch.ENV_VAR}={os.environ[_dispatch.ENV_VAR]}"
                           if os.environ.get(_dispatch.ENV_VAR, "").strip() else None),
+            "cpu_vendor": _cpu.vendor(),
+            "row_prefetch": bool(_dispatch.kernels.row_prefetch()),
         },
         "threads": {
             "num_threads": _threads.get_num_threads(),
@@ -119,6 +121,10 @@ def show_config(mode="stdout"):
         f"  SIMD levels:  built {', '.join(s['levels_built'])}; "
         f"CPU supports {', '.join(s['cpu_supports'])}",
         f"  in use:       {s['in_use']}" + (f" ({s['forced_by']})" if s["forced_by"] else ""),
+        f"  CPU vendor:   {s['cpu_vendor']}; row prefetch "
+        f"{'on' if s['row_prefetch'] else 'off'}"
+        + (f" ({_dispatch.ROW_PREFETCH_VAR}={os.environ[_dispatch.ROW_PREFETCH_VAR].strip()})"
+           if os.environ.get(_dispatch.ROW_PREFETCH_VAR, "").strip() else ""),
         f"  threads:      {t['num_threads']} (from {t['source']}); inputs under "
         f"{t['min_parallel_elements']} elements run on one",
     ]

@@ -38,8 +38,18 @@ cdef extern from *:
     static int fnl_has_v3(void) { return 0; }
     static int fnl_has_v4(void) { return 0; }
     #endif
+    /* the CPU's vendor: 1 Intel, 2 AMD, 0 another or unknown */
+    #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+    static int fnl_cpu_vendor(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_is("intel") ? 1 : __builtin_cpu_is("amd") ? 2 : 0;
+    }
+    #else
+    static int fnl_cpu_vendor(void) { return 0; }
+    #endif
     """
     int fnl_cpu_is_x86_64()
+    int fnl_cpu_vendor()
     int fnl_has_v3()
     int fnl_has_v4()
 
@@ -54,3 +64,8 @@ def supported_levels():
     if fnl_has_v4():
         levels.append("x86-64-v4")
     return levels
+
+
+def vendor():
+    """The CPU's vendor as far as the build can tell: "intel", "amd" or "other"."""
+    return {1: "intel", 2: "amd"}.get(fnl_cpu_vendor(), "other")

@@ -7,6 +7,8 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, log, log1p, fabs, INFINITY, NAN
 
+from fastnll._loops cimport fnl_get_row_prefetch, fnl_set_row_prefetch
+
 cdef extern from "_omp_shim.h" nogil:
     int fnl_omp_max_threads()
     int fnl_have_openmp()
@@ -24,6 +26,17 @@ def openmp_max_threads():
 
 def built_with_openmp():
     return bool(fnl_have_openmp())
+
+
+def set_row_prefetch(bint on):
+    """Turn the row traversals' software prefetch on or off (fnl_row_prefetch in _portable.h;
+    set once at import by fastnll._dispatch, results are the same either way)."""
+    fnl_set_row_prefetch(on)
+
+
+def row_prefetch():
+    """Whether the row traversals ask for the chunk after the next in software."""
+    return bool(fnl_get_row_prefetch())
 
 
 cdef struct RowIndex:

@@ -32,11 +32,24 @@
 #define FNL_PREFETCH_L2(p) ((void)(p))
 #endif
 
+/* Whether fnl_prefetch_after asks for anything.  The row traversals' prefetch was measured
+ * to help on an Intel Xeon (cross_entropy (4096, 32000) float32: 49 -> 44 ms at x86-64-v3,
+ * 36 -> 29 ms at v4, 2026-12-05) and to slow the same loops on an AMD EPYC (Zen 4), whose
+ * hardware prefetchers follow the rows without it (38 -> 28 ms at v3 and 27 -> 18 ms at v4
+ * without, 2026-12-07).  Each kernel module has its own copy, set once at import by
+ * fastnll/_dispatch.py (on for Intel CPUs, off otherwise; FASTNLL_ROW_PREFETCH overrides).
+ * It changes no result, only which lines are asked for early. */
+static int fnl_row_prefetch = 1;
+
+FNL_INLINE void fnl_set_row_prefetch(int on) { fnl_row_prefetch = on != 0; }
+FNL_INLINE int fnl_get_row_prefetch(void) { return fnl_row_prefetch; }
+
 /* ask for the n bytes that follow [p, p + n), one cache line at a time: a later chunk of a
- * row being read, or the start of the next row.  On integers: the address may lie past the
- * array, which a prefetch may name but a pointer may not. */
+ * row being read, or the start of the next row (when fnl_row_prefetch is on).  On integers:
+ * the address may lie past the array, which a prefetch may name but a pointer may not. */
 FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
 {
+    if (!fnl_row_prefetch) return;
     uintptr_t next = (uintptr_t)p + (uintptr_t)n;
     for (ptrdiff_t b = 0; b < n; b += 64) FNL_PREFETCH((const void *)(next + (uintptr_t)b));
 }

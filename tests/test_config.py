@@ -1,4 +1,4 @@
-"""show_config(), the version, and the FASTNLL_SIMD_LEVEL override."""
+"""show_config(), the version, and the FASTNLL_SIMD_LEVEL and FASTNLL_ROW_PREFETCH overrides."""
 import os
 import re
 import subprocess
@@ -38,6 +38,8 @@ def test_show_config_dicts_follow_the_settings():
     assert cfg["fastnll"] == fastnll.__version__
     assert cfg["simd"]["in_use"] == _dispatch.level
     assert cfg["simd"]["cpu_supports"] == _cpu.supported_levels()
+    assert cfg["simd"]["cpu_vendor"] == _cpu.vendor()
+    assert cfg["simd"]["row_prefetch"] == _dispatch.kernels.row_prefetch()
     assert cfg["build"]["openmp"] == _dispatch.kernels.built_with_openmp()
     assert cfg["build"]["compiler"] != "unknown"     # recorded by setup.py at build time
     if sys.platform.startswith("linux") and cfg["build"]["level_flags"]:
@@ -97,3 +99,39 @@ def test_bench_simd_level_runs_that_level(which, tmp_path):
     if capability:
         assert f"ATEN_CPU_CAPABILITY={capability}" in header
     assert "logsumexp_axis1 float32 (8, 16)" in proc.stdout
+
+
+# ---------------------------------------------------------- FASTNLL_ROW_PREFETCH ----
+
+def _import_fastnll_with(tmp_path, **env_vars):
+    env = {k: v for k, v in os.environ.items() if k != _dispatch.ROW_PREFETCH_VAR}
+    env.update(env_vars, PYTHONPATH=os.path.dirname(os.path.dirname(fastnll.__file__)))
+    code = ("import fastnll; c = fastnll.show_config(mode='dicts')['simd']; "
+            "print(c['cpu_vendor'], c['row_prefetch']); fastnll.show_config()")
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_row_prefetch_default_follows_the_vendor(tmp_path):
+    proc = _import_fastnll_with(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    vendor, on = proc.stdout.splitlines()[0].split()
+    assert vendor in ("intel", "amd", "other")
+    assert on == str(vendor == "intel")
+    assert f"row prefetch {'on' if vendor == 'intel' else 'off'}\n" in proc.stdout
+
+
+@pytest.mark.parametrize("value, on", [("0", False), ("1", True), (" 1 ", True)])
+def test_row_prefetch_override(tmp_path, value, on):
+    proc = _import_fastnll_with(tmp_path, FASTNLL_ROW_PREFETCH=value)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].split()[1] == str(on)
+    assert f"row prefetch {'on' if on else 'off'} (FASTNLL_ROW_PREFETCH={value.strip()})" \
+        in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "off"])
+def test_row_prefetch_refuses_other_values(tmp_path, value):
+    proc = _import_fastnll_with(tmp_path, FASTNLL_ROW_PREFETCH=value)
+    assert proc.returncode != 0
+    assert f"FASTNLL_ROW_PREFETCH={value!r}" in proc.stderr and "use 0 (off) or 1" in proc.stderr

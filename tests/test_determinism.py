@@ -354,3 +354,39 @@ else:       # pragma: no cover
     @pytest.mark.skip(reason="hypothesis is not installed")
     def test_thread_count_does_not_change_results():
         pass
+
+
+# ------------------------------------------------------------ the row prefetch switch ----
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_row_prefetch_changes_no_bit(dtype, rng):
+    # FASTNLL_ROW_PREFETCH (set at import from the CPU's vendor) only decides which lines the
+    # row traversals ask for early: the same bits with it on and off, on rows of several
+    # chunks (ROW_CHUNK = 1024) and rows shorter than one chunk
+    from fastnll import _dispatch
+    kern = _dispatch.kernels
+    was = kern.row_prefetch()
+    x = (3 * rng.standard_normal((48, 5000))).astype(dtype)
+    xs = (3 * rng.standard_normal((4000, 300))).astype(dtype)
+    y = rng.integers(0, 5000, 48)
+    ys = rng.integers(0, 300, 4000)
+
+    def calls():
+        out = []
+        for a, t in ((x, y), (xs, ys)):
+            out += [fastnll.logsumexp(a, axis=1), fastnll.softmax(a, axis=1),
+                    fastnll.log_softmax(a, axis=1),
+                    *fastnll.cross_entropy(a, t, reduction="none", label_smoothing=0.1,
+                                           return_grad=True)]
+        return tuple(out)
+
+    try:
+        results = []
+        for on in (True, False):
+            kern.set_row_prefetch(on)
+            assert kern.row_prefetch() is on
+            results.append(calls())
+    finally:
+        kern.set_row_prefetch(was)
+    assert kern.row_prefetch() is was
+    assert_bitwise_equal(results[1], results[0], "row prefetch off vs on")
