@@ -8,9 +8,11 @@
  *    as nan); and so does its variant for arguments <= 0 (..._nonpos_f32), for every float
  *    that is not > 0; and at x86-64-v3 fnl_exp8_inrange_f32, for every float in
  *    [FNL_EXP8_LO, FNL_EXP8_HI] and every nan.
- * 2. The row maximum (fnl_max_unit_*) equals the plain loop's; the row sum of exp (fnl_sumexp_unit_*, which counts the maximal terms when the maximum
- *    is finite) equals the plain masked-add loop over the vector exp (fnl_sumexp_all_*, which
- *    it uses otherwise), and the register-blocked column helpers (fnl_colmax_rows_*,
+ * 2. The row maximum (fnl_max_unit_*) equals the plain loop's; the row sum of exp
+ *    (fnl_sumexp_unit_*, which counts the maximal terms when the maximum is finite) equals
+ *    the plain masked-add loop over the vector exp (fnl_sumexp_all_*, which it uses
+ *    otherwise), and so does the sum of a run below a larger finite maximum
+ *    (fnl_sumexp_below_unit_*, no comparison); the register-blocked column helpers (fnl_colmax_rows_*,
  *    fnl_colsumexp_rows_*) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on random
  *    runs and blocks with inf, -inf and nan.
  * 3. The writers of softmax and of the gradient (fnl_softmax_unit_*, fnl_grad_unit_*,
@@ -112,6 +114,19 @@ static long check_loops(void)
         if (!same(r, r + 2, 2)) {
             if (differ < 5) printf("row sum, n = %td: %a %a vs %a %a\n", n, r[0], r[1], r[2], r[3]);
             differ++;
+        }
+        /* the same run below a larger finite maximum: fnl_sumexp_below_unit_* without the
+         * comparison, against fnl_sumexp_unit_* (whose at_max is then 0) */
+        float above = isfinite(M) ? nextafterf(M + (float)(rand() % 3), INFINITY) : INFINITY;
+        if (isfinite(above)) {
+            VEC(fnl_sumexp_unit)(x, n, above, above, &r[0], &r[1]);
+            r[2] = VEC(fnl_sumexp_below_unit)(x, n, above);
+            r[3] = 0;
+            if (!same(r, r + 2, 2)) {
+                if (differ < 5)
+                    printf("row sum below %a, n = %td: %a %a vs %a\n", above, n, r[0], r[1], r[2]);
+                differ++;
+            }
         }
         /* a block of jn class rows of nk columns, row stride 64 */
         ptrdiff_t jn = 1 + rand() % 32, nk = 1 + rand() % 64;

@@ -10,7 +10,8 @@
  * loops around fnl_exp_f32 vectorise too: in cache, on one thread, logsumexp of (16, 32000)
  * float32 took 0.66-0.77 ns an element that way and takes 0.51-0.55 with these loops and
  * fnl_exp8_inrange_f32.)  Most arguments lie in [-87, 88], where fnl_exp8_inrange_f32 gives
- * the same bits with a third fewer instructions; each loop finds out per run (a pass over it
+ * the same bits with half the instructions, none of its own on the FMA pipes but the
+ * polynomial's; each loop finds out per run (a pass over it
  * in L1 for its smallest, or largest, value) and takes one of two copies of its body.
  *
  * The loops mirror _avx512_loops.h, function for function, with the same names ending in
@@ -36,12 +37,14 @@
 /* ------------------------------------------------------------------- vector exp ---- */
 
 /* the common part: x = n ln2 + r, and the polynomial p ~ exp(r) that fnl_exp_f32 evaluates;
- * *t = x log2(e) + 1.5 * 2^23 (one FMA, as gcc fuses it) holds n in its low mantissa bits */
-FNL_INLINE __m256 fnl_exp8_poly_f32(__m256 x, __m256 *t)
+ * *t = x log2(e) + 1.5 * 2^23 (one FMA, as gcc fuses it) holds n in its low mantissa bits,
+ * *nf = n as a float (nan where x is nan) */
+FNL_INLINE __m256 fnl_exp8_poly_n_f32(__m256 x, __m256 *t, __m256 *nf)
 {
     __m256 magic = _mm256_set1_ps(12582912.0f);
     *t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
     __m256 n = _mm256_sub_ps(*t, magic);
+    *nf = n;
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
@@ -52,6 +55,12 @@ FNL_INLINE __m256 fnl_exp8_poly_f32(__m256 x, __m256 *t)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     return _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+}
+
+FNL_INLINE __m256 fnl_exp8_poly_f32(__m256 x, __m256 *t)
+{
+    __m256 nf;
+    return fnl_exp8_poly_n_f32(x, t, &nf);
 }
 
 /* exp of xc already clamped to [-110, 89] (or nan) */
@@ -82,19 +91,19 @@ FNL_INLINE __m256 fnl_exp8_nonpos_f32(__m256 x)
     return fnl_exp8_clamped_f32(_mm256_max_ps(_mm256_set1_ps(-110.0f), x));
 }
 
-/* fnl_exp8_f32 for -87 <= x <= 88 (or nan), the usual arguments: no clamp binds, and 2^n
- * (-126 <= n <= 127) is one normal float, so that one product p 2^n is the same single
- * rounding of the same exact value as the two factors' (p 2^n1) 2^n2.  The same bits as
- * fnl_exp8_f32 there; fewer than two thirds of its instructions. */
+/* fnl_exp8_f32 for -87 <= x <= 88 (or nan), the usual arguments: no clamp binds, and
+ * p 2^n, the value that fnl_exp8_f32 rounds, is a normal float (exp(-87) > 2^-126, and p
+ * lies in [0.7, 1.42]), so that it is exact: p with n added to its exponent field, an
+ * integer addition instead of the two products (p 2^n1) 2^n2, which leaves the FMA pipes
+ * to the polynomial.  n comes from the float n by a conversion that gives 0x80000000 for nan,
+ * whose shift adds nothing: a nan stays p's nan.  The same bits as fnl_exp8_f32 there (all
+ * of them checked by .ci/check_exp.c); about half of its instructions. */
 FNL_INLINE __m256 fnl_exp8_inrange_f32(__m256 x)
 {
-    __m256 t;
-    __m256 p = fnl_exp8_poly_f32(x, &t);
-    /* the bits of 2^n are (n + 127) << 23, and n + 127 = bits(t) - 0x4B400000 + 127, whose
-     * term 0x4B400000 << 23 vanishes modulo 2^32 */
-    __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
-                                 _mm256_set1_epi32(127 << 23));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(s));
+    __m256 t, nf;
+    __m256 p = fnl_exp8_poly_n_f32(x, &t, &nf);
+    __m256i scale = _mm256_slli_epi32(_mm256_cvtps_epi32(nf), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
 }
 
 /* the range of arguments where fnl_exp8_inrange_f32 applies */
@@ -216,9 +225,12 @@ FNL_INLINE void fnl_sumexp_all_avx2_f32(const float *x, ptrdiff_t n, float M, fl
 }
 
 /* the usual case of fnl_sumexp_unit_avx2_f32 (M == shift, finite), with the whole vectors'
- * exp taken by fnl_exp8_inrange_f32 when inrange (a constant where this is inlined) */
+ * exp taken by fnl_exp8_inrange_f32 when inrange; when split is 0 no term equals M (the
+ * caller knows the run's maximum is below it), and the terms are summed without the
+ * comparison, in the same lanes and order (inrange and split: constants where this is
+ * inlined) */
 FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, int inrange,
-                                          float *rest, float *at_max)
+                                          int split, float *rest, float *at_max)
 {
     __m256 l = _mm256_setzero_ps();
     __m256i count = _mm256_setzero_si256();
@@ -227,13 +239,17 @@ FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, 
         __m256 v = fnl_load8(full, live, x + i);
         __m256 d = _mm256_sub_ps(v, vm);
         __m256 e = full && inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
-        __m256 top = _mm256_cmp_ps(v, vm, _CMP_EQ_OQ);
-        if (!full) {
-            top = _mm256_and_ps(top, _mm256_castsi256_ps(live));
+        if (!full)
             e = fnl_keep8(e, _mm256_castsi256_ps(live));
+        if (split) {
+            __m256 top = _mm256_cmp_ps(v, vm, _CMP_EQ_OQ);
+            if (!full)
+                top = _mm256_and_ps(top, _mm256_castsi256_ps(live));
+            l = _mm256_add_ps(l, _mm256_andnot_ps(top, e));
+            count = _mm256_sub_epi32(count, _mm256_castps_si256(top));
+        } else {
+            l = _mm256_add_ps(l, e);
         }
-        l = _mm256_add_ps(l, _mm256_andnot_ps(top, e));
-        count = _mm256_sub_epi32(count, _mm256_castps_si256(top));
     )
     *rest = fnl_hsum8_f32(l);
     /* exact, as the float sums of ones, for n < 2^24 (row_stats passes chunks of ROW_CHUNK) */
@@ -253,9 +269,21 @@ FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, f
      * L1, finds its minimum), the whole vectors take fnl_exp8_inrange_f32.  The same results
      * as fnl_sumexp_all_avx2_f32. */
     if (fnl_extreme8_f32(x, n, 1) - shift >= FNL_EXP8_LO)
-        fnl_sumexp_count_avx2_f32(x, n, M, 1, rest, at_max);
+        fnl_sumexp_count_avx2_f32(x, n, M, 1, 1, rest, at_max);
     else
-        fnl_sumexp_count_avx2_f32(x, n, M, 0, rest, at_max);
+        fnl_sumexp_count_avx2_f32(x, n, M, 0, 1, rest, at_max);
+}
+
+/* fnl_sumexp_unit_avx2_f32 of a run whose terms all lie below M == shift (finite; nan
+ * aside): the sum of all its terms (at_max would be 0), the same bits */
+FNL_INLINE float fnl_sumexp_below_unit_avx2_f32(const float *x, ptrdiff_t n, float shift)
+{
+    float rest, none;
+    if (fnl_extreme8_f32(x, n, 1) - shift >= FNL_EXP8_LO)
+        fnl_sumexp_count_avx2_f32(x, n, shift, 1, 0, &rest, &none);
+    else
+        fnl_sumexp_count_avx2_f32(x, n, shift, 0, 0, &rest, &none);
+    return rest;
 }
 
 /* ---------------------------------------------------------------- column sums ---- */

@@ -164,6 +164,20 @@ FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M,
                                  * passes chunks of ROW_CHUNK) */
 }
 
+/* fnl_sumexp_unit_avx512_f32 of a run whose terms all lie below M == shift (finite; nan
+ * aside): the sum of all its terms (at_max would be 0) without the comparison, the same
+ * lanes in the same order, so the same bits */
+FNL_INLINE float fnl_sumexp_below_unit_avx512_f32(const float *x, ptrdiff_t n, float shift)
+{
+    __m512 l = _mm512_setzero_ps();
+    __m512 vs = _mm512_set1_ps(shift);
+    FNL_FOR16(i, n, live,
+        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(fnl_load16(live, x + i), vs));
+        l = _mm512_mask_add_ps(l, live, l, e);
+    )
+    return _mm512_reduce_add_ps(l);
+}
+
 /* ---------------------------------------------------------------- column sums ---- */
 
 FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, const float *M,

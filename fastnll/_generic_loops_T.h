@@ -204,6 +204,18 @@ FNL_INLINE T FNL_FN(fnl_sumexp)(const T *x, ptrdiff_t n, ptrdiff_t s, T M, T shi
     return sum_rest;
 }
 
+/* fnl_sumexp of a run whose terms all lie below M == shift, a finite maximum of earlier
+ * terms (the row traversal knows it from the run's maximum): the same sum, at_max being 0.
+ * The loops written with intrinsics then skip the comparison with M. */
+FNL_INLINE T FNL_FN(fnl_sumexp_below)(const T *x, ptrdiff_t n, ptrdiff_t s, T shift)
+{
+    T at_max;
+#if FNL_INTRINSICS
+    if (s == 1) return FNL_VEC(fnl_sumexp_below_unit)(x, n, shift);
+#endif
+    return FNL_FN(fnl_sumexp)(x, n, s, shift, shift, &at_max);
+}
+
 /* sum of w * (x - ref)   (w NULL: w = 1) */
 FNL_INLINE T FNL_FN(fnl_sumdiff)(const T *x, ptrdiff_t n, ptrdiff_t s, const T *w,
                                  ptrdiff_t s_w, T ref)
