@@ -66,8 +66,9 @@ def show_config(mode="stdout"):
     """Print (or return) the build and runtime configuration of fastnll.
 
     Reports the version, the compiler and flags the kernels were built with, whether OpenMP
-    is on, the SIMD levels built, supported by this CPU and in use, and the thread count the
-    next large call will use.
+    is on, the SIMD levels built, supported by this CPU and in use, the CPU's vendor and
+    whether the row loops prefetch in software (chosen at import, ``FASTNLL_ROW_PREFETCH``),
+    and the thread count the next large call will use.
 
     Parameters
     ----------
@@ -123,8 +124,8 @@ def show_config(mode="stdout"):
         f"  in use:       {s['in_use']}" + (f" ({s['forced_by']})" if s["forced_by"] else ""),
         f"  CPU vendor:   {s['cpu_vendor']}; row prefetch "
         f"{'on' if s['row_prefetch'] else 'off'}"
-        + (f" ({_dispatch.ROW_PREFETCH_VAR}={os.environ[_dispatch.ROW_PREFETCH_VAR].strip()})"
-           if os.environ.get(_dispatch.ROW_PREFETCH_VAR, "").strip() else ""),
+        + (f" ({_dispatch.ROW_PREFETCH_VAR}={_dispatch.row_prefetch_forced})"
+           if _dispatch.row_prefetch_forced else ""),
         f"  threads:      {t['num_threads']} (from {t['source']}); inputs under "
         f"{t['min_parallel_elements']} elements run on one",
     ]

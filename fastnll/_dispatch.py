@@ -57,20 +57,25 @@ def _select():
 
 
 ROW_PREFETCH_VAR = "FASTNLL_ROW_PREFETCH"
+row_prefetch_forced = None      # the value of FASTNLL_ROW_PREFETCH read at import, if any
 
 
 def _row_prefetch_default():
     """Whether the row traversals prefetch in software on this CPU.
 
-    Measured both ways: on an Intel Xeon, when it was added (2026-12-05), the prefetch sped
-    the row loops up (cross_entropy (4096, 32000) float32 49 -> 44 ms at x86-64-v3, 36 -> 29
-    ms at x86-64-v4); on an AMD EPYC (Zen 4) it slowed them by a third (without it 38 -> 28 ms
-    at v3, 27 -> 18 ms at v4), the hardware prefetchers following the rows on their own.  No
-    other vendor's CPU was measured; they get what AMD's get.  FASTNLL_ROW_PREFETCH=1 or 0
+    Measured both ways: on an Intel Xeon, when it was added (2026-12-05, one chunk ahead; the
+    chunk after the next was then compared with one ahead only), the prefetch sped the row
+    loops up (cross_entropy (4096, 32000) float32 49 -> 44 ms at x86-64-v3, 36 -> 29 ms at
+    x86-64-v4); on an AMD EPYC (Zen 4) it slowed them by a third (without it 38 -> 28 ms at
+    v3, 27 -> 18 ms at v4), the hardware prefetchers following the rows on their own.  No
+    other CPU was measured (Hygon, other vendors, aarch64, builds without gcc or clang's
+    vendor check); they get what AMD's get.  FASTNLL_ROW_PREFETCH=1 or 0
     overrides the choice (the results are the same either way).
     """
+    global row_prefetch_forced
     forced = os.environ.get(ROW_PREFETCH_VAR, "").strip()
     if forced in ("0", "1"):
+        row_prefetch_forced = forced
         return forced == "1"
     if forced:
         raise ImportError(f"{ROW_PREFETCH_VAR}={forced!r}: use 0 (off) or 1 (on), or leave it "

@@ -54,6 +54,15 @@
 #undef FNL_VEC
 #undef FNL_T_TILE
 
+/* 1 where the float unit-stride exp loops are written with intrinsics (x86-64-v3 and v4):
+ * only there does the row traversal take fnl_sumexp_below (elsewhere it would run the same
+ * loop as fnl_sumexp, inlined a second time, whose sum order is the compiler's) */
+#if defined(FNL_HAVE_AVX512) || defined(FNL_HAVE_AVX2)
+#define FNL_F32_INTRINSICS 1
+#else
+#define FNL_F32_INTRINSICS 0
+#endif
+
 #define T double
 #define FNL_FN(name) FNL_CAT(name, _f64)
 #define FNL_INTRINSICS 0

@@ -15,7 +15,8 @@ from libc.math cimport isfinite, log, log1p, INFINITY
 from libc.stdint cimport uint16_t
 
 from fastnll._loops cimport (
-    fnl_exp_f64, fnl_half_load_max_f32, fnl_log_sums, fnl_max, fnl_prefetch_after,
+    FNL_F32_INTRINSICS, fnl_exp_f64, fnl_half_load_max_f32, fnl_log_sums, fnl_max,
+    fnl_prefetch_after,
     fnl_sumexp, fnl_sumexp_below, fnl_sumdiff, fnl_tsum,
 )
 
@@ -125,17 +126,19 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
             if s == 1:
                 # the chunk after the next (or the next row's start) arrives while this one
                 # and the next are summed: one chunk ahead was measurably slower at
-                # x86-64-v3 (the hardware prefetchers stop at 4 KiB pages)
+                # x86-64-v3 (the hardware prefetchers stop at 4 KiB pages).  Only on CPUs
+                # where fnl_row_prefetch is on (_portable.h: Intel's)
                 fnl_prefetch_after(x + c0 + cn, cn * sizeof(floating))
             chunk_max = fnl_max(xc, cn, sc)
         if chunk_max > maximum:
             rescale(chunk_max, &maximum, &shift, &rest, &at_max)
         if c0 == 0:
             ref = shift
-        if floating is float and chunk_max < maximum and isfinite(maximum):
+        if (floating is float and FNL_F32_INTRINSICS and sc == 1 and chunk_max < maximum
+                and isfinite(maximum)):
             # no term of this chunk is maximal (most chunks of a long row): the same sum
-            # without comparing each term with the maximum, where the loops written with
-            # intrinsics can skip it (float32 at x86-64-v3 and v4)
+            # without comparing each term with the maximum, which the loops written with
+            # intrinsics then skip (float32 at x86-64-v3 and v4, the same bits)
             rest += fnl_sumexp_below(xc, cn, sc, shift)
         else:
             rest += fnl_sumexp(xc, cn, sc, maximum, shift, &chunk_at_max)

@@ -33,12 +33,15 @@
 #endif
 
 /* Whether fnl_prefetch_after asks for anything.  The row traversals' prefetch helped on an
- * Intel Xeon when it was added (cross_entropy (4096, 32000) float32: 49 -> 44 ms at
- * x86-64-v3, 36 -> 29 ms at v4, 2026-12-05) and slows the same loops on an AMD EPYC
- * (Zen 4), whose hardware prefetchers follow the rows without it (38 -> 28 ms at v3 and
- * 27 -> 18 ms at v4 without, 2026-12-07).  Each kernel module has its own copy, set once at import by
- * fastnll/_dispatch.py (on for Intel CPUs, off otherwise; FASTNLL_ROW_PREFETCH overrides).
- * It changes no result, only which lines are asked for early. */
+ * Intel Xeon when it was added, one chunk ahead (cross_entropy (4096, 32000) float32: 49 ->
+ * 44 ms at x86-64-v3, 36 -> 29 ms at v4, 2026-12-05; the chunk after the next, minutes later,
+ * was compared with one ahead only), and slows the same loops on an AMD EPYC (Zen 4), whose
+ * hardware prefetchers follow the rows without it (38 -> 28 ms at v3 and 27 -> 18 ms at v4
+ * without, 2026-12-07).  Each kernel module has its own copy, 1 unless set: fastnll/_dispatch.py
+ * sets the module it selects once at import (on for Intel CPUs, off otherwise;
+ * FASTNLL_ROW_PREFETCH overrides); a module imported otherwise (built_levels() imports them
+ * all) keeps 1 but computes nothing.  It changes no result, only which lines are asked for
+ * early. */
 static int fnl_row_prefetch = 1;
 
 FNL_INLINE void fnl_set_row_prefetch(int on) { fnl_row_prefetch = on != 0; }
