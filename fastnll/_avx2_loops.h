@@ -257,6 +257,17 @@ FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, 
     *at_max = fnl_hsum8_f32(_mm256_cvtepi32_ps(count));
 }
 
+/* fnl_sumexp_count_avx2_f32 for M == shift: when no argument is below FNL_EXP8_LO (one pass
+ * over the run, in L1, finds its minimum), the whole vectors take fnl_exp8_inrange_f32 */
+FNL_INLINE void fnl_sumexp_usual_avx2_f32(const float *x, ptrdiff_t n, float M, int split,
+                                          float *rest, float *at_max)
+{
+    if (fnl_extreme8_f32(x, n, 1) - M >= FNL_EXP8_LO)
+        fnl_sumexp_count_avx2_f32(x, n, M, 1, split, rest, at_max);
+    else
+        fnl_sumexp_count_avx2_f32(x, n, M, 0, split, rest, at_max);
+}
+
 FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, float shift,
                                          float *rest, float *at_max)
 {
@@ -266,13 +277,8 @@ FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, f
     }
     /* A finite maximum that is also the shift (the usual case): each maximal term is
      * exp(0) = 1, so they are counted (in integer lanes), and no argument exceeds 0 (nan
-     * stays nan).  When no argument is below FNL_EXP8_LO either (one pass over the run, in
-     * L1, finds its minimum), the whole vectors take fnl_exp8_inrange_f32.  The same results
-     * as fnl_sumexp_all_avx2_f32. */
-    if (fnl_extreme8_f32(x, n, 1) - shift >= FNL_EXP8_LO)
-        fnl_sumexp_count_avx2_f32(x, n, M, 1, 1, rest, at_max);
-    else
-        fnl_sumexp_count_avx2_f32(x, n, M, 0, 1, rest, at_max);
+     * stays nan).  The same results as fnl_sumexp_all_avx2_f32. */
+    fnl_sumexp_usual_avx2_f32(x, n, M, 1, rest, at_max);
 }
 
 /* fnl_sumexp_unit_avx2_f32 of a run whose terms all lie below M == shift (finite; nan
@@ -280,10 +286,7 @@ FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, f
 FNL_INLINE float fnl_sumexp_below_unit_avx2_f32(const float *x, ptrdiff_t n, float shift)
 {
     float rest, none;
-    if (fnl_extreme8_f32(x, n, 1) - shift >= FNL_EXP8_LO)
-        fnl_sumexp_count_avx2_f32(x, n, shift, 1, 0, &rest, &none);
-    else
-        fnl_sumexp_count_avx2_f32(x, n, shift, 0, 0, &rest, &none);
+    fnl_sumexp_usual_avx2_f32(x, n, shift, 0, &rest, &none);
     return rest;
 }
 

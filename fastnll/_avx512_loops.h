@@ -139,6 +139,28 @@ FNL_INLINE void fnl_sumexp_all_avx512_f32(const float *x, ptrdiff_t n, float M, 
     *at_max = _mm512_reduce_add_ps(h);
 }
 
+/* the sums of the usual case (M == shift, finite): the terms below M, and the count of those
+ * equal to it; when split is 0 no term equals M (the caller knows the run's maximum is below
+ * it), and the terms are summed without the comparison, in the same lanes and order (split: a
+ * constant where this is inlined) */
+FNL_INLINE void fnl_sumexp_count_avx512_f32(const float *x, ptrdiff_t n, float M, int split,
+                                            float *rest, float *at_max)
+{
+    __m512 l = _mm512_setzero_ps();
+    __m512 vm = _mm512_set1_ps(M);
+    int64_t count = 0;
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
+        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vm));
+        __mmask16 top = split ? _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ) : 0;
+        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
+        count += __builtin_popcount(top);
+    )
+    *rest = _mm512_reduce_add_ps(l);
+    *at_max = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_stats
+                                 * passes chunks of ROW_CHUNK) */
+}
+
 FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M, float shift,
                                            float *rest, float *at_max)
 {
@@ -149,33 +171,16 @@ FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M,
     /* A finite maximum that is also the shift (the usual case): each maximal term is
      * exp(0) = 1, so they are counted (integer work, off the FP pipes), and no argument
      * exceeds 0 (nan stays nan).  The same results as fnl_sumexp_all_avx512_f32. */
-    __m512 l = _mm512_setzero_ps();
-    __m512 vm = _mm512_set1_ps(M), vs = _mm512_set1_ps(shift);
-    int64_t count = 0;
-    FNL_FOR16(i, n, live,
-        __m512 v = fnl_load16(live, x + i);
-        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs));
-        __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ);
-        l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
-        count += __builtin_popcount(top);
-    )
-    *rest = _mm512_reduce_add_ps(l);
-    *at_max = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_stats
-                                 * passes chunks of ROW_CHUNK) */
+    fnl_sumexp_count_avx512_f32(x, n, M, 1, rest, at_max);
 }
 
 /* fnl_sumexp_unit_avx512_f32 of a run whose terms all lie below M == shift (finite; nan
- * aside): the sum of all its terms (at_max would be 0) without the comparison, the same
- * lanes in the same order, so the same bits */
+ * aside): the sum of all its terms (at_max would be 0), the same bits */
 FNL_INLINE float fnl_sumexp_below_unit_avx512_f32(const float *x, ptrdiff_t n, float shift)
 {
-    __m512 l = _mm512_setzero_ps();
-    __m512 vs = _mm512_set1_ps(shift);
-    FNL_FOR16(i, n, live,
-        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(fnl_load16(live, x + i), vs));
-        l = _mm512_mask_add_ps(l, live, l, e);
-    )
-    return _mm512_reduce_add_ps(l);
+    float rest, none;
+    fnl_sumexp_count_avx512_f32(x, n, shift, 0, &rest, &none);
+    return rest;
 }
 
 /* ---------------------------------------------------------------- column sums ---- */
