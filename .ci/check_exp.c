@@ -7,7 +7,10 @@
  *    fnl_exp_f32 compiled for the same level, for every one of the 2^32 floats (nan compared
  *    as nan); and so does its variant for arguments <= 0 (..._nonpos_f32), for every float
  *    that is not > 0; and at x86-64-v3 fnl_exp8_inrange_f32, for every float in
- *    [FNL_EXP8_LO, FNL_EXP8_HI] and every nan.
+ *    [FNL_EXP8_LO, FNL_EXP8_HI] and every nan.  The short exp of the 16-bit row sums
+ *    (fnl_exp16_short_f32 / fnl_exp8_short_f32) gives the bits of the portable
+ *    fnl_exp_short_f32 for every float not > 0, and that is within 4e-6 of exp (fnl_exp_f64)
+ *    in relative terms on [FNL_SHORT_LO, 0], 0 below, 1 at 0 and nan for nan.
  * 2. The row maximum (fnl_max_unit_*) equals the plain loop's; the row sum of exp
  *    (fnl_sumexp_unit_*, which counts the maximal terms when the maximum is finite) equals
  *    the plain masked-add loop over the vector exp (fnl_sumexp_all_*, which it uses
@@ -15,6 +18,9 @@
  *    (fnl_sumexp_below_unit_*, no comparison); the register-blocked column helpers (fnl_colmax_rows_*,
  *    fnl_colsumexp_rows_*) equal the row-by-row fnl_colmax_f32 / fnl_colsumexp_f32, on random
  *    runs and blocks with inf, -inf and nan.
+ *    The 16-bit row sums (fnl_half_sumexp_f32, fnl_half_max16_f32) reading float16 or
+ *    bfloat16 in place give the bits of the same sums over a float32 copy, and are within
+ *    1e-5 of float64 sums.
  * 3. The writers of softmax and of the gradient (fnl_softmax_unit_*, fnl_grad_unit_*,
  *    fnl_colsoftmax_unit_*, fnl_colgrad_unit_*), softmax's exps (fnl_expsum_unit_*) and the
  *    streaming writers (fnl_scale_stream_*, fnl_sub2_stream_*) equal scalar loops over
@@ -37,11 +43,13 @@
 #define VEC(name) name##_avx512_f32
 #define EXP_NAME "fnl_exp16_f32"
 #define INRANGE_NAME "fnl_exp16_f32"   /* no variant of its own */
-static void vector_exp(const float *x, float *all, float *nonpos, float *inrange)
+#define SHORT_NAME "fnl_exp16_short_f32"
+static void vector_exp(const float *x, float *all, float *nonpos, float *inrange, float *sh)
 {
     _mm512_storeu_ps(all, fnl_exp16_f32(_mm512_loadu_ps(x)));
     _mm512_storeu_ps(nonpos, fnl_exp16_nonpos_f32(_mm512_loadu_ps(x)));
     _mm512_storeu_ps(inrange, fnl_exp16_f32(_mm512_loadu_ps(x)));
+    _mm512_storeu_ps(sh, fnl_exp16_short_f32(_mm512_loadu_ps(x)));
 }
 #define EXP_LO (-87.0f)
 #define EXP_HI 88.0f
@@ -50,11 +58,13 @@ static void vector_exp(const float *x, float *all, float *nonpos, float *inrange
 #define VEC(name) name##_avx2_f32
 #define EXP_NAME "fnl_exp8_f32"
 #define INRANGE_NAME "fnl_exp8_inrange_f32"
-static void vector_exp(const float *x, float *all, float *nonpos, float *inrange)
+#define SHORT_NAME "fnl_exp8_short_f32"
+static void vector_exp(const float *x, float *all, float *nonpos, float *inrange, float *sh)
 {
     _mm256_storeu_ps(all, fnl_exp8_f32(_mm256_loadu_ps(x)));
     _mm256_storeu_ps(nonpos, fnl_exp8_nonpos_f32(_mm256_loadu_ps(x)));
     _mm256_storeu_ps(inrange, fnl_exp8_inrange_f32(_mm256_loadu_ps(x)));
+    _mm256_storeu_ps(sh, fnl_exp8_short_f32(_mm256_loadu_ps(x)));
 }
 #define EXP_LO FNL_EXP8_LO
 #define EXP_HI FNL_EXP8_HI
@@ -63,12 +73,14 @@ static void vector_exp(const float *x, float *all, float *nonpos, float *inrange
 #endif
 
 static float xs[1 << 16], scalar[1 << 16], vector[1 << 16], nonpos[1 << 16],
-    inrange[1 << 16];
+    inrange[1 << 16], short_scalar[1 << 16], short_vector[1 << 16];
 
 __attribute__((noinline)) static void scalar_exp(int n)
 {
     FNL_SIMD
     for (int i = 0; i < n; i++) scalar[i] = fnl_exp_f32(xs[i]);
+    FNL_SIMD
+    for (int i = 0; i < n; i++) short_scalar[i] = fnl_exp_short_f32(xs[i]);
 }
 
 /* same bits, or both nan */
@@ -152,6 +164,73 @@ static long check_loops(void)
     return differ;
 }
 
+/* part 2b: the sums of 16-bit rows (fnl_half_sumexp_f32, fnl_half_max16_f32, _half.h).  The
+ * 16-bit values read in place give the bits of their float32 copy, with the run's maximum
+ * from the same loop equal to the plain loop's; and each sum is within 1e-5 of the float64
+ * sum of exp over the same terms (the sums add in their own lanes) */
+static long check_half_sums(void)
+{
+    static float x[1100];
+    static uint16_t h[1100];
+    long differ = 0;
+    double worst = 0;
+    srand(777);
+    for (int trial = 0; trial < 100000; trial++) {
+        int kind = rand() % 4, fmt = 1 + rand() % 2;
+        ptrdiff_t n = 1 + rand() % 1100;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            float v = random_value(kind == 2 ? 0 : kind);
+            h[i] = fnl_f32_to_half(v, fmt);
+            x[i] = fnl_half_to_f32(h[i], fmt);
+        }
+        float M = -INFINITY;
+        for (ptrdiff_t i = 0; i < n; i++) M = x[i] > M ? x[i] : M;
+        float hM = fnl_half_max16_f32(h, n, fmt);
+        if (memcmp(&hM, &M, 4)) {
+            if (differ < 5) printf("16-bit maximum, n = %td: %a vs %a\n", n, M, hM);
+            differ++;
+        }
+        if (!isfinite(M))
+            continue;
+        /* split at M, and below a larger maximum with the run's maximum taken too */
+        float above = M + fabsf(M) * 1e-3f + (float)(rand() % 3) + 0.5f;
+        float r[8];
+        r[0] = fnl_half_sumexp_f32(x, n, FNL_SRC_F32, M, 1, &r[1], NULL);
+        r[2] = fnl_half_sumexp_f32(h, n, fmt, M, 1, &r[3], NULL);
+        r[4] = fnl_half_sumexp_f32(x, n, FNL_SRC_F32, above, 0, &r[5], NULL);
+        r[6] = fnl_half_sumexp_f32(h, n, fmt, above, 0, &r[7], &hM);
+        if (!same(r, r + 2, 2) || !same(r + 4, r + 6, 2) || memcmp(&hM, &M, 4)) {
+            if (differ < 5)
+                printf("16-bit sums in place, n = %td: %a %a vs %a %a; below %a: %a vs %a, "
+                       "maximum %a vs %a\n", n, r[0], r[1], r[2], r[3], above, r[4], r[6], M,
+                       hM);
+            differ++;
+        }
+        double ref = 0, ref_above = 0, count = 0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            if (x[i] == M)
+                count += 1;
+            else
+                ref += fnl_exp_f64((double)x[i] - (double)M);
+            ref_above += fnl_exp_f64((double)x[i] - (double)above);
+        }
+        double e1 = fabs(r[0] - ref) / (ref + count), e2 = fabs(r[4] - ref_above) / ref_above;
+        if (ref != ref) /* a nan term: nan sums */
+            e1 = e2 = r[0] != r[0] && r[4] != r[4] ? 0 : 1;
+        if (r[1] != count || !(e1 <= 1e-5) || !(e2 <= 1e-5)) {
+            if (differ < 5)
+                printf("16-bit sums, n = %td: %a (count %g) vs float64 %a (count %g); below: "
+                       "%a vs %a\n", n, r[0], r[1], ref, count, r[4], ref_above);
+            differ++;
+        }
+        worst = e1 > worst ? e1 : worst;
+        worst = e2 > worst ? e2 : worst;
+    }
+    printf("16-bit row sums in place against their float32 copy and float64 sums, 100000 "
+           "cases: %ld differ (largest relative error %.2g)\n", differ, worst);
+    return differ;
+}
+
 /* part 3: the writers of softmax and of the gradient against scalar loops over fnl_exp_f32
  * (a run of n elements, so the masked last vector is exercised too) */
 __attribute__((noinline)) static void scalar_writers(const float *x, ptrdiff_t n, float shift,
@@ -229,14 +308,16 @@ static long check_writers(void)
 
 int main(void)
 {
-    long differ = 0, differ_nonpos = 0, differ_inrange = 0;
+    long differ = 0, differ_nonpos = 0, differ_inrange = 0, differ_short = 0, short_bad = 0;
+    double short_worst = 0;
     for (uint32_t hi = 0; hi < (1u << HI_BITS); hi++) {
         for (uint32_t lo = 0; lo < (1u << 16); lo++) {
             uint32_t bits = (hi << 16) | lo;
             memcpy(&xs[lo], &bits, 4);
         }
         scalar_exp(1 << 16);
-        for (int i = 0; i < (1 << 16); i += LANES) vector_exp(xs + i, vector + i, nonpos + i, inrange + i);
+        for (int i = 0; i < (1 << 16); i += LANES)
+            vector_exp(xs + i, vector + i, nonpos + i, inrange + i, short_vector + i);
         for (int i = 0; i < (1 << 16); i++) {
             int both_nan = scalar[i] != scalar[i] && vector[i] != vector[i];
             if (!both_nan && memcmp(&scalar[i], &vector[i], 4)) {
@@ -251,6 +332,32 @@ int main(void)
                     printf("x = %a: fnl_exp_f32 %a, " EXP_NAME " (nonpos) %a\n", xs[i],
                            scalar[i], nonpos[i]);
                 differ_nonpos++;
+            }
+            /* the short exp: the portable code's bits for every float not > 0, a nan for a
+             * nan, 0 below FNL_SHORT_LO, 1 at 0, and a relative error below 4e-6 between */
+            if (!(xs[i] > 0)) {
+                float a = short_scalar[i], b = short_vector[i];
+                if (memcmp(&a, &b, 4) && !(a != a && b != b)) {
+                    if (differ_short < 5)
+                        printf("x = %a: fnl_exp_short_f32 %a, " SHORT_NAME " %a\n", xs[i], a,
+                               b);
+                    differ_short++;
+                }
+                int ok;
+                if (xs[i] != xs[i]) {
+                    ok = a != a;
+                } else if (xs[i] < FNL_SHORT_LO) {
+                    ok = a == 0;
+                } else {
+                    double ref = fnl_exp_f64((double)xs[i]);
+                    double err = fabs((double)a - ref) / ref;
+                    short_worst = err > short_worst ? err : short_worst;
+                    ok = err < 4e-6 && (xs[i] != 0 || a == 1);
+                }
+                if (!ok) {
+                    if (short_bad < 5) printf("x = %a: fnl_exp_short_f32 %a\n", xs[i], a);
+                    short_bad++;
+                }
             }
             both_nan = scalar[i] != scalar[i] && inrange[i] != inrange[i];
             int in = (xs[i] >= EXP_LO && xs[i] <= EXP_HI) || xs[i] != xs[i];
@@ -267,6 +374,10 @@ int main(void)
            differ_nonpos);
     printf(INRANGE_NAME " vs fnl_exp_f32 on the floats in [%g, %g] and nan: %ld differ\n",
            (double)EXP_LO, (double)EXP_HI, differ_inrange);
-    long differ_loops = check_loops() + check_writers();
-    return differ != 0 || differ_nonpos != 0 || differ_inrange != 0 || differ_loops != 0;
+    printf(SHORT_NAME " vs fnl_exp_short_f32 on the floats not > 0: %ld differ; against "
+           "exp: %ld out of bounds, largest relative error %.3g\n", differ_short, short_bad,
+           short_worst);
+    long differ_loops = check_loops() + check_half_sums() + check_writers();
+    return differ != 0 || differ_nonpos != 0 || differ_inrange != 0 || differ_short != 0
+           || short_bad != 0 || differ_loops != 0;
 }

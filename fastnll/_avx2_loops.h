@@ -28,9 +28,11 @@
 #define FASTNLL_AVX2_LOOPS_H
 
 #include "_portable.h"
+#include "_scalar_math.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <string.h>
 #define FNL_HAVE_AVX2 1
 
 /* ------------------------------------------------------------------- vector exp ---- */
@@ -107,6 +109,26 @@ FNL_INLINE __m256 fnl_exp8_inrange_f32(__m256 x)
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), scale));
 }
 
+/* fnl_exp_short_f32 (_scalar_math.h) step for step, the same bits */
+FNL_INLINE __m256 fnl_exp8_short_f32(__m256 x)
+{
+    __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(FNL_SHORT_C4), r, _mm256_set1_ps(FNL_SHORT_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FNL_SHORT_C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FNL_SHORT_C1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i s = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23),
+                                 _mm256_set1_epi32(0x3F800000));
+    __m256 below = _mm256_cmp_ps(x, _mm256_set1_ps(FNL_SHORT_LO), _CMP_LT_OQ);
+    return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(s)));
+}
+
+/* which exp fnl_sumexp_count_avx2_f32 takes */
+enum { FNL_EXP8_NONPOS = 0, FNL_EXP8_INRANGE = 1, FNL_EXP8_SHORT = 2 };
+
 /* the range of arguments where fnl_exp8_inrange_f32 applies */
 #define FNL_EXP8_LO (-87.0f)
 #define FNL_EXP8_HI 88.0f
@@ -168,6 +190,39 @@ FNL_INLINE float fnl_hsum8_f32(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* the largest of the 8 lanes, ignoring nan (-inf if all are) */
+FNL_INLINE float fnl_hmax8_f32(__m256 v)
+{
+    float m[8], e = -INFINITY;
+    _mm256_storeu_ps(m, v);
+    for (int q = 0; q < 8; q++) e = m[q] > e ? m[q] : e;
+    return e;
+}
+
+/* the terms i, i + 1, ... of a run x of n float32 (src FNL_SRC_F32), or of 16-bit values of
+ * the format src (FNL_F16, FNL_BF16: _portable.h) converted in registers (F16C's vcvtph2ps,
+ * or the bits shifted), exactly; a partial vector (full 0, the lanes of live: those below n)
+ * reads only its lanes, the others are 0 (src and full: constants where this is inlined) */
+FNL_INLINE __m256 fnl_load8_src(int src, int full, __m256i live, const void *x, ptrdiff_t i,
+                                ptrdiff_t n)
+{
+    if (src == FNL_SRC_F32)
+        return fnl_load8(full, live, (const float *)x + i);
+    const uint16_t *h = (const uint16_t *)x + i;
+    __m128i raw;
+    if (full) {
+        raw = _mm_loadu_si128((const __m128i *)h);
+    } else {
+        uint16_t part[8] = {0};
+        memcpy(part, h, (size_t)(n - i < 8 ? n - i : 8) * sizeof(uint16_t));
+        raw = _mm_loadu_si128((const __m128i *)part);
+    }
+    if (src == FNL_F16)
+        return _mm256_cvtph_ps(raw);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+
+
 /* the minimum (lowest) or the maximum of a unit-stride run, ignoring nan (+inf or -inf when
  * it is empty or all nan).  Eight accumulators, so that the loop is bound by the two loads a
  * cycle rather than by the latency of chains of minps/maxps; exact, so the order does not
@@ -200,6 +255,27 @@ FNL_INLINE float fnl_extreme8_f32(const float *x, ptrdiff_t n, int lowest)
     return e;
 }
 
+/* the maximum of a unit-stride run of the format src, ignoring nan (-inf when it is empty or
+ * all nan), as fnl_extreme8_f32 takes it for float32: FNL_EXTREME_ACC accumulators */
+FNL_INLINE float fnl_max_src_avx2_f32(const void *x, ptrdiff_t n, int src)
+{
+    __m256 a[FNL_EXTREME_ACC];
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (int q = 0; q < FNL_EXTREME_ACC; q++) a[q] = _mm256_set1_ps(-INFINITY);
+    ptrdiff_t i = 0;
+    for (; i + 8 * FNL_EXTREME_ACC <= n; i += 8 * FNL_EXTREME_ACC)
+        for (int q = 0; q < FNL_EXTREME_ACC; q++)   /* the second operand when v is nan */
+            a[q] = _mm256_max_ps(fnl_load8_src(src, 1, all, x, i + 8 * q, n), a[q]);
+    for (; i < n; i += 8) {
+        __m256i live = fnl_first8(n - i < 8 ? n - i : 8);
+        __m256 v = fnl_load8_src(src, 0, live, x, i, n);
+        v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(live));
+        a[0] = _mm256_max_ps(v, a[0]);
+    }
+    for (int q = 1; q < FNL_EXTREME_ACC; q++) a[0] = _mm256_max_ps(a[q], a[0]);
+    return fnl_hmax8_f32(a[0]);
+}
+
 FNL_INLINE float fnl_max_unit_avx2_f32(const float *x, ptrdiff_t n)
 {
     return fnl_extreme8_f32(x, n, 0);
@@ -225,21 +301,30 @@ FNL_INLINE void fnl_sumexp_all_avx2_f32(const float *x, ptrdiff_t n, float M, fl
     *at_max = fnl_hsum8_f32(h);
 }
 
-/* the usual case of fnl_sumexp_unit_avx2_f32 (M == shift, finite), with the whole vectors'
- * exp taken by fnl_exp8_inrange_f32 when inrange; when split is 0 no term equals M (the
- * caller knows the run's maximum is below it), and the terms are summed without the
- * comparison, in the same lanes and order (inrange and split: constants where this is
+/* the usual case of fnl_sumexp_unit_avx2_f32 (M == shift, finite) over a run of the format
+ * src, with the exp exp_kind names: FNL_EXP8_INRANGE takes fnl_exp8_inrange_f32 for the whole
+ * vectors (the caller checked the range), FNL_EXP8_SHORT the short exp of the 16-bit sums
+ * (fnl_half_sumexp_f32); when split is 0 no term equals M (the caller knows the run's maximum
+ * is below it), and the terms are summed without the comparison, in the same lanes and
+ * order.  With run_max not NULL, the run's maximum (nan ignored) is taken from the same
+ * loads.  (src, exp_kind, split and whether run_max is NULL: constants where this is
  * inlined) */
-FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, int inrange,
-                                          int split, float *rest, float *at_max)
+FNL_INLINE void fnl_sumexp_count_avx2_f32(const void *x, ptrdiff_t n, int src, float M,
+                                          int exp_kind, int split, float *rest, float *at_max,
+                                          float *run_max)
 {
-    __m256 l = _mm256_setzero_ps();
+    __m256 l = _mm256_setzero_ps(), mx = _mm256_set1_ps(-INFINITY);
     __m256i count = _mm256_setzero_si256();
     __m256 vm = _mm256_set1_ps(M);
     FNL_FOR8(i, n, full, live,
-        __m256 v = fnl_load8(full, live, x + i);
+        __m256 v = fnl_load8_src(src, full, live, x, i, n);
+        if (run_max != NULL)    /* vmaxps(v, mx) is mx when v is nan; -inf in dead lanes */
+            mx = _mm256_max_ps(full ? v : _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v,
+                                                           _mm256_castsi256_ps(live)), mx);
         __m256 d = _mm256_sub_ps(v, vm);
-        __m256 e = full && inrange ? fnl_exp8_inrange_f32(d) : fnl_exp8_nonpos_f32(d);
+        __m256 e = exp_kind == FNL_EXP8_SHORT ? fnl_exp8_short_f32(d)
+                   : full && exp_kind == FNL_EXP8_INRANGE ? fnl_exp8_inrange_f32(d)
+                   : fnl_exp8_nonpos_f32(d);
         if (!full)
             e = fnl_keep8(e, _mm256_castsi256_ps(live));
         if (split) {
@@ -255,6 +340,8 @@ FNL_INLINE void fnl_sumexp_count_avx2_f32(const float *x, ptrdiff_t n, float M, 
     *rest = fnl_hsum8_f32(l);
     /* exact, as the float sums of ones, for n < 2^24 (row_stats passes chunks of ROW_CHUNK) */
     *at_max = fnl_hsum8_f32(_mm256_cvtepi32_ps(count));
+    if (run_max != NULL)
+        *run_max = fnl_hmax8_f32(mx);
 }
 
 /* fnl_sumexp_count_avx2_f32 for M == shift: when no argument is below FNL_EXP8_LO (one pass
@@ -263,9 +350,11 @@ FNL_INLINE void fnl_sumexp_usual_avx2_f32(const float *x, ptrdiff_t n, float M, 
                                           float *rest, float *at_max)
 {
     if (fnl_extreme8_f32(x, n, 1) - M >= FNL_EXP8_LO)
-        fnl_sumexp_count_avx2_f32(x, n, M, 1, split, rest, at_max);
+        fnl_sumexp_count_avx2_f32(x, n, FNL_SRC_F32, M, FNL_EXP8_INRANGE, split, rest, at_max,
+                                  NULL);
     else
-        fnl_sumexp_count_avx2_f32(x, n, M, 0, split, rest, at_max);
+        fnl_sumexp_count_avx2_f32(x, n, FNL_SRC_F32, M, FNL_EXP8_NONPOS, split, rest, at_max,
+                                  NULL);
 }
 
 FNL_INLINE void fnl_sumexp_unit_avx2_f32(const float *x, ptrdiff_t n, float M, float shift,

@@ -29,6 +29,7 @@
 #define FASTNLL_AVX512_LOOPS_H
 
 #include "_portable.h"
+#include "_scalar_math.h"
 
 #if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -70,6 +71,23 @@ FNL_INLINE __m512 fnl_exp16_nonpos_f32(__m512 x)
     return fnl_exp16_clamped_f32(_mm512_max_ps(_mm512_set1_ps(-110.0f), x));
 }
 
+/* fnl_exp_short_f32 (_scalar_math.h) step for step, the same bits: vscalefps gives p 2^n,
+ * exact where the portable code multiplies by the float 2^n (n >= -125) */
+FNL_INLINE __m512 fnl_exp16_short_f32(__m512 x)
+{
+    __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic),
+                             magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(FNL_SHORT_C4), r, _mm512_set1_ps(FNL_SHORT_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FNL_SHORT_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FNL_SHORT_C1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    /* 0 where x < FNL_SHORT_LO (nan is kept) */
+    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FNL_SHORT_LO), _CMP_NLT_UQ);
+    return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
 /* ---------------------------------------------------------------- loop helpers ---- */
 
 /* lanes [0, m) of 16: the mask of a last, partial vector */
@@ -100,24 +118,42 @@ FNL_INLINE __m512 fnl_load16(__mmask16 live, const float *p)
     return _mm512_maskz_loadu_ps(live, p);
 }
 
-/* the maximum of a unit-stride run, ignoring nan (-inf when it is empty or all nan): four
- * accumulators, so that the loop is not bound by the latency of one chain of vmaxps; exact,
- * so the order does not matter (but for which zero is returned when +0 and -0 are both
- * maximal) */
-FNL_INLINE float fnl_max_unit_avx512_f32(const float *x, ptrdiff_t n)
+/* the terms i, i + 1, ... of a run x of float32 (src FNL_SRC_F32), or of 16-bit values of the
+ * format src (FNL_F16, FNL_BF16: _portable.h) converted in registers, exactly; the lanes
+ * outside live read nothing and are 0 (src: a constant where this is inlined) */
+FNL_INLINE __m512 fnl_load16_src(int src, __mmask16 live, const void *x, ptrdiff_t i)
+{
+    if (src == FNL_SRC_F32)
+        return _mm512_maskz_loadu_ps(live, (const float *)x + i);
+    __m256i raw = _mm256_maskz_loadu_epi16(live, (const uint16_t *)x + i);
+    if (src == FNL_F16)
+        return _mm512_cvtph_ps(raw);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+/* the maximum of a unit-stride run of the format src, ignoring nan (-inf when it is empty or
+ * all nan): four accumulators, so that the loop is not bound by the latency of one chain of
+ * vmaxps; exact, so the order does not matter (but for which zero is returned when +0 and -0
+ * are both maximal) */
+FNL_INLINE float fnl_max_src_avx512_f32(const void *x, ptrdiff_t n, int src)
 {
     __m512 a[4];
     for (int q = 0; q < 4; q++) a[q] = _mm512_set1_ps(-INFINITY);
     ptrdiff_t i = 0;
     for (; i + 64 <= n; i += 64)
         for (int q = 0; q < 4; q++)     /* x > m ? x : m is what vmaxps(x, m) computes */
-            a[q] = _mm512_max_ps(_mm512_loadu_ps(x + i + 16 * q), a[q]);
+            a[q] = _mm512_max_ps(fnl_load16_src(src, (__mmask16)0xFFFF, x, i + 16 * q), a[q]);
     for (; i < n; i += 16) {
         __mmask16 live = n - i >= 16 ? (__mmask16)0xFFFF : fnl_first16(n - i);
-        a[0] = _mm512_mask_max_ps(a[0], live, _mm512_maskz_loadu_ps(live, x + i), a[0]);
+        a[0] = _mm512_mask_max_ps(a[0], live, fnl_load16_src(src, live, x, i), a[0]);
     }
     for (int q = 1; q < 4; q++) a[0] = _mm512_max_ps(a[q], a[0]);
     return _mm512_reduce_max_ps(a[0]);
+}
+
+FNL_INLINE float fnl_max_unit_avx512_f32(const float *x, ptrdiff_t n)
+{
+    return fnl_max_src_avx512_f32(x, n, FNL_SRC_F32);
 }
 
 /* ------------------------------------------------------------------- row sums ---- */
@@ -139,26 +175,35 @@ FNL_INLINE void fnl_sumexp_all_avx512_f32(const float *x, ptrdiff_t n, float M, 
     *at_max = _mm512_reduce_add_ps(h);
 }
 
-/* the sums of the usual case (M == shift, finite): the terms below M, and the count of those
- * equal to it; when split is 0 no term equals M (the caller knows the run's maximum is below
- * it), and the terms are summed without the comparison, in the same lanes and order (split: a
- * constant where this is inlined) */
-FNL_INLINE void fnl_sumexp_count_avx512_f32(const float *x, ptrdiff_t n, float M, int split,
-                                            float *rest, float *at_max)
+/* the sums of the usual case (M == shift, finite) over a run of the format src: the terms
+ * below M, and the count of those equal to it; when split is 0 no term equals M (the caller
+ * knows the run's maximum is below it), and the terms are summed without the comparison, in
+ * the same lanes and order.  The exp is fnl_exp16_short_f32 when short_exp (the 16-bit sums,
+ * fnl_half_sumexp_f32), else fnl_exp16_nonpos_f32.  With run_max not NULL, the run's maximum
+ * (nan ignored) is taken from the same loads.  (src, split, short_exp and whether run_max is
+ * NULL: constants where this is inlined) */
+FNL_INLINE void fnl_sumexp_count_avx512_f32(const void *x, ptrdiff_t n, int src, float M,
+                                            int split, int short_exp, float *rest,
+                                            float *at_max, float *run_max)
 {
-    __m512 l = _mm512_setzero_ps();
+    __m512 l = _mm512_setzero_ps(), mx = _mm512_set1_ps(-INFINITY);
     __m512 vm = _mm512_set1_ps(M);
     int64_t count = 0;
     FNL_FOR16(i, n, live,
-        __m512 v = fnl_load16(live, x + i);
-        __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vm));
+        __m512 v = fnl_load16_src(src, live, x, i);
+        __m512 d = _mm512_sub_ps(v, vm);
+        __m512 e = short_exp ? fnl_exp16_short_f32(d) : fnl_exp16_nonpos_f32(d);
         __mmask16 top = split ? _mm512_mask_cmp_ps_mask(live, v, vm, _CMP_EQ_OQ) : 0;
         l = _mm512_mask_add_ps(l, live & (__mmask16)~top, l, e);
         count += __builtin_popcount(top);
+        if (run_max != NULL)    /* vmaxps(v, mx) is mx when v is nan */
+            mx = _mm512_mask_max_ps(mx, live, v, mx);
     )
     *rest = _mm512_reduce_add_ps(l);
     *at_max = (float)count;     /* exact, as the float sums of ones, for n < 2^24 (row_stats
                                  * passes chunks of ROW_CHUNK) */
+    if (run_max != NULL)
+        *run_max = _mm512_reduce_max_ps(mx);
 }
 
 FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M, float shift,
@@ -171,7 +216,7 @@ FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M,
     /* A finite maximum that is also the shift (the usual case): each maximal term is
      * exp(0) = 1, so they are counted (integer work, off the FP pipes), and no argument
      * exceeds 0 (nan stays nan).  The same results as fnl_sumexp_all_avx512_f32. */
-    fnl_sumexp_count_avx512_f32(x, n, M, 1, rest, at_max);
+    fnl_sumexp_count_avx512_f32(x, n, FNL_SRC_F32, M, 1, 0, rest, at_max, NULL);
 }
 
 /* fnl_sumexp_unit_avx512_f32 of a run whose terms all lie below M == shift (finite; nan
@@ -179,7 +224,7 @@ FNL_INLINE void fnl_sumexp_unit_avx512_f32(const float *x, ptrdiff_t n, float M,
 FNL_INLINE float fnl_sumexp_below_unit_avx512_f32(const float *x, ptrdiff_t n, float shift)
 {
     float rest, none;
-    fnl_sumexp_count_avx512_f32(x, n, shift, 0, &rest, &none);
+    fnl_sumexp_count_avx512_f32(x, n, FNL_SRC_F32, shift, 0, 0, &rest, &none, NULL);
     return rest;
 }
 

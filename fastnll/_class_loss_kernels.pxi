@@ -323,7 +323,7 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noe
                 NULL if h != NULL else x0 + ri.o * s0 + ri.k * s2,
                 NULL if h == NULL else h + ri.o * s0 + ri.k * s2, args.half, C, s1,
                 SUMS_LSE if t == args.ignore_index else args.row_sums, NULL, 0, w, args.s_w,
-                0, 0)
+                0, 0, False)
             maxima[i] = <floating>block_stats[i].maximum
             rests[i] = block_stats[i].rest
             at_maxes[i] = block_stats[i].at_max

@@ -2,19 +2,28 @@
 #
 # The Python layer hands the kernels the arrays' bits as uint16 views with the format's code.
 # A row (all C classes of one (outer, inner) position, at any stride) is read by chunks of
-# ROW_CHUNK elements, each converted to float32 in L1 and handed to the float32 loops: the
-# same arithmetic as for float32 data, with the same float64 sums, so a 16-bit input gives
-# the float32 results of its values (row_stats_from in _lse.pxd, row_grad in
-# _class_loss_kernels.pxi: cross-entropy runs the float32 rows_block).  Outputs are computed
+# ROW_CHUNK elements, each converted to float32 (in registers, or in L1 for the float32
+# loops): the arithmetic of float32 data, with the same float64 sums, but for the rows' sums
+# of exp, which take the short exp of _half.h (relative error 3.2e-6, which 16-bit results
+# cannot show but in a log-sum-exp near 0: half_logsumexp takes those rows again with
+# float32's exp) (row_stats_from in _lse.pxd, row_grad in _class_loss_kernels.pxi:
+# cross-entropy runs the float32 rows_block).  Outputs are computed
 # in float32 and rounded once to the 16-bit format (softmax, the gradient); reductions come
 # back as float32 or float64 and the Python layer rounds them.  Always the row traversal:
 # the column traversal packs float32 blocks of its own, which a 16-bit input would need in
 # another layout.
+from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
     fnl_expsum_unit, fnl_f32_to_half, fnl_half_load_f32, fnl_half_load_max_f32,
     fnl_half_store_f32, fnl_half_to_f32, fnl_scale_unit,
 )
+
+
+# half_logsumexp takes a row again with float32's exp when its result is closer to 0 than
+# this: there the short exp's absolute error (up to 3.2e-6) could pass 1 unit of float16 (2^-11
+# of the result) or bfloat16 (2^-8)
+cdef double LSE_NEAR_ZERO = 0.0078125
 
 
 cdef inline View3 view3_half(const uint16_t[:, :, :] v) noexcept nogil:
@@ -68,6 +77,7 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
     cdef float *o0
     cdef RowIndex ri
     cdef RowStats stats
+    cdef double lse
     if n == 0:
         return
     o0 = &out[0, 0]
@@ -75,9 +85,18 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
         for r in prange(n, schedule='static', num_threads=nthreads if n > 1 else 1):
             ri = row_index(r, inner)
             stats = row_stats_from(<const float *>NULL, x0 + ri.o * xv.s0 + ri.k * xv.s2, kind,
-                                   C, xv.s1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0)
-            o0[ri.o * os0 + ri.k * os1] = <float>(
-                stats.shift + finish_logs(stats.maximum, stats.rest, stats.at_max))
+                                   C, xv.s1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0, False)
+            lse = stats.shift + finish_logs(stats.maximum, stats.rest, stats.at_max)
+            if fabs(lse) < LSE_NEAR_ZERO:
+                # The short exp's absolute error in the log of the sum (up to 3.2e-6, see
+                # _half.h) can show in a result this close to 0 (a maximum below 0 and a
+                # log of the sum that cancels it, as for rows of log-probabilities): the row
+                # again, with float32's exp.  Losses and softmax outputs add terms of one
+                # sign and keep the short exp's relative error.
+                stats = row_stats_from(<const float *>NULL, x0 + ri.o * xv.s0 + ri.k * xv.s2,
+                                       kind, C, xv.s1, SUMS_LSE, NULL, 0, NULL, 0, 0, 0, True)
+                lse = stats.shift + finish_logs(stats.maximum, stats.rest, stats.at_max)
+            o0[ri.o * os0 + ri.k * os1] = <float>lse
 
 
 @cython.boundscheck(False)
@@ -150,7 +169,7 @@ cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s,
                 c0 += cn
             return
     stats = row_stats_from(<const float *>NULL, x, kind, C, s, SUMS_LSE, NULL, 0, NULL, 0, 0,
-                           0)
+                           0, False)
     shift = <float>stats.shift
     log_sum = <float>finish_logs(stats.maximum, stats.rest, stats.at_max)
     if not take_log and stats.maximum == INFINITY:

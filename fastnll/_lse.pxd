@@ -15,7 +15,8 @@ from libc.math cimport isfinite, log, log1p, INFINITY
 from libc.stdint cimport uint16_t
 
 from fastnll._loops cimport (
-    FNL_F32_INTRINSICS, fnl_exp_f64, fnl_half_load_max_f32, fnl_log_sums, fnl_max,
+    FNL_F32_INTRINSICS, FNL_HALF_DIRECT, FNL_SRC_F32, fnl_exp_f64, fnl_half_load_max_f32,
+    fnl_half_max16_f32, fnl_half_sumexp_f32, fnl_log_sums, fnl_max,
     fnl_prefetch_after,
     fnl_sumexp, fnl_sumexp_below, fnl_sumdiff, fnl_tsum,
 )
@@ -92,22 +93,27 @@ cdef inline RowStats row_stats(const floating *x, Py_ssize_t n, Py_ssize_t s, Ro
     # t (stride s_t) are probability targets (SUMS_WTX), w (stride s_w) class weights.
     # Returned by value: inside prange, Cython makes a variable thread-private only when the
     # loop body assigns it, so results must never come back through a pointer.
-    return row_stats_from(x, NULL, 0, n, s, sums, t, s_t, w, s_w, keep, spread)
+    return row_stats_from(x, NULL, 0, n, s, sums, t, s_t, w, s_w, keep, spread, False)
 
 
 cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int kind,
                                     Py_ssize_t n, Py_ssize_t s, RowSums sums,
                                     const floating *t, Py_ssize_t s_t, const floating *w,
-                                    Py_ssize_t s_w, floating keep,
-                                    floating spread) noexcept nogil:
+                                    Py_ssize_t s_w, floating keep, floating spread,
+                                    bint exact) noexcept nogil:
     # row_stats of the row x, or (float only, h not NULL) of the 16-bit row h of the format
-    # `kind` (FNL_F16, FNL_BF16): each chunk of it converted to float32 in L1 (hbuf) first.
+    # `kind` (FNL_F16, FNL_BF16).  A 16-bit row's sums of exp take the short exp of _half.h
+    # (fnl_half_sumexp_f32) while the maximum is finite, unless `exact`; a unit-stride row
+    # whose log-sum-exp is all that is asked for is then read in place (FNL_HALF_DIRECT), any
+    # other 16-bit row through a float32 copy of each chunk in L1 (hbuf).  With `exact`, a
+    # 16-bit row is summed as its float32 copy would be (float32's exp, the same bits).
     cdef RowStats out
     cdef Py_ssize_t c0, cn, sc
     cdef const floating *xc
     cdef float hbuf[ROW_CHUNK]      # (unused, and dropped by the compiler, for double)
     cdef floating maximum = -INFINITY, shift = 0, ref = 0, chunk_at_max, chunk_wt
     cdef floating chunk_max = -INFINITY
+    cdef float h_at_max, h_max, h_part
     cdef double rest = 0, at_max = 0, x_sum = 0, wt_sum = 0
     c0 = 0
     while c0 < n:
@@ -118,6 +124,32 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
             if h != NULL:
                 if s == 1:
                     fnl_prefetch_after(h + c0 + cn, cn * sizeof(uint16_t))
+                if FNL_HALF_DIRECT and s == 1 and sums == SUMS_LSE and not exact:
+                    # read in place, converted in registers
+                    if c0 > 0 and isfinite(maximum):
+                        # one pass for the sum below the running maximum and the chunk's
+                        # maximum, kept when no term reaches that maximum (most chunks: the
+                        # same sum as the second pass below would give)
+                        h_part = fnl_half_sumexp_f32(h + c0, cn, kind, maximum, 0, &h_at_max,
+                                                     &h_max)
+                        if h_max < maximum:
+                            rest += h_part
+                            c0 += cn
+                            continue
+                    else:
+                        h_max = fnl_half_max16_f32(h + c0, cn, kind)
+                    chunk_max = h_max
+                    if chunk_max > maximum:
+                        rescale(chunk_max, &maximum, &shift, &rest, &at_max)
+                    if c0 == 0:
+                        ref = shift
+                    if isfinite(maximum):
+                        rest += fnl_half_sumexp_f32(h + c0, cn, kind, maximum,
+                                                    chunk_max == maximum, &h_at_max, NULL)
+                        at_max += h_at_max
+                        c0 += cn
+                        continue
+                    # an infinite maximum: the float32 copy and the full exp, as below
                 # converted and its maximum taken in one pass
                 chunk_max = fnl_half_load_max_f32(h + c0 * s, cn, s, kind, hbuf)
                 xc, sc = hbuf, 1
@@ -134,7 +166,12 @@ cdef inline RowStats row_stats_from(const floating *x, const uint16_t *h, int ki
             rescale(chunk_max, &maximum, &shift, &rest, &at_max)
         if c0 == 0:
             ref = shift
-        if (floating is float and FNL_F32_INTRINSICS and sc == 1 and chunk_max < maximum
+        if floating is float and h != NULL and isfinite(maximum) and not exact:
+            # a 16-bit row in the usual case (a finite maximum, which is the shift)
+            rest += fnl_half_sumexp_f32(xc, cn, FNL_SRC_F32, maximum, chunk_max == maximum,
+                                        &h_at_max, NULL)
+            at_max += h_at_max
+        elif (floating is float and FNL_F32_INTRINSICS and sc == 1 and chunk_max < maximum
                 and isfinite(maximum)):
             # no term of this chunk is maximal (most chunks of a long row): the same sum
             # without comparing each term with the maximum, which the loops written with

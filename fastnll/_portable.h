@@ -80,6 +80,10 @@ FNL_INLINE void fnl_stream_fence(void) { _mm_sfence(); }
 FNL_INLINE void fnl_stream_fence(void) {}
 #endif
 
+/* where a float32 row loop reads its terms: a float32 run (FNL_SRC_F32), or 16-bit values of
+ * one of the formats of _half.h, converted in registers (the codes of _half.KINDS) */
+enum { FNL_SRC_F32 = 0, FNL_F16 = 1, FNL_BF16 = 2 };
+
 /* the bits of a float or a double, for exponent arithmetic */
 typedef union { float f; int32_t i; } fnl_bits32;
 typedef union { double f; int64_t i; } fnl_bits64;

@@ -214,6 +214,68 @@ def test_softmax_family_hard_rows(dtype, fn):
     assert_ulps(got, ref, dtype, n=1)
 
 
+def _multi_chunk_rows(dtype):
+    """Rows of 5000 elements (five chunks of the kernels' 1024) whose maxima arrive in every
+    order: a new maximum in each chunk, a later chunk tying the running maximum exactly,
+    +inf, nan or a lone finite value among -inf in a later chunk, a maximum at the very end."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    rows = [rng.standard_normal(n) * 3 for _ in range(9)]
+    rows[0] += np.arange(n) * 0.002                     # a new maximum in every chunk
+    rows[1][10], rows[1][4000] = 9.0, 9.0                # ties with the running maximum
+    rows[1][2500] = 9.0
+    rows[2][3100] = np.inf
+    rows[3][2047] = np.nan
+    rows[4][:] = -np.inf
+    rows[4][3333] = 1.5                                  # one finite value, late
+    rows[5][:] = -np.inf
+    rows[6][-1] = 20.0                                   # the maximum is the last element
+    rows[7][:1024] = -30.0                               # a low first chunk, then larger
+    rows[8][:] = 0.25                                    # every term maximal
+    return np.array(rows).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_multi_chunk_rows(dtype, layout):
+    """The 16-bit row sums read contiguous rows in place, taking a chunk below the running
+    maximum in one pass and again when it reaches that maximum; strided rows go through a
+    float32 copy.  Both against float64 on the 16-bit values (and SciPy's inf and nan
+    semantics, through the float32 results of the same values)."""
+    x = _multi_chunk_rows(dtype)
+    if layout == "strided":
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    x64 = x.astype(np.float64)
+    finite = np.isfinite(x64).all(axis=1) | (np.isneginf(x64) | np.isfinite(x64)).all(axis=1)
+    got = fastnll.logsumexp(x, axis=1)
+    assert got.dtype == dtype
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert_ulps(got[finite], ref_lse(x64[finite], axis=1), dtype)
+    assert_ulps(got, fastnll.logsumexp(x.astype(np.float32), axis=1), dtype, n=1)
+    t = np.array([0, 4000, 3100, 1, 3333, 0, 4999, 1500, 17])
+    loss = fastnll.cross_entropy(x, t, reduction="none")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref, _ = ref_loss("ce", x64, t, reduction="none")
+        assert_ulps(loss, ref, dtype)
+        assert_ulps(fastnll.softmax(x, axis=1)[finite], ref_softmax(x64[finite], 1, False),
+                    dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("C", [40, 3000])
+def test_logsumexp_of_log_probabilities(dtype, C):
+    """Rows of log-probabilities: their log-sum-exp is near 0, where the absolute error of
+    the 16-bit sums' short exp (3.2e-6) could pass 2 units of the result; those rows are
+    summed again with float32's exp, and give the float32 result of their values, rounded
+    once (whose own absolute error, that of float32 sums, the docs state)."""
+    x = np.random.default_rng(3).standard_normal((64, C)) * 2.0
+    logp = (x - ref_lse(x, axis=1, keepdims=True)).astype(dtype)
+    got = fastnll.logsumexp(logp, axis=1)
+    assert np.abs(ref_lse(logp.astype(np.float64), axis=1)).max() < 2 ** -7   # the case
+    expected = fastnll.logsumexp(logp.astype(np.float32), axis=1).astype(dtype)
+    assert ulps(got, expected).max() == 0
+
+
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_of_one_long_row(dtype, fn):
