@@ -285,6 +285,35 @@ static inline float fnl_half_sumexp_f32(const void *x, ptrdiff_t n, int src, flo
     return rest;
 }
 
+/* softmax's outputs for a 16-bit row's float32 chunk x (converted by fnl_half_load_f32):
+ * out = fnl_exp_short_f32((x - shift) - log_sum), where shift is the row's maximum (finite)
+ * and log_sum the log of its sum of exp (finite), so that no argument exceeds 0 (nan stays
+ * nan).  The short exp's 3.2e-6 (and as much from log_sum) cannot show in an output rounded
+ * to 16 bits.  x and out may be the same. */
+static inline void fnl_half_softmax_f32(const float *x, ptrdiff_t n, float shift,
+                                        float log_sum, float *out)
+{
+#if defined(FNL_HAVE_AVX512)
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
+    FNL_FOR16(i, n, live,
+        __m512 v = fnl_load16(live, x + i);
+        _mm512_mask_storeu_ps(out + i, live,
+                              fnl_exp16_short_f32(_mm512_sub_ps(_mm512_sub_ps(v, vs), vl)));
+    )
+#elif defined(FNL_HAVE_AVX2)
+    __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
+    FNL_FOR8(i, n, full, live,
+        __m256 v = fnl_load8(full, live, x + i);
+        fnl_store8(full, live, out + i,
+                   fnl_exp8_short_f32(_mm256_sub_ps(_mm256_sub_ps(v, vs), vl)));
+    )
+#else
+    FNL_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = fnl_exp_short_f32((x[i] - shift) - log_sum);
+#endif
+}
+
 /* Whether the row sums read unit-stride 16-bit rows in place (fnl_half_max16_f32,
  * fnl_half_sumexp_f32 with src FNL_F16 or FNL_BF16) rather than through a float32 copy of
  * each chunk: where the conversions are instructions (x86-64-v3 and v4). */

@@ -15,8 +15,8 @@
 from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    fnl_expsum_unit, fnl_f32_to_half, fnl_half_load_f32, fnl_half_load_max_f32,
-    fnl_half_store_f32, fnl_half_to_f32, fnl_scale_unit,
+    fnl_f32_to_half, fnl_half_load_f32, fnl_half_softmax_f32, fnl_half_store_f32,
+    fnl_half_to_f32,
 )
 
 
@@ -31,18 +31,6 @@ cdef inline View3 view3_half(const uint16_t[:, :, :] v) noexcept nogil:
     if v.shape[0] > 0 and v.shape[1] > 0 and v.shape[2] > 0:
         data = <void *>&v[0, 0, 0]
     return View3(data, v.strides[0] // 2, v.strides[1] // 2, v.strides[2] // 2)
-
-
-cdef float *half_rows(int nthreads, Py_ssize_t C, int per_thread) except? NULL:
-    # per_thread float32 rows of C elements for each of nthreads threads (NULL when C is 0)
-    cdef size_t n = <size_t>(nthreads if nthreads > 0 else 1) * per_thread * C
-    cdef float *buf
-    if n == 0:
-        return NULL
-    buf = <float *>malloc(n * sizeof(float))
-    if buf == NULL:
-        raise MemoryError()
-    return buf
 
 
 @cython.boundscheck(False)
@@ -109,76 +97,44 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
     cdef const uint16_t *x0 = <const uint16_t *>xv.data
     cdef uint16_t *y0 = <uint16_t *>ov.data
     cdef Py_ssize_t C = x.shape[1], inner = x.shape[2], n = x.shape[0] * x.shape[2], r
-    cdef float *buf = NULL
     cdef RowIndex ri
     if x0 == NULL:
         return
     nthreads = nthreads if n > 1 else 1
-    if not take_log and C <= HALF_ROW_MAX:
-        buf = half_rows(nthreads, C, 1)
     with nogil:
         for r in prange(n, schedule='static', num_threads=nthreads):
             ri = row_index(r, inner)
             half_softmax_row(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind,
-                             y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log,
-                             NULL if buf == NULL else buf + threadid() * C)
-    free(buf)
-
-
-cdef enum:
-    # the longest row half_softmax's softmax converts whole, into a float32 row of its thread
-    # (1 MiB); longer rows (axis=None of a large array) take the two-exp formula by chunks
-    HALF_ROW_MAX = 262144
+                             y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log)
 
 
 cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,
-                                  uint16_t *y, Py_ssize_t s_y, bint take_log,
-                                  float *row) noexcept nogil:
-    # One row of half_softmax.  log_softmax (and softmax without row): the row's statistics
-    # from chunks converted in L1, then x - shift - log_sum (or its exp) by chunks.  softmax
-    # with row (the thread's float32 row, C elements): the row converted (and its maximum
-    # taken) chunk by chunk, then PyTorch's one exp per element as in row_softmax_unit, the
-    # exps scaled and rounded chunk by chunk; a row whose maximum is not finite takes the
+                                  uint16_t *y, Py_ssize_t s_y, bint take_log) noexcept nogil:
+    # One row of half_softmax: the row's statistics (row_stats_from: the short exp's sums,
+    # read in place where the row is contiguous), then x - shift - log_sum, or its exp, by
+    # chunks converted to float32 in L1 and rounded once.  softmax's exp is the short one
+    # (fnl_half_softmax_f32) when the maximum and the sum are finite; other rows take the
     # general formula, as for float32.
     cdef float chunk[ROW_CHUNK]
     cdef Py_ssize_t c0, cn
-    cdef float maximum = -INFINITY, m, shift, log_sum
-    cdef double total = 0
+    cdef float shift, log_sum
+    cdef bint short_exp
     cdef RowStats stats
-    if not take_log and row != NULL:
-        c0 = 0
-        while c0 < C:
-            cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
-            if s == 1:
-                fnl_prefetch_after(x + c0 + cn, cn * sizeof(uint16_t))
-            m = fnl_half_load_max_f32(x + c0 * s, cn, s, kind, row + c0)
-            if m > maximum:
-                maximum = m
-            c0 += cn
-        if isfinite(maximum):
-            c0 = 0
-            while c0 < C:
-                cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
-                total += fnl_expsum_unit(row + c0, cn, maximum, row + c0)
-                c0 += cn
-            c0 = 0
-            while c0 < C:
-                cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
-                fnl_scale_unit(row + c0, cn, <float>(1.0 / total))
-                fnl_half_store_f32(row + c0, cn, kind, y + c0 * s_y, s_y)
-                c0 += cn
-            return
     stats = row_stats_from(<const float *>NULL, x, kind, C, s, SUMS_LSE, NULL, 0, NULL, 0, 0,
                            0, False)
     shift = <float>stats.shift
     log_sum = <float>finish_logs(stats.maximum, stats.rest, stats.at_max)
     if not take_log and stats.maximum == INFINITY:
         log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
+    short_exp = not take_log and isfinite(stats.maximum) and isfinite(log_sum)
     c0 = 0
     while c0 < C:
         cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)
         fnl_half_load_f32(x + c0 * s, cn, s, kind, chunk)
-        fnl_softmax(chunk, cn, 1, shift, log_sum, chunk, 1, take_log)
+        if short_exp:
+            fnl_half_softmax_f32(chunk, cn, shift, log_sum, chunk)
+        else:
+            fnl_softmax(chunk, cn, 1, shift, log_sum, chunk, 1, take_log)
         fnl_half_store_f32(chunk, cn, kind, y + c0 * s_y, s_y)
         c0 += cn
 
