@@ -6,7 +6,8 @@
  * values of each format (loads, bit for bit, nan included; the maxima of load_max over
  * windows of every length up to 70 and a few longer ones, at every start, against a scalar
  * maximum) and every one of the 2^32 floats (stores; nan compared as nan: its payload bits
- * may differ).  The scalar
+ * may differ); at x86-64-v3 and v4 also the in-place maximum of 16-bit rows and the one-pass
+ * softmax writer (fnl_half_max16_f32, fnl_half_write16_f32) on every 16-bit value.  The scalar
  * conversions themselves are checked against NumPy's and ml_dtypes' by tests/test_half.py.
  * Built by .ci/run with the installed package's flags of each level; about 20 s a level.
  */
@@ -87,6 +88,44 @@ int main(void)
                 }
             }
         }
+#if FNL_HALF_DIRECT
+        /* x86-64-v3 and v4 read contiguous 16-bit rows in place: the maximum of the row sums
+         * (fnl_half_max16_f32) against a scalar loop, and the one-pass writer of log_softmax
+         * and softmax outputs (fnl_half_write16_f32: conversions and rounding in registers,
+         * cached or non-temporal stores) against the portable formula, over every 16-bit value
+         * from 40 starts and output offsets (the softmax side where the exp's argument is not
+         * > 0, as its callers guarantee) */
+        for (uint32_t k = 0; k < 40; k++) {
+            uint32_t len = BATCH - 64;
+            float m = fnl_half_max16_f32(h + k, len, kind), ref = -INFINITY;
+            for (uint32_t i = 0; i < len; i++) {
+                float v = fnl_half_to_f32(h[k + i], kind);
+                ref = v > ref ? v : ref;
+            }
+            if (m != ref && bad++ < 10)
+                printf("%s max16 of %u from %u: %a, scalar %a\n", name, len, k, m, ref);
+            for (int take_log = 0; take_log <= 1; take_log++) {
+                for (int stream = 0; stream <= 1; stream++) {
+                    float shift = take_log ? 0.0f : 3.0f, log_sum = take_log ? 0.0f : 0.5f;
+                    uint16_t *y = out + (k * 5) % 17;
+                    fnl_half_write16_f32(h + k, y, len, kind, shift, log_sum, take_log, stream);
+                    fnl_stream_fence();
+                    for (uint32_t i = 0; i < len; i++) {
+                        float d = (fnl_half_to_f32(h[k + i], kind) - shift) - log_sum;
+                        if (!take_log && d > 0)
+                            continue;
+                        uint16_t want = fnl_f32_to_half(take_log ? d : fnl_exp_short_f32(d),
+                                                        kind);
+                        if (y[i] != want && !(is_nan16(y[i], kind) && is_nan16(want, kind))
+                            && bad++ < 10)
+                            printf("%s write16 (log %d, stream %d) of %04x: %04x, portable "
+                                   "%04x\n", name, take_log, stream, (unsigned)h[k + i],
+                                   (unsigned)y[i], (unsigned)want);
+                    }
+                }
+            }
+        }
+#endif
         printf("%s: every 16-bit value loaded, every float stored\n", name);
     }
     printf("%ld differ\n", bad);

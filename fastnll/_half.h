@@ -314,6 +314,109 @@ static inline void fnl_half_softmax_f32(const float *x, ptrdiff_t n, float shift
 #endif
 }
 
+#if defined(FNL_HAVE_AVX512)
+/* 16 floats rounded to the 16-bit format kind as fnl_f32_to_half rounds them: vcvtps2ph for
+ * float16 (F16C's bits, .ci/check_half.c); for bfloat16 the portable integer rounding, lane
+ * by lane (nan made quiet) */
+FNL_INLINE __m256i fnl_round16_half(__m512 v, int kind)
+{
+    if (kind == FNL_F16)
+        return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(
+        _mm512_set1_epi32(0x7fff), odd)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+#elif defined(FNL_HAVE_AVX2)
+/* 8 floats rounded to the 16-bit format kind as fnl_f32_to_half rounds them (see the
+ * AVX-512 form) */
+FNL_INLINE __m128i fnl_round8_half(__m256 v, int kind)
+{
+    if (kind == FNL_F16)
+        return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i u = _mm256_castps_si256(v);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(
+        _mm256_set1_epi32(0x7fff), odd)), 16);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                     _mm256_set1_epi32(0x7f800000));
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, q, nan);
+    /* 32-bit lanes (< 2^16) to 16 bits: packus works within 128-bit halves */
+    __m256i p = _mm256_packus_epi32(r, r);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+#endif
+
+/* The outputs of softmax (take_log 0) or log_softmax (1) of a unit-stride 16-bit row x of the
+ * format kind into the unit-stride 16-bit row y, in one pass, the values converted in
+ * registers: y = round((x - shift) - log_sum), or round(fnl_exp_short_f32((x - shift) -
+ * log_sum)) (shift the row's maximum and log_sum the log of its sum, both finite for
+ * softmax); the values, and bits, of the chunked path (fnl_half_load_f32, the log form of
+ * fnl_softmax or fnl_half_softmax_f32, fnl_half_store_f32).  stream: y's whole aligned
+ * blocks written with non-temporal stores (the caller's output larger than the last-level
+ * cache; the caller fences).  x and y may be the same row.  Only where FNL_HALF_DIRECT. */
+static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_t n, int kind,
+                                        float shift, float log_sum, int take_log, int stream)
+{
+#if defined(FNL_HAVE_AVX512) || defined(FNL_HAVE_AVX2)
+#if defined(FNL_HAVE_AVX512)
+    const ptrdiff_t lanes = 16;
+#else
+    const ptrdiff_t lanes = 8;
+#endif
+    ptrdiff_t i = 0;
+    if (stream) {   /* up to y's first block of 2 * lanes bytes, one by one */
+        for (; i < n && ((uintptr_t)(y + i) & (uintptr_t)(2 * lanes - 1)); i++) {
+            float d = (fnl_half_to_f32(x[i], kind) - shift) - log_sum;
+            y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_f32(d), kind);
+        }
+    }
+#if defined(FNL_HAVE_AVX512)
+    __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
+    for (; i < n; i += 16) {
+        __mmask16 live = n - i >= 16 ? (__mmask16)0xFFFF : fnl_first16(n - i);
+        __m512 d = _mm512_sub_ps(_mm512_sub_ps(
+            kind == FNL_BF16 ? fnl_load16_src(FNL_BF16, live, x, i)
+                             : fnl_load16_src(FNL_F16, live, x, i), vs), vl);
+        __m512 e = take_log ? d : fnl_exp16_short_f32(d);
+        __m256i h = kind == FNL_BF16 ? fnl_round16_half(e, FNL_BF16)
+                                     : fnl_round16_half(e, FNL_F16);
+        if (stream && live == (__mmask16)0xFFFF)
+            _mm256_stream_si256((__m256i *)(y + i), h);
+        else
+            _mm256_mask_storeu_epi16(y + i, live, h);
+    }
+#else
+    __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(
+            kind == FNL_BF16 ? fnl_load8_src(FNL_BF16, 1, all, x, i, n)
+                             : fnl_load8_src(FNL_F16, 1, all, x, i, n), vs), vl);
+        __m256 e = take_log ? d : fnl_exp8_short_f32(d);
+        __m128i h = kind == FNL_BF16 ? fnl_round8_half(e, FNL_BF16)
+                                     : fnl_round8_half(e, FNL_F16);
+        if (stream)
+            _mm_stream_si128((__m128i *)(y + i), h);
+        else
+            _mm_storeu_si128((__m128i *)(y + i), h);
+    }
+    for (; i < n; i++) {
+        float d = (fnl_half_to_f32(x[i], kind) - shift) - log_sum;
+        y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_f32(d), kind);
+    }
+#endif
+#else
+    (void)x; (void)y; (void)n; (void)kind; (void)shift; (void)log_sum; (void)take_log;
+    (void)stream;
+#endif
+}
+
 /* Whether the row sums read unit-stride 16-bit rows in place (fnl_half_max16_f32,
  * fnl_half_sumexp_f32 with src FNL_F16 or FNL_BF16) rather than through a float32 copy of
  * each chunk: where the conversions are instructions (x86-64-v3 and v4). */

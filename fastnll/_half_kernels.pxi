@@ -15,8 +15,8 @@
 from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    fnl_f32_to_half, fnl_half_load_f32, fnl_half_softmax_f32, fnl_half_store_f32,
-    fnl_half_to_f32,
+    FNL_HALF_DIRECT, fnl_f32_to_half, fnl_half_load_f32, fnl_half_softmax_f32,
+    fnl_half_store_f32, fnl_half_to_f32, fnl_half_write16_f32, fnl_stream_fence,
 )
 
 
@@ -90,9 +90,10 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :] out not None,
-                 bint take_log, int nthreads):
+                 bint take_log, int nthreads, bint stream=False):
     """out = softmax(x) or log_softmax(x) along the middle axis, 16-bit in and out (out may
-    be x itself: each row is read whole before it is written)."""
+    be x itself: each row is read whole before it is written).  stream: write unit-stride
+    rows with non-temporal stores (for a caller's output larger than the last-level cache)."""
     cdef View3 xv = view3_half(x), ov = view3_half(out)
     cdef const uint16_t *x0 = <const uint16_t *>xv.data
     cdef uint16_t *y0 = <uint16_t *>ov.data
@@ -105,16 +106,18 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
         for r in prange(n, schedule='static', num_threads=nthreads):
             ri = row_index(r, inner)
             half_softmax_row(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind,
-                             y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log)
+                             y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log, stream)
 
 
 cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,
-                                  uint16_t *y, Py_ssize_t s_y, bint take_log) noexcept nogil:
+                                  uint16_t *y, Py_ssize_t s_y, bint take_log,
+                                  bint stream) noexcept nogil:
     # One row of half_softmax: the row's statistics (row_stats_from: the short exp's sums,
-    # read in place where the row is contiguous), then x - shift - log_sum, or its exp, by
-    # chunks converted to float32 in L1 and rounded once.  softmax's exp is the short one
-    # (fnl_half_softmax_f32) when the maximum and the sum are finite; other rows take the
-    # general formula, as for float32.
+    # read in place where the row is contiguous), then x - shift - log_sum, or its exp, rounded
+    # once: in one pass converting in registers where both rows are contiguous
+    # (fnl_half_write16_f32, FNL_HALF_DIRECT), else by chunks converted to float32 in L1.
+    # softmax's exp is the short one when the maximum and the sum are finite; other rows take
+    # the general formula, as for float32.
     cdef float chunk[ROW_CHUNK]
     cdef Py_ssize_t c0, cn
     cdef float shift, log_sum
@@ -127,6 +130,11 @@ cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s,
     if not take_log and stats.maximum == INFINITY:
         log_sum = NAN   # SciPy: exp(inf - inf) poisons the whole row
     short_exp = not take_log and isfinite(stats.maximum) and isfinite(log_sum)
+    if FNL_HALF_DIRECT and s == 1 and s_y == 1 and (take_log or short_exp):
+        fnl_half_write16_f32(x, y, C, kind, shift, log_sum, take_log, stream)
+        if stream:
+            fnl_stream_fence()
+        return
     c0 = 0
     while c0 < C:
         cn = min(C - c0, <Py_ssize_t>ROW_CHUNK)

@@ -228,7 +228,8 @@ def _softmax_impl(x, axis, take_log, out=None):
         y3 = view.to3(res)
     if kind:
         kernels.half_softmax(x=view.x3.view(np.uint16), kind=kind, out=y3.view(np.uint16),
-                             take_log=take_log, nthreads=_threads.for_work(x.size))
+                             take_log=take_log, nthreads=_threads.for_work(x.size),
+                             stream=res is None and streams(out))
     else:
         kernels.softmax(x=view.x3, out=y3, take_log=take_log,
                         nthreads=_threads.for_work(x.size),

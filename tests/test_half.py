@@ -278,6 +278,32 @@ def test_logsumexp_of_log_probabilities(dtype, C):
 
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(6, 40), (30, 1000), (4, 3001), (2, 7)])
+@pytest.mark.parametrize("offset", [0, 1, 3, 9])
+def test_softmax_written_in_one_pass(monkeypatch, dtype, fn, shape, offset):
+    """Contiguous 16-bit rows are written in one pass converting in registers (x86-64-v3
+    and v4), with non-temporal stores for an output larger than the last-level cache (here
+    any: the size patched to 0) from its first aligned block: the bits of the chunked path,
+    which a strided output takes; rows with +inf or all -inf among the others; in place too."""
+    f = getattr(fastnll, fn)
+    x = _logits(dtype, shape)
+    x[0, 1] = np.inf
+    x[-1] = -np.inf
+    strided = np.empty(shape + (2,), dtype)[..., 0]
+    assert f(x, axis=1, out=strided) is strided      # the chunked path
+    expected = f(x, axis=1)                           # one pass, cached stores
+    assert ulps(expected, strided).max() == 0
+    monkeypatch.setattr(fastnll._caches, "LLC_BYTES", 0)
+    out = np.full(x.size + offset, np.nan, dtype)[offset:].reshape(shape)
+    assert f(x, axis=1, out=out) is out
+    assert ulps(out, expected).max() == 0
+    y = x.copy()
+    assert f(y, axis=1, out=y) is y
+    assert ulps(y, expected).max() == 0
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_of_one_long_row(dtype, fn):
     """axis=None of a large array: one row longer than the kernels convert whole (the
     two-exp formula by chunks, no float32 copy of the row)."""
