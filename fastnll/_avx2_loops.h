@@ -126,6 +126,17 @@ FNL_INLINE __m256 fnl_exp8_short_f32(__m256 x)
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(s)));
 }
 
+/* fnl_exp_short_out_f32: lanes below FNL_SHORT_LO (rare) from fnl_exp8_f32, taken only for
+ * a vector that has one */
+FNL_INLINE __m256 fnl_exp8_short_out_f32(__m256 x)
+{
+    __m256 e = fnl_exp8_short_f32(x);
+    __m256 low = _mm256_cmp_ps(x, _mm256_set1_ps(FNL_SHORT_LO), _CMP_LT_OQ);
+    if (_mm256_movemask_ps(low))
+        e = _mm256_blendv_ps(e, fnl_exp8_f32(x), low);
+    return e;
+}
+
 /* which exp fnl_sumexp_count_avx2_f32 takes */
 enum { FNL_EXP8_NONPOS = 0, FNL_EXP8_INRANGE = 1, FNL_EXP8_SHORT = 2 };
 

@@ -88,6 +88,17 @@ FNL_INLINE __m512 fnl_exp16_short_f32(__m512 x)
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+/* fnl_exp_short_out_f32: lanes below FNL_SHORT_LO (rare) from fnl_exp16_f32, taken only for
+ * a vector that has one */
+FNL_INLINE __m512 fnl_exp16_short_out_f32(__m512 x)
+{
+    __m512 e = fnl_exp16_short_f32(x);
+    __mmask16 low = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FNL_SHORT_LO), _CMP_LT_OQ);
+    if (low)
+        e = _mm512_mask_blend_ps(low, e, fnl_exp16_f32(x));
+    return e;
+}
+
 /* ---------------------------------------------------------------- loop helpers ---- */
 
 /* lanes [0, m) of 16: the mask of a last, partial vector */

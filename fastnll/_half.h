@@ -7,7 +7,8 @@
  * once, to the nearest 16-bit value with ties to even.  Loading is exact in both directions
  * of both formats (every 16-bit value is a float32), so only the store rounds.  One
  * difference from float32 data: the rows' sums of exp take a shorter exp (fnl_exp_short_f32,
- * relative error 4e-6; see fnl_half_sumexp_f32 at the end).
+ * relative error 3.2e-6, and float32's exp below its range for softmax's outputs; see
+ * fnl_half_sumexp_f32 at the end).
  *
  * The portable code below is bit-exact for every input; at x86-64-v3 and v4 the contiguous
  * float16 loops use the F16C instructions (vcvtph2ps, vcvtps2ph), which give the same bits
@@ -217,10 +218,13 @@ static inline void fnl_half_store_f32(const float *v, ptrdiff_t n, int kind, uin
  * is, and there is no comparison.  With run_max not NULL, also the maximum of the terms (nan
  * ignored) from the same reads, so that a chunk below the running maximum is read once.
  * 16-bit values carry 11 or 8 significant bits, and the results are rounded to 16 bits: an
- * exp accurate to 4e-6 cannot move them (but for a log-sum-exp within about 1e-3 of 0, see
- * docs/user_guide/half_precision.md), and at six multiply-adds instead of ten it is what
- * makes the 16-bit row sums faster than the float32 ones, not only lighter on memory.  The
- * loops written with intrinsics give the portable loop's terms, summed in their own lanes. */
+ * exp accurate to 3.2e-6 moves one only where it lies that close to a rounding midpoint, by
+ * one unit (but for a log-sum-exp within 2^-7 of 0, which half_logsumexp takes again with
+ * float32's exp; see docs/user_guide/half_precision.md), and at six multiply-adds instead of
+ * ten it is what makes the 16-bit row sums faster than the float32 ones, not only lighter
+ * on memory.  The loops written with intrinsics give the portable loop's terms, summed in
+ * their own lanes.  run_max is for 16-bit values with split 0 (the one use: the vector
+ * loops take it only there), and the sum is then meaningful only when *run_max < M. */
 static inline float fnl_half_sumexp_f32(const void *x, ptrdiff_t n, int src, float M,
                                         int split, float *at_max, float *run_max)
 {
@@ -286,31 +290,31 @@ static inline float fnl_half_sumexp_f32(const void *x, ptrdiff_t n, int src, flo
 }
 
 /* softmax's outputs for a 16-bit row's float32 chunk x (converted by fnl_half_load_f32):
- * out = fnl_exp_short_f32((x - shift) - log_sum), where shift is the row's maximum (finite)
- * and log_sum the log of its sum of exp (finite), so that no argument exceeds 0 (nan stays
- * nan).  The short exp's 3.2e-6 (and as much from log_sum) cannot show in an output rounded
- * to 16 bits.  x and out may be the same. */
+ * out = fnl_exp_short_out_f32((x - shift) - log_sum), where shift is the row's maximum
+ * (finite) and log_sum the log of its sum of exp (finite), so that no argument exceeds 0
+ * (nan stays nan).  The short exp's 3.2e-6 (and as much from log_sum) cannot show in an
+ * output rounded to 16 bits; arguments below FNL_SHORT_LO (rare: outputs under 2.7e-38,
+ * which bfloat16 can hold) take float32's exp, a vector at a time.  x and out may be the
+ * same. */
 static inline void fnl_half_softmax_f32(const float *x, ptrdiff_t n, float shift,
                                         float log_sum, float *out)
 {
 #if defined(FNL_HAVE_AVX512)
     __m512 vs = _mm512_set1_ps(shift), vl = _mm512_set1_ps(log_sum);
     FNL_FOR16(i, n, live,
-        __m512 v = fnl_load16(live, x + i);
-        _mm512_mask_storeu_ps(out + i, live,
-                              fnl_exp16_short_f32(_mm512_sub_ps(_mm512_sub_ps(v, vs), vl)));
+        __m512 d = _mm512_sub_ps(_mm512_sub_ps(fnl_load16(live, x + i), vs), vl);
+        _mm512_mask_storeu_ps(out + i, live, fnl_exp16_short_out_f32(d));
     )
 #elif defined(FNL_HAVE_AVX2)
     __m256 vs = _mm256_set1_ps(shift), vl = _mm256_set1_ps(log_sum);
     FNL_FOR8(i, n, full, live,
-        __m256 v = fnl_load8(full, live, x + i);
-        fnl_store8(full, live, out + i,
-                   fnl_exp8_short_f32(_mm256_sub_ps(_mm256_sub_ps(v, vs), vl)));
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(fnl_load8(full, live, x + i), vs), vl);
+        fnl_store8(full, live, out + i, fnl_exp8_short_out_f32(d));
     )
 #else
     FNL_SIMD
     for (ptrdiff_t i = 0; i < n; i++)
-        out[i] = fnl_exp_short_f32((x[i] - shift) - log_sum);
+        out[i] = fnl_exp_short_out_f32((x[i] - shift) - log_sum);
 #endif
 }
 
@@ -354,7 +358,7 @@ FNL_INLINE __m128i fnl_round8_half(__m256 v, int kind)
 
 /* The outputs of softmax (take_log 0) or log_softmax (1) of a unit-stride 16-bit row x of the
  * format kind into the unit-stride 16-bit row y, in one pass, the values converted in
- * registers: y = round((x - shift) - log_sum), or round(fnl_exp_short_f32((x - shift) -
+ * registers: y = round((x - shift) - log_sum), or round(fnl_exp_short_out_f32((x - shift) -
  * log_sum)) (shift the row's maximum and log_sum the log of its sum, both finite for
  * softmax); the values, and bits, of the chunked path (fnl_half_load_f32, the log form of
  * fnl_softmax or fnl_half_softmax_f32, fnl_half_store_f32).  stream: y's whole aligned
@@ -373,7 +377,7 @@ static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_
     if (stream) {   /* up to y's first block of 2 * lanes bytes, one by one */
         for (; i < n && ((uintptr_t)(y + i) & (uintptr_t)(2 * lanes - 1)); i++) {
             float d = (fnl_half_to_f32(x[i], kind) - shift) - log_sum;
-            y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_f32(d), kind);
+            y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_out_f32(d), kind);
         }
     }
 #if defined(FNL_HAVE_AVX512)
@@ -383,7 +387,7 @@ static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_
         __m512 d = _mm512_sub_ps(_mm512_sub_ps(
             kind == FNL_BF16 ? fnl_load16_src(FNL_BF16, live, x, i)
                              : fnl_load16_src(FNL_F16, live, x, i), vs), vl);
-        __m512 e = take_log ? d : fnl_exp16_short_f32(d);
+        __m512 e = take_log ? d : fnl_exp16_short_out_f32(d);
         __m256i h = kind == FNL_BF16 ? fnl_round16_half(e, FNL_BF16)
                                      : fnl_round16_half(e, FNL_F16);
         if (stream && live == (__mmask16)0xFFFF)
@@ -398,7 +402,7 @@ static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_
         __m256 d = _mm256_sub_ps(_mm256_sub_ps(
             kind == FNL_BF16 ? fnl_load8_src(FNL_BF16, 1, all, x, i, n)
                              : fnl_load8_src(FNL_F16, 1, all, x, i, n), vs), vl);
-        __m256 e = take_log ? d : fnl_exp8_short_f32(d);
+        __m256 e = take_log ? d : fnl_exp8_short_out_f32(d);
         __m128i h = kind == FNL_BF16 ? fnl_round8_half(e, FNL_BF16)
                                      : fnl_round8_half(e, FNL_F16);
         if (stream)
@@ -408,7 +412,7 @@ static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_
     }
     for (; i < n; i++) {
         float d = (fnl_half_to_f32(x[i], kind) - shift) - log_sum;
-        y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_f32(d), kind);
+        y[i] = fnl_f32_to_half(take_log ? d : fnl_exp_short_out_f32(d), kind);
     }
 #endif
 #else

@@ -9,7 +9,7 @@ has it loaded.
 """
 import numpy as np
 
-F16, BF16 = 1, 2            # the kernels' codes of the formats (FNL_F16, FNL_BF16 in _half.h)
+F16, BF16 = 1, 2            # the kernels' codes of the formats (FNL_F16, FNL_BF16 in _portable.h)
 
 
 def half_kind(dtype):

@@ -1,4 +1,5 @@
-# 16-bit input: float16 and bfloat16 (the codes FNL_F16, FNL_BF16 of _half.h), read in place.
+# 16-bit input: float16 and bfloat16 (the codes FNL_F16, FNL_BF16 of _portable.h), read in
+# place.
 #
 # The Python layer hands the kernels the arrays' bits as uint16 views with the format's code.
 # A row (all C classes of one (outer, inner) position, at any stride) is read by chunks of

@@ -302,6 +302,19 @@ def test_softmax_written_in_one_pass(monkeypatch, dtype, fn, shape, offset):
     assert ulps(y, expected).max() == 0
 
 
+@pytest.mark.parametrize("C", [2, 40, 3000])
+def test_bfloat16_softmax_keeps_tiny_outputs(C):
+    """bfloat16 has float32's exponent range: softmax outputs down to its subnormals (2^-133,
+    exp(-92.2)) are kept, below the short exp's range (exp(-86.5)) too."""
+    x = np.zeros((4, C))
+    x[:, 1] = [-87.0, -90.0, -92.0, -100.0]
+    x = x.astype(BF)
+    for out in (None, np.empty_like(x)):
+        got = fastnll.softmax(x, axis=1, out=out)
+        ref = ref_softmax(x.astype(np.float64), 1, False)
+        assert_ulps(got, ref, BF)
+
+
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
 def test_softmax_of_one_long_row(dtype, fn):
