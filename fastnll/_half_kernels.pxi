@@ -10,9 +10,11 @@
 # float32's exp) (row_stats_from in _lse.pxd, row_grad in _class_loss_kernels.pxi:
 # cross-entropy runs the float32 rows_block).  Outputs are computed
 # in float32 and rounded once to the 16-bit format (softmax, the gradient); reductions come
-# back as float32 or float64 and the Python layer rounds them.  Always the row traversal:
-# the column traversal packs float32 blocks of its own, which a 16-bit input would need in
-# another layout.
+# back as float32 or float64 and the Python layer rounds them.  The row traversal, but for
+# logsumexp along a class axis that is not the contiguous one, which takes float32's column
+# traversal over float32 pieces converted in L1 (logsumexp_strips); softmax and the class
+# losses still read such rows with a stride (their column loops pack float32 blocks of
+# their own, and re-read the input for their outputs).
 from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
@@ -70,6 +72,11 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
     if n == 0:
         return
     o0 = &out[0, 0]
+    if C > 0 and use_columns(inner, C, xv.s1, xv.s2):
+        # the column traversal, over float32 chunks converted from x (float32's exp)
+        logsumexp_strips(<const float *>NULL, x0, kind, o0, os0, os1, x.shape[0], C, inner,
+                         xv.s0, xv.s1, xv.s2, nthreads if n > 1 else 1)
+        return
     with nogil:
         for r in prange(n, schedule='static', num_threads=nthreads if n > 1 else 1):
             ri = row_index(r, inner)

@@ -1,7 +1,9 @@
 # The softmax family's kernels: logsumexp (plain and SciPy's weighted form), softmax and
 # log_softmax, over the class-axis view of _class_axis.pxi.
 from fastnll._lse cimport ROW_CHUNK, RowStats, row_lse
+from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
+    fnl_half_load_chunk_f32,
     fnl_colsoftmax, fnl_exp_f64, fnl_expsum_unit, fnl_max, fnl_prefetch_after,
     fnl_scale_stream, fnl_scale_unit, fnl_softmax, fnl_stream_fence, fnl_sub2_stream, fnl_unpack,
 )
@@ -61,7 +63,8 @@ cdef int lse_core(const floating *x0, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t
         return 0
     blocks = col_blocks(inner, s2)
     if s2 == 1 and C > COL_CHUNK and blocks.per_outer > 1:
-        logsumexp_strips(x0, out, os0, os1, outer, C, inner, s0, s1, blocks, nthreads)
+        logsumexp_strips(x0, <const uint16_t *>NULL, 0, out, os0, os1, outer, C, inner, s0,
+                         s1, 1, nthreads)
         return 0
     n = outer * blocks.per_outer
     ws = col_workspace(nthreads if nthreads > 1 and n > 1 else 1)
@@ -99,28 +102,40 @@ cdef enum:
     STRIP_BLOCKS = 8
 
 
-cdef int logsumexp_strips(const floating *x0, result_t *out, Py_ssize_t os0, Py_ssize_t os1,
-                          Py_ssize_t outer,
-                          Py_ssize_t C, Py_ssize_t inner, Py_ssize_t s0, Py_ssize_t s1,
-                          ColBlocks blocks, int nthreads) except -1:
-    # The column traversal of logsumexp over contiguous columns (axis 0 of a C-ordered
-    # matrix), by strips of STRIP_BLOCKS column blocks: each chunk of COL_CHUNK classes is
-    # taken for every block of the strip before the next chunk, so that each class row is read
-    # in 8 KiB pieces, front to back, instead of 1 KiB pieces a whole column block apart
-    # (logsumexp(axis=0) of (4096, 32000) float32 reads rows 128 KiB apart).  Each block
-    # keeps its own workspace (thread tid's blocks are tid * STRIP_BLOCKS + b) and sees the
-    # same chunks in the same order as col_lse: the same results.
+cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, result_t *out,
+                          Py_ssize_t os0, Py_ssize_t os1, Py_ssize_t outer, Py_ssize_t C,
+                          Py_ssize_t inner, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
+                          int nthreads) except -1:
+    # The column traversal of logsumexp by strips of STRIP_BLOCKS column blocks of COL_WIDE
+    # columns: each chunk of COL_CHUNK classes is taken for every block of the strip before
+    # the next chunk, so that each class row is read in pieces of a strip, front to back,
+    # instead of one block's piece a whole column block apart (logsumexp(axis=0) of
+    # (4096, 32000) float32 reads rows 128 KiB apart).  Each block keeps its own workspace
+    # (thread tid's blocks are tid * STRIP_BLOCKS + b) and sees the same chunks in the same
+    # order as col_lse: the same results.
+    # Float input (h0 NULL): contiguous columns (s2 == 1), read in place.  16-bit input (h0,
+    # format kind; x0 NULL names float): any strides; each block's piece of a chunk is
+    # converted into a float32 buffer of the thread's (32 KiB, in L1) before the float32
+    # column loops read it, so the results are those of the float32 input of the same values.
+    cdef ColBlocks blocks = col_blocks(inner, 1)
     # strips narrower than STRIP_BLOCKS when there are few blocks, so that every thread gets
     # one (the results do not depend on the strip width)
     cdef Py_ssize_t width = min(<Py_ssize_t>STRIP_BLOCKS,
                                 max(1, ceil_div(outer * blocks.per_outer, nthreads)))
     cdef Py_ssize_t nstrip = ceil_div(blocks.per_outer, width)
-    cdef Py_ssize_t it, o, b0, nb, b, j0, nclass, k
+    cdef Py_ssize_t it, o, b0, nb, b, j0, nclass, k, s_chunk
     cdef int tid, wid
     cdef ColRange cr
     cdef floating *shift
     cdef double *log_sum_d
+    cdef const floating *chunk
+    cdef float *buf = NULL
     cdef void *ws = col_workspace(nthreads * STRIP_BLOCKS)
+    if h0 != NULL:
+        buf = <float *>malloc(<size_t>nthreads * COL_CHUNK * COL_WIDE * sizeof(float))
+        if buf == NULL:
+            free(ws)
+            raise MemoryError()
     with nogil:
         for it in prange(outer * nstrip, schedule='static', num_threads=nthreads):
             tid = threadid()
@@ -139,7 +154,16 @@ cdef int logsumexp_strips(const floating *x0, result_t *out, Py_ssize_t os0, Py_
                     nclass = COL_CHUNK
                 for b in range(nb):
                     cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
-                    col_lse_chunk(x0 + o * s0 + j0 * s1 + cr.k0, j0, nclass, s1, cr.ncols, 1,
+                    if h0 != NULL:      # the block's piece of the chunk, converted (in L1)
+                        chunk = <const floating *>(buf + tid * COL_CHUNK * COL_WIDE)
+                        fnl_half_load_chunk_f32(h0 + o * s0 + j0 * s1 + cr.k0 * s2, nclass, s1,
+                                                cr.ncols, s2, kind, COL_CHUNK, COL_WIDE, 0,
+                                                <float *>chunk)
+                        s_chunk = COL_WIDE
+                    else:
+                        chunk = x0 + o * s0 + j0 * s1 + cr.k0
+                        s_chunk = s1
+                    col_lse_chunk(chunk, j0, nclass, s_chunk, cr.ncols, 1,
                                   SUMS_LSE, NULL, 0, ws, tid * STRIP_BLOCKS + <int>b, NULL,
                                   False)
                 j0 = j0 + nclass
@@ -151,6 +175,7 @@ cdef int logsumexp_strips(const floating *x0, result_t *out, Py_ssize_t os0, Py_
                 log_sum_d = <double *>col_slot(ws, wid, SLOT_LOG_SUM_D)
                 for k in range(cr.ncols):
                     out[o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
+    free(buf)
     free(ws)
     return 0
 

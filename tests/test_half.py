@@ -262,6 +262,36 @@ def test_multi_chunk_rows(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("case", ["axis 0", "axis 0, strided", "axis 0, many strips",
+                                  "few classes", "(N, C, d)", "transposed", "hard columns"])
+def test_logsumexp_columns(dtype, case):
+    """Where the class axis is not the contiguous one (axis 0 of a C-ordered matrix, PyTorch's
+    (N, C, d) layout, few classes), logsumexp takes the column traversal over float32 pieces
+    converted from the 16-bit input: the float32 results of the same values, rounded once,
+    against float64 too."""
+    x, axis = {
+        "axis 0": (_logits(dtype, (300, 700)), 0),            # 10 chunks of classes, 3 blocks
+        "axis 0, strided": (_logits(dtype, (300, 1400))[::2, ::2], 0),
+        "axis 0, many strips": (_logits(dtype, (70, 4700), seed=1), 0),
+        "few classes": (_logits(dtype, (1000, 27)), 1),
+        "(N, C, d)": (_logits(dtype, (5, 40, 333)), 1),
+        "transposed": (_logits(dtype, (70, 300)).T, 1),
+        "hard columns": (np.repeat(_hard_rows(dtype).T, 40, axis=0), 0),
+    }[case]
+    x.setflags(write=False)
+    before = x.copy()
+    got = fastnll.logsumexp(x, axis=axis)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(x.view(np.uint16), before.view(np.uint16))
+    expected = fastnll.logsumexp(x.astype(np.float32), axis=axis).astype(dtype)
+    assert ulps(got, expected).max() == 0
+    x64 = x.astype(np.float64)
+    finite = np.isfinite(x64).all(axis=axis)
+    assert finite.any()
+    assert_ulps(got[finite], ref_lse(x64, axis=axis)[finite], dtype)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("C", [40, 3000])
 def test_logsumexp_of_log_probabilities(dtype, C):
     """Rows of log-probabilities: their log-sum-exp is near 0, where the absolute error of
