@@ -21,7 +21,10 @@ from fastnll._lse cimport (
     COL_BLOCK, COL_CHUNK, COL_WIDE, RowSums, SUMS_LSE, SUMS_WX, SUMS_WTX, finish_logs_many,
     rescale,
 )
-from fastnll._loops cimport fnl_colmax_rows, fnl_colsumexp_rows, fnl_colsumdiff, fnl_pack
+from libc.stdint cimport uint16_t
+from fastnll._loops cimport (
+    fnl_colmax_rows, fnl_colsumexp_rows, fnl_colsumdiff, fnl_half_load_chunk_f32, fnl_pack,
+)
 
 cdef enum:
     # Few classes: at most this many, rows are reduced in blocks of columns with the vector
@@ -154,11 +157,15 @@ cdef inline void col_lse_start(const floating *x, Py_ssize_t ncols, void *ws,
 cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t nclass,
                                Py_ssize_t s_class, Py_ssize_t ncols, Py_ssize_t s_col,
                                RowSums sums, const floating *w, Py_ssize_t s_w, void *ws,
-                               int tid, floating *packed, bint tail_ok) noexcept nogil:
+                               int tid, floating *packed, bint tail_ok, const uint16_t *h,
+                               int kind) noexcept nogil:
     # One chunk of col_lse: the nclass (<= COL_CHUNK) classes j0, j0 + 1, ... whose rows
     # start at x, added to the running state (col_lse_start) in thread tid's workspace.
     # While this chunk is summed, the next chunk's pieces of these columns are asked for:
     # every caller reads chunk after chunk down the same columns.
+    # h (float only; else NULL): the rows are 16-bit ones of the format kind, starting at h
+    # (x is not read), converted into packed (not NULL, ncols <= COL_BLOCK) instead of
+    # copied: the results are those of the float32 rows of the same values.
     cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
     cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
@@ -176,7 +183,11 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
         chunk_rest[k] = 0
         chunk_at_max[k] = 0
         chunk_x_sum[k] = 0
-    if packed != NULL:
+    if floating is float and h != NULL:
+        fnl_half_load_chunk_f32(h, nclass, s_class, ncols, s_col, kind, COL_CHUNK, COL_BLOCK, 0,
+                                packed)
+        xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
+    elif packed != NULL:
         fnl_pack(x, nclass, s_class, ncols, s_col, packed, COL_BLOCK, tail_ok)
         xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
     else:
@@ -220,7 +231,8 @@ cdef inline void col_lse_finish(const floating *x, Py_ssize_t ncols, void *ws,
 
 cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py_ssize_t ncols,
                          Py_ssize_t s_col, RowSums sums, const floating *w, Py_ssize_t s_w,
-                         void *ws, int tid, floating *packed, bint tail_ok) noexcept nogil:
+                         void *ws, int tid, floating *packed, bint tail_ok, const uint16_t *h,
+                         int kind) noexcept nogil:
     # Online log-sum-exp of ncols columns at once (each column a run of C classes, stride
     # s_class; the columns at stride s_col), in thread tid's workspace ws.  sums is SUMS_LSE
     # or SUMS_WX (with class weights w, stride s_w).
@@ -229,7 +241,8 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py
     # strided read instead of one per pass); with C <= COL_CHUNK the whole block is left in
     # packed, class j at packed + j*COL_BLOCK, for the caller's output pass, and the return
     # value says so (True: the block is packed whole).  tail_ok: more columns follow these
-    # ncols (the pack may then read a little past a row, see fnl_pack).
+    # ncols (the pack may then read a little past a row, see fnl_pack).  h, kind: 16-bit
+    # rows instead of x (see col_lse_chunk; packed then not NULL).
     # Results, per column, in the slots SLOT_SHIFT, SLOT_LOG_SUM, SLOT_REF, SLOT_MAX,
     # SLOT_LOG_SUM_D and (SUMS_WX) SLOT_X_SUM_D.  The work is col_lse_start, col_lse_chunk
     # per chunk of COL_CHUNK classes, col_lse_finish: a caller may interleave the chunks of
@@ -241,8 +254,9 @@ cdef inline bint col_lse(const floating *x, Py_ssize_t C, Py_ssize_t s_class, Py
         nclass = C - j0
         if nclass > COL_CHUNK:
             nclass = COL_CHUNK
-        col_lse_chunk(x + j0 * s_class, j0, nclass, s_class, ncols, s_col, sums, w, s_w, ws,
-                      tid, packed, tail_ok)
+        col_lse_chunk(x + j0 * s_class if h == NULL else x, j0, nclass, s_class, ncols, s_col,
+                      sums, w, s_w, ws, tid, packed, tail_ok,
+                      NULL if h == NULL else h + j0 * s_class, kind)
         j0 += nclass
     col_lse_finish(x, ncols, ws, tid)
     return packed != NULL and C <= COL_CHUNK

@@ -367,6 +367,47 @@ cdef BlockSum rows_block(const floating *x0, ClassArgs args, Py_ssize_t blk) noe
     return block
 
 
+cdef inline floating col_entry(const floating *x, const uint16_t *h, int kind,
+                               Py_ssize_t i) noexcept nogil:
+    # entry i of a column block: of x, or of the 16-bit h (format kind) when it is not NULL
+    if h != NULL:
+        return <floating>fnl_half_to_f32(h[i], kind)
+    return x[i]
+
+
+cdef inline void half_cols_grad(const uint16_t *h, int kind, Py_ssize_t C, Py_ssize_t s1,
+                                Py_ssize_t s2, Py_ssize_t ncols, float *packed,
+                                bint packed_whole, const float *shift, const float *log_sum,
+                                const float *scale_p, const float *scale_w,
+                                const float *grad_w, Py_ssize_t s_w, const int64_t *targets,
+                                Py_ssize_t s_t, int64_t ignore_index, const float *w,
+                                double scale_t, uint16_t *g, Py_ssize_t g1,
+                                Py_ssize_t g2) noexcept nogil:
+    # cols_block's gradient for a 16-bit x (h, this block's first column) into the 16-bit g:
+    # by chunks of COL_CHUNK classes converted into packed (already there when
+    # packed_whole), fnl_colgrad in place, the target's term taken off there in float32
+    # (scale_t * w_t, as the float32 path takes it off g), then rounded once into g
+    cdef Py_ssize_t j0 = 0, j, k, nclass
+    cdef int64_t t
+    while j0 < C:
+        nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
+        if not packed_whole:
+            fnl_half_load_chunk_f32(h + j0 * s1, nclass, s1, ncols, s2, kind, COL_CHUNK,
+                                    COL_BLOCK, 0, packed)
+        for j in range(nclass):
+            fnl_colgrad(packed + j * COL_BLOCK, ncols, 1, shift, log_sum, scale_p, scale_w,
+                        1 if grad_w == NULL else grad_w[(j0 + j) * s_w], packed + j * COL_BLOCK,
+                        1)
+        for k in range(ncols):
+            t = targets[k * s_t]
+            if t != ignore_index and j0 <= t < j0 + nclass:
+                packed[(t - j0) * COL_BLOCK + k] -= <float>(scale_t * (1.0 if w == NULL
+                                                                       else w[t * s_w]))
+        for j in range(nclass):
+            fnl_half_store_f32(packed + j * COL_BLOCK, ncols, kind, g + (j0 + j) * g1, g2)
+        j0 += nclass
+
+
 cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
                          int tid) noexcept nogil:
     # Cross-entropy over column block it of the column traversal, by thread tid (which picks
@@ -397,8 +438,17 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
     cdef int64_t t
     cdef bint packed_whole
     cdef BlockSum block
-    packed_whole = col_lse(x0 + o * s0 + k0 * s2, C, s1, ncols, s2, args.row_sums, w, args.s_w,
-                           args.ws, tid, packed, k0 + ncols < inner)
+    # a 16-bit x (args.half; the float instance only): converted by chunks into packed
+    cdef const uint16_t *h = NULL
+    if args.half:
+        if floating is float:
+            h = <const uint16_t *>args.x.data + o * s0 + k0 * s2
+            packed = <floating *>col_slot(args.ws, tid, SLOT_PACKED)
+        x0 = NULL
+    else:
+        x0 = x0 + o * s0 + k0 * s2      # this block's first column
+    packed_whole = col_lse(x0, C, s1, ncols, s2, args.row_sums, w, args.s_w, args.ws, tid,
+                           packed, k0 + ncols < inner, h, args.half)
     for k in range(ncols):
         if maximum[k] == INFINITY:
             log_sum[k] = NAN
@@ -418,8 +468,8 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
                     block.bad_value = t
                 continue
             block.weight_sum = block.weight_sum + 1
-            block.loss_sum = block.loss_sum + (log_sum_d[k]
-                                               + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
+            block.loss_sum = block.loss_sum + (log_sum_d[k] + (shift[k] - col_entry(
+                x0, h, args.half, t * s1 + k * s2)))
         return block
     for k in range(ncols):
         t = targets[k * s_t]
@@ -434,7 +484,7 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
             w_t = 1.0 if w == NULL else w[t * args.s_w]
             block.weight_sum = block.weight_sum + w_t
             loss = (1 - eps) * w_t * (log_sum_d[k]
-                                      + (shift[k] - x0[o * s0 + t * s1 + (k0 + k) * s2]))
+                                      + (shift[k] - col_entry(x0, h, args.half, t * s1 + k * s2)))
             if args.row_sums == SUMS_WX:
                 loss = loss + eps / C * (W * (log_sum_d[k] + (shift[k] - ref[k])) - x_sum[k])
             scale_p[k] = <floating>(sigma * ((1 - eps) * w_t
@@ -443,7 +493,13 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
         if rows != NULL:
             rows[o * args.rows.s0 + (k0 + k) * args.rows.s1] = <floating>loss
         block.loss_sum = block.loss_sum + loss
-    if args.want_grad and block.bad_row < 0:
+    if args.want_grad and block.bad_row < 0 and h != NULL:
+        if floating is float:
+            half_cols_grad(h, args.half, C, s1, s2, ncols, packed, packed_whole, shift,
+                           log_sum, scale_p, scale_w, grad_w, args.s_w, targets, s_t,
+                           args.ignore_index, w, sigma * (1 - eps),
+                           <uint16_t *>args.grad.data + o * g0 + k0 * g2, g1, g2)
+    elif args.want_grad and block.bad_row < 0:
         if packed_whole:
             for j in range(C):      # the gradient in place in the packed block
                 fnl_colgrad(packed + j * COL_BLOCK, ncols, 1, shift, log_sum, scale_p, scale_w,
@@ -452,7 +508,7 @@ cdef BlockSum cols_block(const floating *x0, ClassArgs args, Py_ssize_t it,
             fnl_unpack(packed, COL_BLOCK, C, ncols, g + o * g0 + k0 * g2, g1, g2)
         else:
             for j in range(C):
-                fnl_colgrad(x0 + o * s0 + j * s1 + k0 * s2, ncols, s2, shift, log_sum, scale_p,
+                fnl_colgrad(x0 + j * s1, ncols, s2, shift, log_sum, scale_p,
                             scale_w, 1 if grad_w == NULL else grad_w[j * args.s_w],
                             g + o * g0 + j * g1 + k0 * g2, g2)
         for k in range(ncols):
@@ -525,10 +581,10 @@ cdef int run_class_loss(const floating *x0, ClassArgs *args, Reduction reduction
         args.W = 0
         for j in range(args.C):
             args.W += w[j * args.s_w]
-    args.columns = (use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
-                    and not args.half)
+    args.columns = use_columns(args.inner, args.C, args.x.s1, args.x.s2) and not args.is_nll
     if args.columns:
-        args.blocks = col_blocks(args.inner, args.x.s2)
+        # 16-bit columns are converted into the packing buffer: its width, COL_BLOCK
+        args.blocks = col_blocks(args.inner, 0 if args.half else args.x.s2)
         nblocks = args.outer * args.blocks.per_outer
         args.ws = col_workspace(nthreads if nblocks > 1 else 1)
     else:

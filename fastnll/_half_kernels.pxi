@@ -10,16 +10,16 @@
 # float32's exp) (row_stats_from in _lse.pxd, row_grad in _class_loss_kernels.pxi:
 # cross-entropy runs the float32 rows_block).  Outputs are computed
 # in float32 and rounded once to the 16-bit format (softmax, the gradient); reductions come
-# back as float32 or float64 and the Python layer rounds them.  The row traversal, but for
-# logsumexp along a class axis that is not the contiguous one, which takes float32's column
-# traversal over float32 pieces converted in L1 (logsumexp_strips); softmax and the class
-# losses still read such rows with a stride (their column loops pack float32 blocks of
-# their own, and re-read the input for their outputs).
+# back as float32 or float64 and the Python layer rounds them.  Along a class axis that is
+# not the contiguous one, float32's column traversal, over float32 pieces converted in L1
+# (logsumexp_strips, half_softmax_cols, and col_lse's 16-bit rows for cross-entropy's
+# cols_block): there the float32 exp, and the float32 results of the same values.
 from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    FNL_HALF_DIRECT, fnl_f32_to_half, fnl_half_load_f32, fnl_half_softmax_f32,
-    fnl_half_store_f32, fnl_half_to_f32, fnl_half_write16_f32, fnl_stream_fence,
+    FNL_HALF_DIRECT, fnl_f32_to_half, fnl_half_load_chunk_f32, fnl_half_load_f32,
+    fnl_half_softmax_f32, fnl_half_store_f32, fnl_half_to_f32, fnl_half_write16_f32,
+    fnl_stream_fence,
 )
 
 
@@ -110,11 +110,80 @@ def half_softmax(const uint16_t[:, :, :] x not None, int kind, uint16_t[:, :, :]
     if x0 == NULL:
         return
     nthreads = nthreads if n > 1 else 1
+    if use_columns(inner, C, xv.s1, xv.s2):
+        half_softmax_cols(x0, y0, kind, x.shape[0], C, inner, xv, ov, take_log, nthreads)
+        return
     with nogil:
         for r in prange(n, schedule='static', num_threads=nthreads):
             ri = row_index(r, inner)
             half_softmax_row(x0 + ri.o * xv.s0 + ri.k * xv.s2, C, xv.s1, kind,
                              y0 + ri.o * ov.s0 + ri.k * ov.s2, ov.s1, take_log, stream)
+
+
+cdef int half_softmax_cols(const uint16_t *x0, uint16_t *y0, int kind, Py_ssize_t outer,
+                           Py_ssize_t C, Py_ssize_t inner, View3 xv, View3 ov, bint take_log,
+                           int nthreads) except -1:
+    # half_softmax where the class axis is not the contiguous one: float32's column
+    # traversal, block by block of COL_WIDE columns, over float32 pieces of COL_CHUNK classes
+    # converted into a buffer of the thread's (32 KiB, in L1): col_lse's pass, then each chunk
+    # converted again (unless the block's classes fit in one chunk, still in the buffer),
+    # fnl_colsoftmax in place there and rounded once into y.  The float32 results of the
+    # same values, rounded once.
+    cdef ColBlocks blocks = col_blocks(inner, 1)
+    cdef Py_ssize_t n = outer * blocks.per_outer, it, j0, j, nclass, k
+    cdef ColRange cr
+    cdef int tid
+    cdef float *chunk
+    cdef float *shift
+    cdef float *log_sums
+    cdef float *maximum
+    cdef const uint16_t *xb
+    cdef uint16_t *yb
+    cdef void *ws = col_workspace(nthreads if n > 1 else 1)
+    cdef float *buf = <float *>malloc(<size_t>(nthreads if n > 1 else 1) * COL_CHUNK * COL_WIDE
+                                      * sizeof(float))
+    if buf == NULL:
+        free(ws)
+        raise MemoryError()
+    with nogil:
+        for it in prange(n, schedule='static', num_threads=nthreads if n > 1 else 1):
+            tid = threadid()
+            cr = col_range(it, blocks, inner)
+            chunk = buf + tid * COL_CHUNK * COL_WIDE
+            xb = x0 + cr.o * xv.s0 + cr.k0 * xv.s2
+            yb = y0 + cr.o * ov.s0 + cr.k0 * ov.s2
+            col_lse_start(<const float *>NULL, cr.ncols, ws, tid)
+            j0 = 0
+            while j0 < C:
+                nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
+                fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
+                                        COL_CHUNK, COL_WIDE, 0, chunk)
+                col_lse_chunk(<const float *>chunk, j0, nclass, COL_WIDE, cr.ncols, 1,
+                              SUMS_LSE, NULL, 0, ws, tid, NULL, False, NULL, 0)
+                j0 = j0 + nclass
+            col_lse_finish(<const float *>NULL, cr.ncols, ws, tid)
+            shift = <float *>col_slot(ws, tid, SLOT_SHIFT)
+            log_sums = <float *>col_slot(ws, tid, SLOT_LOG_SUM)
+            maximum = <float *>col_slot(ws, tid, SLOT_MAX)
+            if not take_log:
+                for k in range(cr.ncols):
+                    if maximum[k] == INFINITY:
+                        log_sums[k] = NAN   # SciPy: exp(inf - inf) poisons the column
+            j0 = 0
+            while j0 < C:
+                nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
+                if C > COL_CHUNK:
+                    fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2,
+                                            kind, COL_CHUNK, COL_WIDE, 0, chunk)
+                for j in range(nclass):
+                    fnl_colsoftmax(<const float *>(chunk + j * COL_WIDE), cr.ncols, 1, shift,
+                                   log_sums, chunk + j * COL_WIDE, 1, take_log)
+                    fnl_half_store_f32(chunk + j * COL_WIDE, cr.ncols, kind,
+                                       yb + (j0 + j) * ov.s1, ov.s2)
+                j0 = j0 + nclass
+    free(buf)
+    free(ws)
+    return 0
 
 
 cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,

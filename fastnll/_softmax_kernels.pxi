@@ -89,7 +89,7 @@ cdef inline void lse_cols(const floating *x0, result_t *out, Py_ssize_t C, Py_ss
     cdef double *log_sum_d
     cdef Py_ssize_t k
     col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE, NULL, 0, ws, tid,
-            <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner)
+            <floating *>pack_buffer(ws, s2, tid), cr.k0 + cr.ncols < inner, NULL, 0)
     shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     log_sum_d = <double *>col_slot(ws, tid, SLOT_LOG_SUM_D)
     for k in range(cr.ncols):
@@ -155,17 +155,18 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                 for b in range(nb):
                     cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
                     if h0 != NULL:      # the block's piece of the chunk, converted (in L1)
-                        chunk = <const floating *>(buf + tid * COL_CHUNK * COL_WIDE)
-                        fnl_half_load_chunk_f32(h0 + o * s0 + j0 * s1 + cr.k0 * s2, nclass, s1,
-                                                cr.ncols, s2, kind, COL_CHUNK, COL_WIDE, 0,
-                                                <float *>chunk)
+                        if floating is float:
+                            chunk = buf + tid * COL_CHUNK * COL_WIDE
+                            fnl_half_load_chunk_f32(h0 + o * s0 + j0 * s1 + cr.k0 * s2, nclass,
+                                                    s1, cr.ncols, s2, kind, COL_CHUNK, COL_WIDE,
+                                                    0, buf + tid * COL_CHUNK * COL_WIDE)
                         s_chunk = COL_WIDE
                     else:
                         chunk = x0 + o * s0 + j0 * s1 + cr.k0
                         s_chunk = s1
                     col_lse_chunk(chunk, j0, nclass, s_chunk, cr.ncols, 1,
                                   SUMS_LSE, NULL, 0, ws, tid * STRIP_BLOCKS + <int>b, NULL,
-                                  False)
+                                  False, NULL, 0)
                 j0 = j0 + nclass
             for b in range(nb):
                 cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
@@ -314,7 +315,8 @@ cdef inline void softmax_cols(const floating *x0, floating *y0, Py_ssize_t C, Py
     cdef ColRange cr = col_range(it, blocks, inner)
     cdef floating *packed = <floating *>pack_buffer(ws, s2, tid)
     cdef bint packed_whole = col_lse(x0 + cr.o * s0 + cr.k0 * s2, C, s1, cr.ncols, s2, SUMS_LSE,
-                                     NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner)
+                                     NULL, 0, ws, tid, packed, cr.k0 + cr.ncols < inner,
+                                     NULL, 0)
     cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     cdef floating *log_sums = <floating *>col_slot(ws, tid, SLOT_LOG_SUM)
     cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)

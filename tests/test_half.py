@@ -168,6 +168,44 @@ def test_class_losses(dtype, kind, options, layout):
 
 
 @pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("C", [10, 300])
+@pytest.mark.parametrize("layout", ["(N, C, d)", "transposed", "strided columns"])
+@pytest.mark.parametrize("options", [{}, {"weight": True, "ignore_index": 3},
+                                     {"label_smoothing": 0.2, "weight": True}])
+def test_cross_entropy_columns(dtype, C, layout, options):
+    """cross_entropy along a class axis that is not the contiguous one takes the column
+    traversal over float32 pieces converted from the 16-bit input (a chunk of classes at a
+    time; the whole block at once for C <= 32): per-row losses and the gradient are the
+    float32 ones of the same values, rounded once."""
+    rng = np.random.default_rng(5)
+    x = {"(N, C, d)": _logits(dtype, (6, C, 777)),
+         "transposed": _logits(dtype, (C, 4000)).T,
+         "strided columns": _logits(dtype, (6, C, 1554))[:, :, ::2]}[layout]
+    t = rng.integers(0, C, x.shape[:1] + x.shape[2:])
+    kw = dict(options)
+    if kw.pop("weight", False):
+        kw["weight"] = rng.random(C).astype(np.float32)
+    if "ignore_index" in kw:
+        t.reshape(-1)[::5] = kw["ignore_index"]
+    x.setflags(write=False)
+    rows, grad = fastnll.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+    rows32, grad32 = fastnll.cross_entropy(x.astype(np.float32), t, reduction="none",
+                                           return_grad=True, **kw)
+    assert rows.dtype == grad.dtype == dtype
+    assert ulps(rows, rows32.astype(dtype)).max() == 0
+    assert ulps(grad, grad32.astype(dtype)).max() == 0
+    with fastnll.threads(1):
+        rows1, grad1 = fastnll.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+    assert ulps(rows1, rows).max() == 0 and ulps(grad1, grad).max() == 0
+    ref, _ = ref_loss("ce", x.astype(np.float64), t, weight=kw.get("weight"),
+                      ignore_index=kw.get("ignore_index", -100), reduction="none",
+                      label_smoothing=kw.get("label_smoothing", 0.0))
+    assert_ulps(rows, ref, dtype)
+    mean = fastnll.cross_entropy(x, t, **kw)
+    assert ulps(mean, fastnll.cross_entropy(x.astype(np.float32), t, **kw).astype(dtype)) <= 1
+
+
+@pytest.mark.parametrize("dtype", HALVES)
 def test_class_losses_hard_rows(dtype):
     x = _hard_rows(dtype)
     t = np.array([0, 4, 2, 1, 1, -100])
@@ -262,33 +300,44 @@ def test_multi_chunk_rows(dtype, layout):
 
 
 @pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("fn", ["logsumexp", "softmax", "log_softmax"])
 @pytest.mark.parametrize("case", ["axis 0", "axis 0, strided", "axis 0, many strips",
                                   "few classes", "(N, C, d)", "transposed", "hard columns"])
-def test_logsumexp_columns(dtype, case):
+def test_columns(dtype, fn, case):
     """Where the class axis is not the contiguous one (axis 0 of a C-ordered matrix, PyTorch's
-    (N, C, d) layout, few classes), logsumexp takes the column traversal over float32 pieces
-    converted from the 16-bit input: the float32 results of the same values, rounded once,
-    against float64 too."""
+    (N, C, d) layout, few classes), logsumexp, softmax and log_softmax take the column
+    traversal over float32 pieces converted from the 16-bit input: the float32 results of the
+    same values, rounded once, against float64 too."""
     x, axis = {
         "axis 0": (_logits(dtype, (300, 700)), 0),            # 10 chunks of classes, 3 blocks
         "axis 0, strided": (_logits(dtype, (300, 1400))[::2, ::2], 0),
         "axis 0, many strips": (_logits(dtype, (70, 4700), seed=1), 0),
-        "few classes": (_logits(dtype, (1000, 27)), 1),
+        "few classes": (_logits(dtype, (2000, 27)), 1),
         "(N, C, d)": (_logits(dtype, (5, 40, 333)), 1),
-        "transposed": (_logits(dtype, (70, 300)).T, 1),
-        "hard columns": (np.repeat(_hard_rows(dtype).T, 40, axis=0), 0),
+        "transposed": (_logits(dtype, (300, 150)).T, 1),
+        "hard columns": (np.tile(_hard_rows(dtype).T, (1, 40)), 0),
     }[case]
     x.setflags(write=False)
     before = x.copy()
-    got = fastnll.logsumexp(x, axis=axis)
+    got = getattr(fastnll, fn)(x, axis=axis)
     assert got.dtype == dtype
     np.testing.assert_array_equal(x.view(np.uint16), before.view(np.uint16))
-    expected = fastnll.logsumexp(x.astype(np.float32), axis=axis).astype(dtype)
+    with np.errstate(over="ignore"):    # log_softmax's -65504 - 2.1 is -inf in float16
+        expected = getattr(fastnll, fn)(x.astype(np.float32), axis=axis).astype(dtype)
     assert ulps(got, expected).max() == 0
+    for n in (1, 3):        # the same bits whatever the thread count
+        with fastnll.threads(n):
+            assert ulps(getattr(fastnll, fn)(x, axis=axis), got).max() == 0
     x64 = x.astype(np.float64)
     finite = np.isfinite(x64).all(axis=axis)
     assert finite.any()
-    assert_ulps(got[finite], ref_lse(x64, axis=axis)[finite], dtype)
+    if fn == "logsumexp":
+        assert_ulps(got[finite], ref_lse(x64, axis=axis)[finite], dtype)
+    else:
+        with np.errstate(invalid="ignore"):     # the columns with inf or nan, left out
+            ref = ref_softmax(x64, axis, fn == "log_softmax")
+        keep = np.expand_dims(finite, axis) & np.ones(x.shape, bool)
+        assert_ulps(got[keep], ref[keep], dtype)
 
 
 @pytest.mark.parametrize("dtype", HALVES)
