@@ -60,7 +60,8 @@ cdef inline bint use_columns(Py_ssize_t inner, Py_ssize_t C, Py_ssize_t s1,
 
 cdef struct ColBlocks:
     # how the column traversal splits the inner axis: blocks of `width` columns, COL_WIDE when
-    # the columns are contiguous and COL_BLOCK when they are strided (and then packed)
+    # the columns are contiguous and COL_BLOCK when they are strided (and then packed; 16-bit
+    # columns, converted into the packing buffer, are asked for with s_col 0)
     Py_ssize_t width
     Py_ssize_t per_outer    # blocks per outer index, ceil(inner / width)
 
@@ -121,7 +122,8 @@ cdef inline void *col_slot(void *ws, int tid, ColSlot slot) noexcept nogil:
 
 
 cdef inline void *pack_buffer(void *ws, Py_ssize_t s_col, int tid) noexcept nogil:
-    # Thread tid's packing buffer when the columns are strided (s_col != 1), else NULL.
+    # Thread tid's packing buffer when the columns are strided (s_col != 1), else NULL
+    # (cross-entropy's 16-bit columns take it directly: see cols_block).
     if s_col == 1:
         return NULL
     return col_slot(ws, tid, SLOT_PACKED)

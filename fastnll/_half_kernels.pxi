@@ -124,66 +124,71 @@ cdef int half_softmax_cols(const uint16_t *x0, uint16_t *y0, int kind, Py_ssize_
                            Py_ssize_t C, Py_ssize_t inner, View3 xv, View3 ov, bint take_log,
                            int nthreads) except -1:
     # half_softmax where the class axis is not the contiguous one: float32's column
-    # traversal, block by block of COL_WIDE columns, over float32 pieces of COL_CHUNK classes
-    # converted into a buffer of the thread's (32 KiB, in L1): col_lse's pass, then each chunk
-    # converted again (unless the block's classes fit in one chunk, still in the buffer),
-    # fnl_colsoftmax in place there and rounded once into y.  The float32 results of the
-    # same values, rounded once.
+    # traversal, block by block of COL_WIDE columns (half_softmax_block), with a thread's
+    # buffer of COL_CHUNK x COL_WIDE floats (32 KiB) and column workspace.  With one thread
+    # (or one block) no parallel region.
     cdef ColBlocks blocks = col_blocks(inner, 1)
-    cdef Py_ssize_t n = outer * blocks.per_outer, it, j0, j, nclass, k
-    cdef ColRange cr
-    cdef int tid
-    cdef float *chunk
-    cdef float *shift
-    cdef float *log_sums
-    cdef float *maximum
-    cdef const uint16_t *xb
-    cdef uint16_t *yb
-    cdef void *ws = col_workspace(nthreads if n > 1 else 1)
-    cdef float *buf = <float *>malloc(<size_t>(nthreads if n > 1 else 1) * COL_CHUNK * COL_WIDE
-                                      * sizeof(float))
+    cdef Py_ssize_t n = outer * blocks.per_outer, it
+    cdef int nt = nthreads if nthreads > 1 and n > 1 else 1
+    cdef void *ws = col_workspace(nt)
+    cdef float *buf = <float *>malloc(<size_t>nt * COL_CHUNK * COL_WIDE * sizeof(float))
     if buf == NULL:
         free(ws)
         raise MemoryError()
     with nogil:
-        for it in prange(n, schedule='static', num_threads=nthreads if n > 1 else 1):
-            tid = threadid()
-            cr = col_range(it, blocks, inner)
-            chunk = buf + tid * COL_CHUNK * COL_WIDE
-            xb = x0 + cr.o * xv.s0 + cr.k0 * xv.s2
-            yb = y0 + cr.o * ov.s0 + cr.k0 * ov.s2
-            col_lse_start(<const float *>NULL, cr.ncols, ws, tid)
-            j0 = 0
-            while j0 < C:
-                nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
-                fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
-                                        COL_CHUNK, COL_WIDE, 0, chunk)
-                col_lse_chunk(<const float *>chunk, j0, nclass, COL_WIDE, cr.ncols, 1,
-                              SUMS_LSE, NULL, 0, ws, tid, NULL, False, NULL, 0)
-                j0 = j0 + nclass
-            col_lse_finish(<const float *>NULL, cr.ncols, ws, tid)
-            shift = <float *>col_slot(ws, tid, SLOT_SHIFT)
-            log_sums = <float *>col_slot(ws, tid, SLOT_LOG_SUM)
-            maximum = <float *>col_slot(ws, tid, SLOT_MAX)
-            if not take_log:
-                for k in range(cr.ncols):
-                    if maximum[k] == INFINITY:
-                        log_sums[k] = NAN   # SciPy: exp(inf - inf) poisons the column
-            j0 = 0
-            while j0 < C:
-                nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
-                if C > COL_CHUNK:
-                    fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2,
-                                            kind, COL_CHUNK, COL_WIDE, 0, chunk)
-                for j in range(nclass):
-                    fnl_colsoftmax(<const float *>(chunk + j * COL_WIDE), cr.ncols, 1, shift,
-                                   log_sums, chunk + j * COL_WIDE, 1, take_log)
-                    fnl_half_store_f32(chunk + j * COL_WIDE, cr.ncols, kind,
-                                       yb + (j0 + j) * ov.s1, ov.s2)
-                j0 = j0 + nclass
+        if nt == 1:
+            for it in range(n):
+                half_softmax_block(x0, y0, kind, C, col_range(it, blocks, inner), xv, ov,
+                                   take_log, ws, buf, 0)
+        else:
+            for it in prange(n, schedule='static', num_threads=nt):
+                half_softmax_block(x0, y0, kind, C, col_range(it, blocks, inner), xv, ov,
+                                   take_log, ws, buf, threadid())
     free(buf)
     free(ws)
     return 0
+
+
+cdef inline void half_softmax_block(const uint16_t *x0, uint16_t *y0, int kind, Py_ssize_t C,
+                                    ColRange cr, View3 xv, View3 ov, bint take_log, void *ws,
+                                    float *buf, int tid) noexcept nogil:
+    # half_softmax_cols' block cr, by thread tid: float32 pieces of COL_CHUNK classes
+    # converted into the thread's buffer, col_lse's pass over them, then each chunk converted
+    # again (unless the block's classes fit in one chunk, still in the buffer), fnl_colsoftmax
+    # in place there and rounded once into y.  The float32 results of the same values,
+    # rounded once.
+    cdef float *chunk = buf + tid * COL_CHUNK * COL_WIDE
+    cdef const uint16_t *xb = x0 + cr.o * xv.s0 + cr.k0 * xv.s2
+    cdef uint16_t *yb = y0 + cr.o * ov.s0 + cr.k0 * ov.s2
+    cdef float *shift = <float *>col_slot(ws, tid, SLOT_SHIFT)
+    cdef float *log_sums = <float *>col_slot(ws, tid, SLOT_LOG_SUM)
+    cdef float *maximum = <float *>col_slot(ws, tid, SLOT_MAX)
+    cdef Py_ssize_t j0 = 0, j, k, nclass
+    col_lse_start(<const float *>NULL, cr.ncols, ws, tid)
+    while j0 < C:
+        nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
+        fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
+                                COL_CHUNK, COL_WIDE, 0, chunk)
+        col_lse_chunk(<const float *>chunk, j0, nclass, COL_WIDE, cr.ncols, 1, SUMS_LSE, NULL,
+                      0, ws, tid, NULL, False, NULL, 0)
+        j0 += nclass
+    col_lse_finish(<const float *>NULL, cr.ncols, ws, tid)
+    if not take_log:
+        for k in range(cr.ncols):
+            if maximum[k] == INFINITY:
+                log_sums[k] = NAN   # SciPy: exp(inf - inf) poisons the column
+    j0 = 0
+    while j0 < C:
+        nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
+        if C > COL_CHUNK:
+            fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
+                                    COL_CHUNK, COL_WIDE, 0, chunk)
+        for j in range(nclass):
+            fnl_colsoftmax(<const float *>(chunk + j * COL_WIDE), cr.ncols, 1, shift, log_sums,
+                           chunk + j * COL_WIDE, 1, take_log)
+            fnl_half_store_f32(chunk + j * COL_WIDE, cr.ncols, kind, yb + (j0 + j) * ov.s1,
+                               ov.s2)
+        j0 += nclass
 
 
 cdef inline void half_softmax_row(const uint16_t *x, Py_ssize_t C, Py_ssize_t s, int kind,

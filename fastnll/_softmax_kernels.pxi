@@ -115,7 +115,7 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
     # order as col_lse: the same results.
     # Float input (h0 NULL): contiguous columns (s2 == 1), read in place.  16-bit input (h0,
     # format kind; x0 NULL names float): any strides; each block's piece of a chunk is
-    # converted into a float32 buffer of the thread's (32 KiB, in L1) before the float32
+    # converted into a float32 buffer of the thread's (32 KiB) before the float32
     # column loops read it, so the results are those of the float32 input of the same values.
     cdef ColBlocks blocks = col_blocks(inner, 1)
     # strips narrower than STRIP_BLOCKS when there are few blocks, so that every thread gets

@@ -169,7 +169,8 @@ def test_class_losses(dtype, kind, options, layout):
 
 @pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("C", [10, 300])
-@pytest.mark.parametrize("layout", ["(N, C, d)", "transposed", "strided columns"])
+@pytest.mark.parametrize("layout", ["(N, C, d)", "transposed", "strided columns",
+                                    "few classes"])
 @pytest.mark.parametrize("options", [{}, {"weight": True, "ignore_index": 3},
                                      {"label_smoothing": 0.2, "weight": True}])
 def test_cross_entropy_columns(dtype, C, layout, options):
@@ -180,7 +181,10 @@ def test_cross_entropy_columns(dtype, C, layout, options):
     rng = np.random.default_rng(5)
     x = {"(N, C, d)": _logits(dtype, (6, C, 777)),
          "transposed": _logits(dtype, (C, 4000)).T,
-         "strided columns": _logits(dtype, (6, C, 1554))[:, :, ::2]}[layout]
+         "strided columns": _logits(dtype, (6, C, 1554))[:, :, ::2],
+         # at most 32 classes, each row contiguous: converted a block at a time and transposed
+         "few classes": _logits(dtype, (4000, min(C, 27)))}[layout]
+    C = x.shape[1]
     t = rng.integers(0, C, x.shape[:1] + x.shape[2:])
     kw = dict(options)
     if kw.pop("weight", False):
