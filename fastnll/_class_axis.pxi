@@ -186,7 +186,7 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
         chunk_at_max[k] = 0
         chunk_x_sum[k] = 0
     if floating is float and h != NULL:
-        fnl_half_load_chunk_f32(h, nclass, s_class, ncols, s_col, kind, COL_CHUNK, COL_BLOCK, 0,
+        fnl_half_load_chunk_f32(h, nclass, s_class, ncols, s_col, kind, COL_CHUNK, COL_BLOCK,
                                 packed)
         xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
     elif packed != NULL:

@@ -393,7 +393,7 @@ cdef inline void half_cols_grad(const uint16_t *h, int kind, Py_ssize_t C, Py_ss
         nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
         if not packed_whole:
             fnl_half_load_chunk_f32(h + j0 * s1, nclass, s1, ncols, s2, kind, COL_CHUNK,
-                                    COL_BLOCK, 0, packed)
+                                    COL_BLOCK, packed)
         for j in range(nclass):
             fnl_colgrad(packed + j * COL_BLOCK, ncols, 1, shift, log_sum, scale_p, scale_w,
                         1 if grad_w == NULL else grad_w[(j0 + j) * s_w], packed + j * COL_BLOCK,

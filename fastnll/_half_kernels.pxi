@@ -168,7 +168,7 @@ cdef inline void half_softmax_block(const uint16_t *x0, uint16_t *y0, int kind, 
     while j0 < C:
         nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
         fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
-                                COL_CHUNK, COL_WIDE, 0, chunk)
+                                COL_CHUNK, COL_WIDE, chunk)
         col_lse_chunk(<const float *>chunk, j0, nclass, COL_WIDE, cr.ncols, 1, SUMS_LSE, NULL,
                       0, ws, tid, NULL, False, NULL, 0)
         j0 += nclass
@@ -182,7 +182,7 @@ cdef inline void half_softmax_block(const uint16_t *x0, uint16_t *y0, int kind, 
         nclass = min(C - j0, <Py_ssize_t>COL_CHUNK)
         if C > COL_CHUNK:
             fnl_half_load_chunk_f32(xb + j0 * xv.s1, nclass, xv.s1, cr.ncols, xv.s2, kind,
-                                    COL_CHUNK, COL_WIDE, 0, chunk)
+                                    COL_CHUNK, COL_WIDE, chunk)
         for j in range(nclass):
             fnl_colsoftmax(<const float *>(chunk + j * COL_WIDE), cr.ncols, 1, shift, log_sums,
                            chunk + j * COL_WIDE, 1, take_log)

@@ -82,9 +82,9 @@
 #define FNL_HALF_DENSE 8192
 
 /* One chunk of nrows 16-bit rows (row j at h + j * s_row: ncols values at stride s_col)
- * converted to float32 for the column loops, in column blocks of `width` columns: row j's
- * columns [b * width, (b + 1) * width) land at out + b * slab + j * width.  While a row is
- * converted, the same piece `ahead` rows on (the next chunk's) is asked for into L2, when
+ * converted to float32 for the column loops: row j lands at out + j * s_out (ncols <=
+ * s_out: one column block).  While a row is converted, the same piece `ahead` rows on (the
+ * next chunk's) is asked for into L2, when
  * the pieces are contiguous and the rows far apart, as fnl_prefetch_rows_ahead does for
  * float32 (on integers: the address may lie past the array).  Few classes, each column's
  * contiguous and the columns dense (s_row == 1: the transposed view of short rows, one block
@@ -92,14 +92,13 @@
  * fnl_pack_f32's tiles.  Here, after _pack_T.h, for fnl_pack_f32. */
 static inline void fnl_half_load_chunk_f32(const uint16_t *h, ptrdiff_t nrows, ptrdiff_t s_row,
                                            ptrdiff_t ncols, ptrdiff_t s_col, int kind,
-                                           ptrdiff_t ahead, ptrdiff_t width, ptrdiff_t slab,
-                                           float *out)
+                                           ptrdiff_t ahead, ptrdiff_t s_out, float *out)
 {
-    if (s_row == 1 && s_col > 1 && s_col < 2 * nrows && ncols <= width
+    if (s_row == 1 && s_col > 1 && s_col < 2 * nrows
         && (ncols - 1) * s_col + nrows <= FNL_HALF_DENSE) {
         float stage[FNL_HALF_DENSE];
         fnl_half_load_f32(h, (ncols - 1) * s_col + nrows, 1, kind, stage);
-        fnl_pack_f32(stage, nrows, 1, ncols, s_col, out, width, 0);
+        fnl_pack_f32(stage, nrows, 1, ncols, s_col, out, s_out, 0);
         return;
     }
     int prefetch = s_col == 1 && (s_row > 256 || s_row < -256);
@@ -110,9 +109,7 @@ static inline void fnl_half_load_chunk_f32(const uint16_t *h, ptrdiff_t nrows, p
             for (ptrdiff_t b = 0; b < ncols * (ptrdiff_t)sizeof(uint16_t); b += 64)
                 FNL_PREFETCH_L2((const void *)(next + (uintptr_t)b));
         }
-        for (ptrdiff_t k0 = 0; k0 < ncols; k0 += width)
-            fnl_half_load_f32(row + k0 * s_col, ncols - k0 < width ? ncols - k0 : width, s_col,
-                              kind, out + (k0 / width) * slab + j * width);
+        fnl_half_load_f32(row, ncols, s_col, kind, out + j * s_out);
     }
 }
 

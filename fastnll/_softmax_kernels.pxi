@@ -159,7 +159,7 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                             chunk = buf + tid * COL_CHUNK * COL_WIDE
                             fnl_half_load_chunk_f32(h0 + o * s0 + j0 * s1 + cr.k0 * s2, nclass,
                                                     s1, cr.ncols, s2, kind, COL_CHUNK, COL_WIDE,
-                                                    0, buf + tid * COL_CHUNK * COL_WIDE)
+                                                    buf + tid * COL_CHUNK * COL_WIDE)
                         s_chunk = COL_WIDE
                     else:
                         chunk = x0 + o * s0 + j0 * s1 + cr.k0
