@@ -9,8 +9,9 @@
  *    that is not > 0; and at x86-64-v3 fnl_exp8_inrange_f32, for every float in
  *    [FNL_EXP8_LO, FNL_EXP8_HI] and every nan.  The short exp of the 16-bit row sums
  *    (fnl_exp16_short_f32 / fnl_exp8_short_f32) gives the bits of the portable
- *    fnl_exp_short_f32 for every float not > 0, and that is within 4e-6 of exp (fnl_exp_f64)
- *    in relative terms on [FNL_SHORT_LO, 0], 0 below, 1 at 0 and nan for nan.
+ *    fnl_exp_short_f32 for every float not > FNL_SHORT_HI (64), and that is within 4e-6 of
+ *    exp (fnl_exp_f64)
+ *    in relative terms on [FNL_SHORT_LO, FNL_SHORT_HI], 0 below, 1 at 0 and nan for nan.
  * 2. The row maximum (fnl_max_unit_*) equals the plain loop's; the row sum of exp
  *    (fnl_sumexp_unit_*, which counts the maximal terms when the maximum is finite) equals
  *    the plain masked-add loop over the vector exp (fnl_sumexp_all_*, which it uses
@@ -20,7 +21,10 @@
  *    runs and blocks with inf, -inf and nan.
  *    The 16-bit row sums (fnl_half_sumexp_f32, fnl_half_max16_f32) reading float16 or
  *    bfloat16 in place give the bits of the same sums over a float32 copy, and are within
- *    1e-5 of float64 sums; fnl_half_softmax_f32 writes the portable short exp's values.
+ *    1e-5 of float64 sums; fnl_half_softmax_f32 writes the portable short exp's values; at
+ *    x86-64-v4 the 16-bit column helpers (fnl_half_colmax_rows_f32,
+ *    fnl_half_colsumexp_rows_f32, fnl_half_colsumexp_lazy_f32) give the float32 copy's
+ *    maxima and the portable short exp's column sums.
  * 3. The writers of softmax and of the gradient (fnl_softmax_unit_*, fnl_grad_unit_*,
  *    fnl_colsoftmax_unit_*, fnl_colgrad_unit_*), softmax's exps (fnl_expsum_unit_*) and the
  *    streaming writers (fnl_scale_stream_*, fnl_sub2_stream_*) equal scalar loops over
@@ -167,6 +171,12 @@ static long check_loops(void)
     return differ;
 }
 
+/* fnl_exp_short_f32(v - shift) as a value of its own (not fused with the sum it goes into) */
+__attribute__((noinline)) static float short_exp_term(float v, float shift)
+{
+    return fnl_exp_short_f32(v - shift);
+}
+
 /* part 2b: the sums of 16-bit rows (fnl_half_sumexp_f32, fnl_half_max16_f32, _half.h).  The
  * 16-bit values read in place give the bits of their float32 copy, with the run's maximum
  * from the same loop equal to the plain loop's; and each sum is within 1e-5 of the float64
@@ -237,10 +247,66 @@ static long check_half_sums(void)
             if (differ < 5) printf("16-bit softmax outputs, n = %td, differ\n", n);
             differ++;
         }
+#if FNL_HALF_COLS_DIRECT
+        /* a block of jn class rows of nk 16-bit columns (row stride 64): the columns'
+         * maxima are those of the float32 copy, and the sums at those maxima are the
+         * portable short exp's, added row by row, none left out (at_max untouched) when
+         * every maximum is finite, else the float32 column loop's */
+        ptrdiff_t jn = 1 + rand() % 17, nk = 1 + rand() % 64;
+        for (ptrdiff_t i = 0; i < 64 * jn; i++) {
+            h[i] = fnl_f32_to_half(random_value(kind == 2 ? 0 : kind), fmt);
+            x[i] = fnl_half_to_f32(h[i], fmt);
+        }
+        float m1[64], m2[64], sh[64], lo1[64], lo2[64], hi1[64], hi2[64];
+        int finite = 1;
+        for (ptrdiff_t k = 0; k < 64; k++) {
+            m1[k] = m2[k] = -INFINITY;
+            lo1[k] = lo2[k] = hi1[k] = hi2[k] = (float)(k % 3);
+        }
+        for (ptrdiff_t j = 0; j < jn; j++) fnl_colmax_f32(x + 64 * j, nk, 1, m1);
+        fnl_half_colmax_rows_f32(h, fmt, jn, 64, nk, m2);
+        for (ptrdiff_t k = 0; k < nk; k++) {
+            sh[k] = isfinite(m1[k]) ? m1[k] : 0;
+            finite &= isfinite(m1[k]) != 0;
+        }
+        for (ptrdiff_t j = 0; j < jn; j++) {
+            if (finite)
+                for (ptrdiff_t k = 0; k < nk; k++)
+                    lo1[k] += short_exp_term(x[64 * j + k], sh[k]);
+            else
+                fnl_colsumexp_f32(x + 64 * j, nk, 1, m1, sh, lo1, hi1);
+        }
+        fnl_half_colsumexp_rows_f32(h, fmt, jn, 64, nk, m1, sh, lo2, hi2);
+        if (!same(m1, m2, nk) || !same(lo1, lo2, nk) || !same(hi1, hi2, nk)) {
+            if (differ < 5) printf("16-bit column block %td x %td differs\n", jn, nk);
+            differ++;
+        }
+        /* the one-pass sums at shifts below the maxima (by less than FNL_SHORT_HI, as the
+         * caller keeps them; it takes this pass only where every running maximum is
+         * finite), with the maxima from the same reads, continuing m1 and lo1 */
+        if (!finite)
+            continue;
+        for (ptrdiff_t k = 0; k < nk; k++) {
+            sh[k] = m1[k] - (float)(rand() % 60);
+            m2[k] = m1[k];
+            lo2[k] = lo1[k];
+        }
+        for (ptrdiff_t j = 0; j < jn; j++)
+            for (ptrdiff_t k = 0; k < nk; k++) {
+                lo1[k] += short_exp_term(x[64 * j + k], sh[k]);
+                m1[k] = x[64 * j + k] > m1[k] ? x[64 * j + k] : m1[k];
+            }
+        fnl_half_colsumexp_lazy_f32(h, fmt, jn, 64, nk, sh, lo2, m2);
+        if (!same(m1, m2, nk) || !same(lo1, lo2, nk)) {
+            if (differ < 5) printf("16-bit one-pass column block %td x %td differs\n", jn, nk);
+            differ++;
+        }
+#endif
     }
-    printf("16-bit row sums in place against their float32 copy and float64 sums, and softmax "
-           "outputs against the portable short exp, 100000 cases: %ld differ (largest "
-           "relative error %.2g)\n", differ, worst);
+    printf("16-bit row sums%s in place against their float32 copy and float64 sums, and "
+           "softmax outputs against the portable short exp, 100000 cases: %ld differ (largest "
+           "relative error %.2g)\n", FNL_HALF_COLS_DIRECT ? " and column blocks" : "", differ,
+           worst);
     return differ;
 }
 
@@ -346,9 +412,10 @@ int main(void)
                            scalar[i], nonpos[i]);
                 differ_nonpos++;
             }
-            /* the short exp: the portable code's bits for every float not > 0, a nan for a
-             * nan, 0 below FNL_SHORT_LO, 1 at 0, and a relative error below 4e-6 between */
-            if (!(xs[i] > 0)) {
+            /* the short exp: the portable code's bits for every float not > FNL_SHORT_HI, a
+             * nan for a nan, 0 below FNL_SHORT_LO, 1 at 0, and a relative error below 4e-6
+             * between */
+            if (!(xs[i] > FNL_SHORT_HI)) {
                 float a = short_scalar[i], b = short_vector[i];
                 float ao = short_scalar[(1 << 16) + i], bo = short_vector[(1 << 16) + i];
                 /* the softmax outputs' form: the short exp, float32's exp below its range */
@@ -396,8 +463,9 @@ int main(void)
     printf(INRANGE_NAME " vs fnl_exp_f32 on the floats in [%g, %g] and nan: %ld differ\n",
            (double)EXP_LO, (double)EXP_HI, differ_inrange);
     printf(SHORT_NAME " vs fnl_exp_short_f32 (and the softmax outputs' form, "
-           "fnl_exp_short_out_f32) on the floats not > 0: %ld differ; against exp: %ld out of "
-           "bounds, largest relative error %.3g\n", differ_short, short_bad, short_worst);
+           "fnl_exp_short_out_f32) on the floats not > %g: %ld differ; against exp: %ld out of "
+           "bounds, largest relative error %.3g\n", (double)FNL_SHORT_HI, differ_short,
+           short_bad, short_worst);
     long differ_loops = check_loops() + check_half_sums() + check_writers();
     return differ != 0 || differ_nonpos != 0 || differ_inrange != 0 || differ_short != 0
            || short_bad != 0 || differ_loops != 0;

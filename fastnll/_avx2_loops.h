@@ -463,7 +463,7 @@ FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
 {
     for (ptrdiff_t j = 0; j < nclass; j++) {
         /* the same piece of the row, one chunk ahead (the next call's) */
-        fnl_prefetch_rows_ahead(x, j + nclass, class_stride, 32 * nq);
+        fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4, 32 * nq);
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
                 __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
@@ -509,7 +509,8 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 32 * nq);
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, 4,
+                                        32 * nq);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);
             }

@@ -241,17 +241,26 @@ FNL_INLINE float fnl_sumexp_below_unit_avx512_f32(const float *x, ptrdiff_t n, f
 
 /* ---------------------------------------------------------------- column sums ---- */
 
-FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, const float *M,
-                                              const float *shift, float *rest, float *at_max)
+/* one class row of a column block of float32 (src FNL_SRC_F32) or of 16-bit values of the
+ * format src, converted in registers (src: a constant where this is inlined) */
+FNL_INLINE void fnl_colsumexp_src_avx512_f32(int src, const void *x, ptrdiff_t ncols,
+                                             const float *M, const float *shift, float *rest,
+                                             float *at_max)
 {
     FNL_FOR16(k, ncols, live,
-        __m512 v = fnl_load16(live, x + k);
+        __m512 v = fnl_load16_src(src, live, x, k);
         __m512 e = fnl_exp16_f32(_mm512_sub_ps(v, fnl_load16(live, shift + k)));
         __mmask16 top = _mm512_mask_cmp_ps_mask(live, v, fnl_load16(live, M + k), _CMP_EQ_OQ);
         __m512 l = fnl_load16(live, rest + k), h = fnl_load16(live, at_max + k);
         _mm512_mask_storeu_ps(rest + k, live, _mm512_mask_add_ps(l, (__mmask16)~top, l, e));
         _mm512_mask_storeu_ps(at_max + k, live, _mm512_mask_add_ps(h, top, h, e));
     )
+}
+
+FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, const float *M,
+                                              const float *shift, float *rest, float *at_max)
+{
+    fnl_colsumexp_src_avx512_f32(FNL_SRC_F32, x, ncols, M, shift, rest, at_max);
 }
 
 /* nclass class rows of a column block at once (row j at x + j * class_stride, unit stride
@@ -272,8 +281,9 @@ FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, c
         live[q] = rest_ >= 16 ? (__mmask16)0xFFFF : rest_ > 0 ? fnl_first16(rest_) : 0;     \
     }
 
-FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
-                                           ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
+FNL_INLINE void fnl_colmax_rows_src_avx512_f32(int src, const void *x, ptrdiff_t nclass,
+                                               ptrdiff_t class_stride, ptrdiff_t ncols,
+                                               float *m)
 {
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         FNL_COLQ_MASKS(live, nq, ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ)
@@ -282,7 +292,7 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
         for (ptrdiff_t j = 0; j < nclass; j++) {
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {   /* x > m ? x : m, as the scalar loop (nan in x is skipped) */
-                    __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);
+                    __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
                     acc[q] = _mm512_mask_mov_ps(acc[q], _mm512_cmp_ps_mask(v, acc[q],
                                                                            _CMP_GT_OQ), v);
                 }
@@ -293,11 +303,18 @@ FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
     }
 }
 
-FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
-                                              ptrdiff_t class_stride, ptrdiff_t ncols,
-                                              const float *M, const float *shift, float *rest,
-                                              float *at_max)
+FNL_INLINE void fnl_colmax_rows_avx512_f32(const float *x, ptrdiff_t nclass,
+                                           ptrdiff_t class_stride, ptrdiff_t ncols, float *m)
 {
+    fnl_colmax_rows_src_avx512_f32(FNL_SRC_F32, x, nclass, class_stride, ncols, m);
+}
+
+FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdiff_t nclass,
+                                                  ptrdiff_t class_stride, ptrdiff_t ncols,
+                                                  const float *M, const float *shift,
+                                                  float *rest, float *at_max)
+{
+    const ptrdiff_t size = src == FNL_SRC_F32 ? 4 : 2;     /* bytes a value */
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
         FNL_COLQ_MASKS(live, nq, n)
@@ -311,26 +328,38 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
         }
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
-                fnl_colsumexp_unit_avx512_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
-                                              rest + k0, at_max + k0);
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                                        size, 16 * size * nq);
+                fnl_colsumexp_src_avx512_f32(src, (const char *)x
+                                             + (j * class_stride + k0) * size, n, M + k0,
+                                             shift + k0, rest + k0, at_max + k0);
             }
             continue;
         }
         /* every column's maximum finite and its shift: as in fnl_sumexp_unit_avx512_f32, the
          * maximal terms (each exactly 1) are counted in integer lanes and no argument exceeds
          * 0.  at_max holds whole numbers (fresh chunk sums), so at_max + count is what adding
-         * 1.0 count times gives while it stays below 2^24 (nclass <= COL_CHUNK). */
+         * 1.0 count times gives while it stays below 2^24 (nclass <= COL_CHUNK).  16-bit
+         * values (fnl_half_colsumexp_rows_f32) take the short exp of the 16-bit row sums
+         * instead, and add the maximal terms (its exp(0) is 1) to rest with the others: the
+         * one caller, logsumexp_strips, takes the columns whose result lies near 0, where
+         * the split would matter, again with these float32 loops. */
         for (int q = 0; q < FNL_COLQ; q++) {
             l[q] = fnl_load16(live[q], rest + k0 + 16 * q);
             count[q] = _mm512_setzero_si512();
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
             /* the same piece of the row, one chunk ahead (the next call's) */
-            fnl_prefetch_rows_ahead(x + k0, j + nclass, class_stride, 64 * nq);
+            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, size,
+                                    16 * size * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
-                    __m512 v = fnl_load16(live[q], x + j * class_stride + k0 + 16 * q);
+                    __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
+                    if (src != FNL_SRC_F32) {
+                        l[q] = _mm512_mask_add_ps(l[q], live[q], l[q],
+                                                  fnl_exp16_short_f32(_mm512_sub_ps(v, vs[q])));
+                        continue;
+                    }
                     __m512 e = fnl_exp16_nonpos_f32(_mm512_sub_ps(v, vs[q]));
                     __mmask16 top = _mm512_mask_cmp_ps_mask(live[q], v, vm[q], _CMP_EQ_OQ);
                     l[q] = _mm512_mask_add_ps(l[q], live[q] & (__mmask16)~top, l[q], e);
@@ -346,6 +375,51 @@ FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
                                   _mm512_add_ps(h, _mm512_cvtepi32_ps(count[q])));
         }
     }
+}
+
+/* nclass class rows of a column block of 16-bit values of the format src in one pass: rest
+ * += the short exp of v - shift, every term (the shift may lie below some of them: the
+ * caller's bound), and m = the columns' maxima (nan ignored), for the caller to check that
+ * bound; the next chunk's pieces asked for as in fnl_colsumexp_rows_src_avx512_f32 */
+FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdiff_t nclass,
+                                                  ptrdiff_t class_stride, ptrdiff_t ncols,
+                                                  const float *shift, float *rest, float *m)
+{
+    for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
+        ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
+        FNL_COLQ_MASKS(live, nq, n)
+        __m512 vs[FNL_COLQ], l[FNL_COLQ], mx[FNL_COLQ];
+        for (int q = 0; q < FNL_COLQ; q++) {
+            vs[q] = fnl_load16(live[q], shift + k0 + 16 * q);
+            l[q] = fnl_load16(live[q], rest + k0 + 16 * q);
+            mx[q] = fnl_load16(live[q], m + k0 + 16 * q);
+        }
+        for (ptrdiff_t j = 0; j < nclass; j++) {
+            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, 2,
+                                    32 * nq);
+            for (int q = 0; q < FNL_COLQ; q++) {
+                if (q < nq) {
+                    __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
+                    l[q] = _mm512_mask_add_ps(l[q], live[q], l[q],
+                                              fnl_exp16_short_f32(_mm512_sub_ps(v, vs[q])));
+                    mx[q] = _mm512_max_ps(v, mx[q]);    /* v > mx ? v : mx */
+                }
+            }
+        }
+        for (int q = 0; q < FNL_COLQ; q++) {
+            _mm512_mask_storeu_ps(rest + k0 + 16 * q, live[q], l[q]);
+            _mm512_mask_storeu_ps(m + k0 + 16 * q, live[q], mx[q]);
+        }
+    }
+}
+
+FNL_INLINE void fnl_colsumexp_rows_avx512_f32(const float *x, ptrdiff_t nclass,
+                                              ptrdiff_t class_stride, ptrdiff_t ncols,
+                                              const float *M, const float *shift, float *rest,
+                                              float *at_max)
+{
+    fnl_colsumexp_rows_src_avx512_f32(FNL_SRC_F32, x, nclass, class_stride, ncols, M, shift,
+                                      rest, at_max);
 }
 
 /* ------------------------------------------------------------- streaming writers ---- */

@@ -23,7 +23,9 @@ from fastnll._lse cimport (
 )
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    fnl_colmax_rows, fnl_colsumexp_rows, fnl_colsumdiff, fnl_half_load_chunk_f32, fnl_pack,
+    FNL_HALF_COLS_DIRECT, FNL_SHORT_HI, fnl_colmax_rows, fnl_colsumexp_rows, fnl_colsumdiff,
+    fnl_half_colmax_rows_f32, fnl_half_colsumexp_lazy_f32, fnl_half_colsumexp_rows_f32,
+    fnl_half_load_chunk_f32, fnl_pack,
 )
 
 cdef enum:
@@ -167,7 +169,9 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
     # every caller reads chunk after chunk down the same columns.
     # h (float only; else NULL): the rows are 16-bit ones of the format kind, starting at h
     # (x is not read), converted into packed (not NULL, ncols <= COL_BLOCK) instead of
-    # copied: the results are those of the float32 rows of the same values.
+    # copied, or, with packed NULL (FNL_HALF_COLS_DIRECT, s_col == 1 and SUMS_LSE only), read
+    # in place and converted in registers: the results are those of the float32 rows of the
+    # same values.
     cdef floating *shift = <floating *>col_slot(ws, tid, SLOT_SHIFT)
     cdef floating *ref = <floating *>col_slot(ws, tid, SLOT_REF)
     cdef floating *maximum = <floating *>col_slot(ws, tid, SLOT_MAX)
@@ -178,14 +182,36 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
     cdef double *x_sum = <double *>col_slot(ws, tid, SLOT_X_SUM_D)
     cdef double *rest = <double *>col_slot(ws, tid, SLOT_REST_D)
     cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
-    cdef const floating *xc
-    cdef Py_ssize_t s_xc_class, s_xc_col, j, k
+    cdef const floating *xc = NULL
+    cdef Py_ssize_t s_xc_class = 0, s_xc_col = 0, j, k
+    cdef bint direct = floating is float and h != NULL and packed == NULL
+    cdef bint lazy = direct and j0 > 0
     for k in range(ncols):
         chunk_max[k] = -INFINITY
         chunk_rest[k] = 0
         chunk_at_max[k] = 0
         chunk_x_sum[k] = 0
-    if floating is float and h != NULL:
+        lazy = lazy and isfinite(maximum[k])
+    if lazy:
+        # 16-bit columns in place, every running maximum finite: one pass at the running
+        # shifts (fnl_half_colsumexp_lazy_f32), kept unless a term lies more than
+        # FNL_SHORT_HI above its shift (then the two passes below, after a rescale)
+        fnl_half_colsumexp_lazy_f32(h, kind, nclass, s_class, ncols, <float *>shift,
+                                    <float *>chunk_rest, <float *>chunk_max)
+        for k in range(ncols):
+            lazy = lazy and chunk_max[k] <= shift[k] + FNL_SHORT_HI
+        if lazy:
+            for k in range(ncols):
+                if chunk_max[k] > maximum[k]:
+                    maximum[k] = chunk_max[k]
+                rest[k] += chunk_rest[k]
+            return
+        for k in range(ncols):
+            chunk_max[k] = -INFINITY
+            chunk_rest[k] = 0
+    if direct:
+        fnl_half_colmax_rows_f32(h, kind, nclass, s_class, ncols, <float *>chunk_max)
+    elif floating is float and h != NULL:
         fnl_half_load_chunk_f32(h, nclass, s_class, ncols, s_col, kind, COL_CHUNK, COL_BLOCK,
                                 packed)
         xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
@@ -194,7 +220,8 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
         xc, s_xc_class, s_xc_col = packed, COL_BLOCK, 1
     else:
         xc, s_xc_class, s_xc_col = x, s_class, s_col
-    fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, chunk_max)
+    if not direct:
+        fnl_colmax_rows(xc, nclass, s_xc_class, ncols, s_xc_col, chunk_max)
     if j0 == 0:     # the first chunk: nothing to rescale yet (a loop that vectorises)
         for k in range(ncols):
             maximum[k] = chunk_max[k]
@@ -205,8 +232,12 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
             if chunk_max[k] > maximum[k]:
                 rescale(chunk_max[k], &maximum[k], &shift[k], &rest[k], &at_max[k])
     # chunk_at_max starts at 0 (fnl_colsumexp_rows counts the maximal terms)
-    fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift, chunk_rest,
-                       chunk_at_max)
+    if direct:
+        fnl_half_colsumexp_rows_f32(h, kind, nclass, s_class, ncols, <float *>maximum,
+                                    <float *>shift, <float *>chunk_rest, <float *>chunk_at_max)
+    else:
+        fnl_colsumexp_rows(xc, nclass, s_xc_class, ncols, s_xc_col, maximum, shift, chunk_rest,
+                           chunk_at_max)
     if sums == SUMS_WX:
         for j in range(nclass):
             fnl_colsumdiff(xc + j * s_xc_class, ncols, s_xc_col,

@@ -430,6 +430,73 @@ static inline void fnl_half_write16_f32(const uint16_t *x, uint16_t *y, ptrdiff_
 #define FNL_HALF_DIRECT 0
 #endif
 
+/* Whether the column loops read unit-stride 16-bit columns in place (fnl_half_colmax_rows_f32
+ * and fnl_half_colsumexp_rows_f32) rather than through a float32 copy of each chunk: at
+ * x86-64-v4, where a masked 16-bit load converts a partial vector as cheaply as a whole one. */
+#if defined(FNL_HAVE_AVX512)
+#define FNL_HALF_COLS_DIRECT 1
+#else
+#define FNL_HALF_COLS_DIRECT 0
+#endif
+
+/* fnl_colmax_rows_f32 and fnl_colsumexp_rows_f32 of nclass class rows of 16-bit values of the
+ * format kind (row j at h + j * s_class, ncols unit-stride columns), converted in registers:
+ * the maxima are those of the float32 copy, and so are the sums of a group of 64 columns
+ * with a maximum that is not finite or not its shift; the other sums are those of
+ * fnl_exp_short_f32(v - shift) over all the terms, the maximal ones included (at_max is left
+ * as it is), added row by row.  Only where FNL_HALF_COLS_DIRECT. */
+static inline void fnl_half_colmax_rows_f32(const uint16_t *h, int kind, ptrdiff_t nclass,
+                                            ptrdiff_t s_class, ptrdiff_t ncols, float *m)
+{
+#if defined(FNL_HAVE_AVX512)
+    if (kind == FNL_BF16)
+        fnl_colmax_rows_src_avx512_f32(FNL_BF16, h, nclass, s_class, ncols, m);
+    else
+        fnl_colmax_rows_src_avx512_f32(FNL_F16, h, nclass, s_class, ncols, m);
+#else
+    (void)h; (void)kind; (void)nclass; (void)s_class; (void)ncols; (void)m;
+#endif
+}
+
+static inline void fnl_half_colsumexp_rows_f32(const uint16_t *h, int kind, ptrdiff_t nclass,
+                                               ptrdiff_t s_class, ptrdiff_t ncols,
+                                               const float *M, const float *shift, float *rest,
+                                               float *at_max)
+{
+#if defined(FNL_HAVE_AVX512)
+    if (kind == FNL_BF16)
+        fnl_colsumexp_rows_src_avx512_f32(FNL_BF16, h, nclass, s_class, ncols, M, shift, rest,
+                                          at_max);
+    else
+        fnl_colsumexp_rows_src_avx512_f32(FNL_F16, h, nclass, s_class, ncols, M, shift, rest,
+                                          at_max);
+#else
+    (void)h; (void)kind; (void)nclass; (void)s_class; (void)ncols; (void)M; (void)shift;
+    (void)rest; (void)at_max;
+#endif
+}
+
+/* The column sums of a later chunk of 16-bit columns in one pass (Only where
+ * FNL_HALF_COLS_DIRECT): rest += fnl_exp_short_f32(v - shift) over every term, added row by
+ * row, and m = max(m, v) (nan ignored), from the same reads.  The shift is the columns'
+ * running shift, at most their running maximum, which the chunk's terms may pass: the caller
+ * keeps these sums only where no term lies more than FNL_SHORT_HI above the shift, where
+ * the short exp holds (fnl_exp_short_f32) and a chunk's float32 sum cannot overflow. */
+static inline void fnl_half_colsumexp_lazy_f32(const uint16_t *h, int kind, ptrdiff_t nclass,
+                                               ptrdiff_t s_class, ptrdiff_t ncols,
+                                               const float *shift, float *rest, float *m)
+{
+#if defined(FNL_HAVE_AVX512)
+    if (kind == FNL_BF16)
+        fnl_colsumexp_lazy_src_avx512_f32(FNL_BF16, h, nclass, s_class, ncols, shift, rest, m);
+    else
+        fnl_colsumexp_lazy_src_avx512_f32(FNL_F16, h, nclass, s_class, ncols, shift, rest, m);
+#else
+    (void)h; (void)kind; (void)nclass; (void)s_class; (void)ncols; (void)shift; (void)rest;
+    (void)m;
+#endif
+}
+
 /* the maximum of n unit-stride 16-bit values of the format kind, ignoring nan (-inf when
  * there is none) */
 static inline float fnl_half_max16_f32(const uint16_t *h, ptrdiff_t n, int kind)

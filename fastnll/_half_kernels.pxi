@@ -13,7 +13,10 @@
 # back as float32 or float64 and the Python layer rounds them.  Along a class axis that is
 # not the contiguous one, float32's column traversal, over float32 pieces converted in L1
 # (logsumexp_strips, half_softmax_cols, and col_lse's 16-bit rows for cross-entropy's
-# cols_block): there the float32 exp, and the float32 results of the same values.
+# cols_block): there the float32 exp, and the float32 results of the same values; but
+# logsumexp's unit-stride columns at x86-64-v4 are read in place, with the short exp (and
+# the column blocks with a result near 0 taken again through float32 pieces: see
+# logsumexp_strips).
 from libc.math cimport fabs
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
@@ -21,12 +24,6 @@ from fastnll._loops cimport (
     fnl_half_softmax_f32, fnl_half_store_f32, fnl_half_to_f32, fnl_half_write16_f32,
     fnl_stream_fence,
 )
-
-
-# half_logsumexp takes a row again with float32's exp when its result is closer to 0 than
-# this: there the short exp's absolute error (up to 3.2e-6) could pass 1 unit of float16 (2^-11
-# of the result) or bfloat16 (2^-8)
-cdef double LSE_NEAR_ZERO = 0.0078125
 
 
 cdef inline View3 view3_half(const uint16_t[:, :, :] v) noexcept nogil:
@@ -73,7 +70,7 @@ def half_logsumexp(const uint16_t[:, :, :] x not None, int kind, float[:, :] out
         return
     o0 = &out[0, 0]
     if C > 0 and use_columns(inner, C, xv.s1, xv.s2):
-        # the column traversal, over float32 chunks converted from x (float32's exp)
+        # the column traversal (logsumexp_strips)
         logsumexp_strips(<const float *>NULL, x0, kind, o0, os0, os1, x.shape[0], C, inner,
                          xv.s0, xv.s1, xv.s2, nthreads if n > 1 else 1)
         return

@@ -53,10 +53,13 @@ cdef struct RowStats:
 
 
 cdef inline double finish_logs(double maximum, double rest, double at_max) noexcept nogil:
-    # log of the whole sum; with a finite maximum at_max counts the maximal terms (>= 1).
+    # log of the whole sum; with a finite maximum at_max counts the maximal terms (>= 1), or
+    # is 0 where rest holds them too (the one-pass column sums of 16-bit input)
     if isfinite(maximum):
         if at_max == 1:
             return log1p(rest)
+        if at_max == 0:
+            return log(rest)
         return log1p(rest / at_max) + log(at_max)
     return log(rest + at_max)
 

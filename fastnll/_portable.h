@@ -59,15 +59,15 @@ FNL_INLINE void fnl_prefetch_after(const void *p, ptrdiff_t n)
 
 /* rows far apart (a class axis with a large stride, e.g. axis 0 of a C-ordered matrix): the
  * hardware prefetchers do not follow short pieces of rows in different pages, so the column
- * loops ask, into L2, for the nbytes at `piece` moved `rows` rows of row_stride floats on:
- * the same piece of a row one chunk ahead, asked for while the sum pass reads this chunk.
- * (Into L1, this evicted lines of the chunk being read.)  On integers, as the address may
- * lie past the array. */
-FNL_INLINE void fnl_prefetch_rows_ahead(const float *piece, ptrdiff_t rows,
-                                        ptrdiff_t row_stride, ptrdiff_t nbytes)
+ * loops ask, into L2, for the nbytes from value `at` of x (values of `size` bytes, rows
+ * row_stride values apart): the same piece of a row one chunk ahead, asked for while the sum
+ * pass reads this chunk.  (Into L1, this evicted lines of the chunk being read.)  On
+ * integers, as the address may lie past the array. */
+FNL_INLINE void fnl_prefetch_rows_ahead(const void *x, ptrdiff_t at, ptrdiff_t row_stride,
+                                        ptrdiff_t size, ptrdiff_t nbytes)
 {
-    if (row_stride <= 256) return;
-    uintptr_t ahead = (uintptr_t)piece + (uintptr_t)(rows * row_stride) * sizeof(float);
+    if (row_stride * size <= 1024) return;
+    uintptr_t ahead = (uintptr_t)x + (uintptr_t)(at * size);
     for (ptrdiff_t b = 0; b < nbytes; b += 64) FNL_PREFETCH_L2((const void *)(ahead + b));
 }
 

@@ -45,8 +45,8 @@ FNL_INLINE float fnl_exp_f32(float x)
     return (p * s1.f) * s2.f;
 }
 
-/* The short exp of the row sums of 16-bit input (_half.h): exp(x) for x <= 0 (or nan) with a
- * relative error below 4e-6 (3.19e-6: .ci/check_exp.c measures it over every float, in the
+/* The short exp of the row sums of 16-bit input (_half.h): exp(x) for x <= 0 (or nan; and up
+ * to FNL_SHORT_HI) with a relative error below 4e-6 (3.19e-6: .ci/check_exp.c measures it over every float, in the
  * builds that fuse the multiply-adds, x86-64-v3 and v4), where the
  * 16-bit formats keep 2^-11 (float16) or 2^-8 (bfloat16).  Six multiply-adds instead of
  * fnl_exp_f32's ten: one step of range reduction (x - n ln2, ln2 rounded to float, with
@@ -55,6 +55,10 @@ FNL_INLINE float fnl_exp_f32(float x)
  * a value under 2^-124.7: the 16-bit sums add these terms to a maximal term of 1, where they
  * cannot show, and 2^n then stays a normal float (its bits (n + 127) << 23). */
 #define FNL_SHORT_LO (-86.5f)
+/* the short exp keeps its relative error (and bits) up to here too: the column sums of
+ * 16-bit input (fnl_half_colsumexp_lazy_f32) take it at a shift up to this far below the
+ * terms */
+#define FNL_SHORT_HI 64.0f
 #define FNL_SHORT_C1 0.9999671578407288f
 #define FNL_SHORT_C2 0.5000320672988892f
 #define FNL_SHORT_C3 0.1678726226091385f

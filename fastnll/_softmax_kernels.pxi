@@ -3,7 +3,7 @@
 from fastnll._lse cimport ROW_CHUNK, RowStats, row_lse
 from libc.stdint cimport uint16_t
 from fastnll._loops cimport (
-    fnl_half_load_chunk_f32,
+    FNL_HALF_COLS_DIRECT, fnl_half_load_chunk_f32,
     fnl_colsoftmax, fnl_exp_f64, fnl_expsum_unit, fnl_max, fnl_prefetch_after,
     fnl_scale_stream, fnl_scale_unit, fnl_softmax, fnl_stream_fence, fnl_sub2_stream, fnl_unpack,
 )
@@ -102,6 +102,36 @@ cdef enum:
     STRIP_BLOCKS = 8
 
 
+# The 16-bit log-sum-exps are taken again with float32's exp where their result is closer to 0
+# than this (half_logsumexp's rows, logsumexp_strips's column blocks): there the short exp's
+# absolute error (up to 3.2e-6) could pass 1 unit of float16 (2^-11 of the result) or bfloat16
+# (2^-8)
+cdef double LSE_NEAR_ZERO = 0.0078125
+
+
+cdef inline void strip_chunk(const floating *x0, const uint16_t *h0, int kind, bint direct,
+                             float *buf, Py_ssize_t at, Py_ssize_t j0, Py_ssize_t nclass,
+                             Py_ssize_t ncols, Py_ssize_t s1, Py_ssize_t s2, void *ws,
+                             int wid) noexcept nogil:
+    # One chunk of logsumexp_strips: the nclass classes j0, ... of the column block whose
+    # class row j0 starts at value `at` of the input, added to workspace wid's state.  Float
+    # input (h0 NULL): read in place (s2 == 1).  16-bit input: read in place and converted in
+    # registers (direct: FNL_HALF_COLS_DIRECT, s2 == 1; the sums then take the short exp),
+    # else converted into buf, the thread's COL_CHUNK x COL_WIDE floats (in L1), for the
+    # float32 column loops.
+    cdef const floating *chunk = NULL
+    cdef Py_ssize_t s_chunk = s1
+    if h0 == NULL:
+        chunk = x0 + at
+    elif not direct:
+        if floating is float:
+            fnl_half_load_chunk_f32(h0 + at, nclass, s1, ncols, s2, kind, COL_CHUNK, COL_WIDE,
+                                    buf)
+            chunk, s_chunk = buf, COL_WIDE
+    col_lse_chunk(chunk, j0, nclass, s_chunk, ncols, 1, SUMS_LSE, NULL, 0, ws, wid, NULL, False,
+                  h0 + at if direct else NULL, kind)
+
+
 cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, result_t *out,
                           Py_ssize_t os0, Py_ssize_t os1, Py_ssize_t outer, Py_ssize_t C,
                           Py_ssize_t inner, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2,
@@ -114,22 +144,25 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
     # (thread tid's blocks are tid * STRIP_BLOCKS + b) and sees the same chunks in the same
     # order as col_lse: the same results.
     # Float input (h0 NULL): contiguous columns (s2 == 1), read in place.  16-bit input (h0,
-    # format kind; x0 NULL names float): any strides; each block's piece of a chunk is
-    # converted into a float32 buffer of the thread's (32 KiB) before the float32
-    # column loops read it, so the results are those of the float32 input of the same values.
+    # format kind; x0 NULL names float): any strides, read as strip_chunk says.  Unit-stride
+    # columns at x86-64-v4 are read in place, with the short exp (as the 16-bit rows are), and
+    # a block with a result closer to 0 than LSE_NEAR_ZERO is summed again through the float32
+    # copy; the others, and those blocks, give the float32 results of the same values, rounded
+    # once.
     cdef ColBlocks blocks = col_blocks(inner, 1)
     # strips narrower than STRIP_BLOCKS when there are few blocks, so that every thread gets
     # one (the results do not depend on the strip width)
     cdef Py_ssize_t width = min(<Py_ssize_t>STRIP_BLOCKS,
                                 max(1, ceil_div(outer * blocks.per_outer, nthreads)))
     cdef Py_ssize_t nstrip = ceil_div(blocks.per_outer, width)
-    cdef Py_ssize_t it, o, b0, nb, b, j0, nclass, k, s_chunk
+    cdef Py_ssize_t it, o, b0, nb, b, j0, nclass, k
     cdef int tid, wid
+    cdef bint redo
     cdef ColRange cr
     cdef floating *shift
     cdef double *log_sum_d
-    cdef const floating *chunk
     cdef float *buf = NULL
+    cdef bint direct = h0 != NULL and FNL_HALF_COLS_DIRECT and s2 == 1
     cdef void *ws = col_workspace(nthreads * STRIP_BLOCKS)
     if h0 != NULL:
         buf = <float *>malloc(<size_t>nthreads * COL_CHUNK * COL_WIDE * sizeof(float))
@@ -154,19 +187,9 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                     nclass = COL_CHUNK
                 for b in range(nb):
                     cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
-                    if h0 != NULL:      # the block's piece of the chunk, converted (in L1)
-                        if floating is float:
-                            chunk = buf + tid * COL_CHUNK * COL_WIDE
-                            fnl_half_load_chunk_f32(h0 + o * s0 + j0 * s1 + cr.k0 * s2, nclass,
-                                                    s1, cr.ncols, s2, kind, COL_CHUNK, COL_WIDE,
-                                                    buf + tid * COL_CHUNK * COL_WIDE)
-                        s_chunk = COL_WIDE
-                    else:
-                        chunk = x0 + o * s0 + j0 * s1 + cr.k0
-                        s_chunk = s1
-                    col_lse_chunk(chunk, j0, nclass, s_chunk, cr.ncols, 1,
-                                  SUMS_LSE, NULL, 0, ws, tid * STRIP_BLOCKS + <int>b, NULL,
-                                  False, NULL, 0)
+                    strip_chunk(x0, h0, kind, direct, buf + tid * COL_CHUNK * COL_WIDE,
+                                o * s0 + j0 * s1 + cr.k0 * s2, j0, nclass, cr.ncols, s1, s2,
+                                ws, tid * STRIP_BLOCKS + <int>b)
                 j0 = j0 + nclass
             for b in range(nb):
                 cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
@@ -174,6 +197,22 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                 col_lse_finish(x0, cr.ncols, ws, wid)
                 shift = <floating *>col_slot(ws, wid, SLOT_SHIFT)
                 log_sum_d = <double *>col_slot(ws, wid, SLOT_LOG_SUM_D)
+                redo = False
+                if direct:
+                    for k in range(cr.ncols):
+                        redo = redo or fabs(shift[k] + log_sum_d[k]) < LSE_NEAR_ZERO
+                if redo:    # with float32's exp (as half_logsumexp does a row: see there)
+                    col_lse_start(x0, cr.ncols, ws, wid)
+                    j0 = 0
+                    while j0 < C:
+                        nclass = C - j0
+                        if nclass > COL_CHUNK:
+                            nclass = COL_CHUNK
+                        strip_chunk(x0, h0, kind, False, buf + tid * COL_CHUNK * COL_WIDE,
+                                    o * s0 + j0 * s1 + cr.k0 * s2, j0, nclass, cr.ncols, s1, s2,
+                                    ws, wid)
+                        j0 = j0 + nclass
+                    col_lse_finish(x0, cr.ncols, ws, wid)
                 for k in range(cr.ncols):
                     out[o * os0 + (cr.k0 + k) * os1] = <result_t>(shift[k] + log_sum_d[k])
     free(buf)
