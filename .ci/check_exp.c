@@ -286,8 +286,9 @@ static long check_half_sums(void)
          * finite), with the maxima from the same reads, continuing m1 and lo1 */
         if (!finite)
             continue;
-        for (ptrdiff_t k = 0; k < nk; k++) {
-            sh[k] = m1[k] - (float)(rand() % 60);
+        for (ptrdiff_t k = 0; k < nk; k++) {     /* running maxima up to 7 below the block's */
+            m1[k] -= (float)(rand() % 8);
+            sh[k] = m1[k] - (float)(rand() % 57);
             m2[k] = m1[k];
             lo2[k] = lo1[k];
         }

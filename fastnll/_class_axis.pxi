@@ -184,7 +184,8 @@ cdef inline void col_lse_chunk(const floating *x, Py_ssize_t j0, Py_ssize_t ncla
     cdef double *at_max = <double *>col_slot(ws, tid, SLOT_AT_MAX_D)
     cdef const floating *xc = NULL
     cdef Py_ssize_t s_xc_class = 0, s_xc_col = 0, j, k
-    cdef bint direct = floating is float and h != NULL and packed == NULL
+    cdef bint direct = (floating is float and FNL_HALF_COLS_DIRECT and h != NULL
+                        and packed == NULL and s_col == 1 and sums == SUMS_LSE)
     cdef bint lazy = direct and j0 > 0
     for k in range(ncols):
         chunk_max[k] = -INFINITY

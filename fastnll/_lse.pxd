@@ -53,8 +53,9 @@ cdef struct RowStats:
 
 
 cdef inline double finish_logs(double maximum, double rest, double at_max) noexcept nogil:
-    # log of the whole sum; with a finite maximum at_max counts the maximal terms (>= 1), or
-    # is 0 where rest holds them too (the one-pass column sums of 16-bit input)
+    # log of the whole sum, log(rest + at_max); with a finite maximum at_max counts the
+    # maximal terms (>= 1), or is 0 where rest holds them too (the one-pass column sums of
+    # 16-bit input, whose at_max may also hold terms exp(M - shift) >= 1 of float32's exp)
     if isfinite(maximum):
         if at_max == 1:
             return log1p(rest)

@@ -46,8 +46,8 @@ FNL_INLINE float fnl_exp_f32(float x)
 }
 
 /* The short exp of the row sums of 16-bit input (_half.h): exp(x) for x <= 0 (or nan; and up
- * to FNL_SHORT_HI) with a relative error below 4e-6 (3.19e-6: .ci/check_exp.c measures it over every float, in the
- * builds that fuse the multiply-adds, x86-64-v3 and v4), where the
+ * to FNL_SHORT_HI) with a relative error below 4e-6 (3.19e-6: .ci/check_exp.c measures it
+ * over every float, in the builds that fuse the multiply-adds, x86-64-v3 and v4), where the
  * 16-bit formats keep 2^-11 (float16) or 2^-8 (bfloat16).  Six multiply-adds instead of
  * fnl_exp_f32's ten: one step of range reduction (x - n ln2, ln2 rounded to float, with
  * |n| <= 125), and a degree-4 polynomial fitted for the least maximal relative error on
@@ -178,7 +178,9 @@ FNL_INLINE double fnl_log1p_pos_f64(double u)
  * rounded, and its rounding error d (TwoSum, exact whatever the order of the two terms) is
  * added back to first order, log(v + d) = log(v) + d / v.  A small rest next to at_max = 1
  * (a confident row) therefore keeps its digits, as with log1p.  Valid where at_max >= 1 and
- * rest >= 0 are finite (the caller redoes the other sums: finish_logs_many in _lse.pxd). */
+ * rest >= 0 are finite, or at_max = 0 and rest >= 1 (the one-pass column sums of 16-bit
+ * input: rest holds the maximal terms); the caller redoes the other sums
+ * (finish_logs_many in _lse.pxd). */
 FNL_INLINE void fnl_log_sums(const double *rest, const double *at_max, double *log_sum,
                              ptrdiff_t n)
 {

@@ -109,6 +109,11 @@ cdef enum:
 cdef double LSE_NEAR_ZERO = 0.0078125
 
 
+cdef inline float *thread_buf(float *buf, int tid) noexcept nogil:
+    # thread tid's COL_CHUNK x COL_WIDE floats of logsumexp_strips's buffer (NULL: none)
+    return buf + tid * COL_CHUNK * COL_WIDE if buf != NULL else NULL
+
+
 cdef inline void strip_chunk(const floating *x0, const uint16_t *h0, int kind, bint direct,
                              float *buf, Py_ssize_t at, Py_ssize_t j0, Py_ssize_t nclass,
                              Py_ssize_t ncols, Py_ssize_t s1, Py_ssize_t s2, void *ws,
@@ -187,7 +192,7 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                     nclass = COL_CHUNK
                 for b in range(nb):
                     cr = col_range(o * blocks.per_outer + b0 + b, blocks, inner)
-                    strip_chunk(x0, h0, kind, direct, buf + tid * COL_CHUNK * COL_WIDE,
+                    strip_chunk(x0, h0, kind, direct, thread_buf(buf, tid),
                                 o * s0 + j0 * s1 + cr.k0 * s2, j0, nclass, cr.ncols, s1, s2,
                                 ws, tid * STRIP_BLOCKS + <int>b)
                 j0 = j0 + nclass
@@ -208,7 +213,7 @@ cdef int logsumexp_strips(const floating *x0, const uint16_t *h0, int kind, resu
                         nclass = C - j0
                         if nclass > COL_CHUNK:
                             nclass = COL_CHUNK
-                        strip_chunk(x0, h0, kind, False, buf + tid * COL_CHUNK * COL_WIDE,
+                        strip_chunk(x0, h0, kind, False, thread_buf(buf, tid),
                                     o * s0 + j0 * s1 + cr.k0 * s2, j0, nclass, cr.ncols, s1, s2,
                                     ws, wid)
                         j0 = j0 + nclass

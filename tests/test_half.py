@@ -21,6 +21,7 @@ BF = np.dtype(ml_dtypes.bfloat16)
 F16_DT = np.dtype(np.float16)
 HALVES = [pytest.param(F16_DT, id="float16"), pytest.param(BF, id="bfloat16")]
 KIND = {F16_DT: F16, BF: BF16}
+LEVEL = fastnll.show_config(mode="dicts")["simd"]["in_use"]
 
 
 def ulps(a, b):
@@ -304,17 +305,18 @@ def test_multi_chunk_rows(dtype, layout):
 
 
 def _late_maxima(dtype):
-    """(300, 700) logits whose columns (10 chunks of classes, 3 column blocks) change their
-    maximum after the first chunk: by a little, by more than 64 (past the one-pass sums'
-    bound), to the format's largest value, to +inf; with a nan, a first chunk of -inf only,
-    and a column of -inf only."""
+    """(300, 700) logits whose columns (10 chunks of classes, column blocks of 256) change
+    their maximum after the first chunk.  Block 0: by a little, by 190 (past the one-pass
+    sums' bound: exp(190) overflows float32), to the format's largest value, and a first
+    chunk of -inf only.  Block 1: a nan in a chunk that keeps its one-pass sums.  Block 2: a
+    +inf, and a column of -inf only."""
     x = _logits(dtype, (300, 700), seed=2).astype(np.float64)
     x[100, 0:50] += 10
-    x[150:152, 50:100] = 90
+    x[150:152, 50:100] = 200
     x[250, 160:180] = float(np.finfo(np.float16).max) if dtype == F16_DT else 3.0e38
-    x[200, 100:120] = np.inf
-    x[210, 120:140] = np.nan
     x[:40, 140:160] = -np.inf
+    x[210, 300:320] = np.nan
+    x[200, 520:540] = np.inf
     x[:, 600:610] = -np.inf
     return x.astype(dtype)
 
@@ -328,9 +330,9 @@ def test_columns(dtype, fn, case):
     """Where the class axis is not the contiguous one (axis 0 of a C-ordered matrix, PyTorch's
     (N, C, d) layout, few classes), logsumexp, softmax and log_softmax take the column
     traversal over float32 pieces converted from the 16-bit input: the float32 results of the
-    same values, rounded once, against float64 too.  logsumexp of unit-stride columns (axis 0)
-    reads them in place at x86-64-v4, with the short exp of the 16-bit sums: there within a
-    unit of the float32 result."""
+    same values, rounded once, against float64 too.  logsumexp of unit-stride columns (axis 0
+    of a C-ordered matrix, the (N, C, d) layout) reads them in place at x86-64-v4, with the
+    short exp of the 16-bit sums: there within a unit of the float32 result."""
     x, axis = {
         "axis 0": (_logits(dtype, (300, 700)), 0),            # 10 chunks of classes, 3 blocks
         "axis 0, strided": (_logits(dtype, (300, 1400))[::2, ::2], 0),
@@ -348,7 +350,9 @@ def test_columns(dtype, fn, case):
     np.testing.assert_array_equal(x.view(np.uint16), before.view(np.uint16))
     with np.errstate(over="ignore"):    # log_softmax's -65504 - 2.1 is -inf in float16
         expected = getattr(fastnll, fn)(x.astype(np.float32), axis=axis).astype(dtype)
-    assert ulps(got, expected).max() <= (1 if fn == "logsumexp" else 0)
+    in_place = (fn == "logsumexp" and LEVEL == "x86-64-v4"
+                and case not in ("axis 0, strided", "few classes", "transposed", "hard columns"))
+    assert ulps(got, expected).max() <= (1 if in_place else 0)
     for n in (1, 3):        # the same bits whatever the thread count
         with fastnll.threads(n):
             assert ulps(getattr(fastnll, fn)(x, axis=axis), got).max() == 0
@@ -377,12 +381,12 @@ def test_logsumexp_of_log_probabilities(dtype, C, axis):
     x = np.random.default_rng(3).standard_normal((64 if axis else 700, C)) * 2.0
     logp = x - ref_lse(x, axis=1, keepdims=True)
     if axis == 0:
-        logp[600:] = x[600:]    # columns 600-699 (the last block) are not near 0
+        logp[512:] = x[512:]    # columns 512-699 (the last column block) are not near 0
         logp = np.ascontiguousarray(logp.T)
     logp = logp.astype(dtype)
     got = fastnll.logsumexp(logp, axis=axis)
     near = np.abs(ref_lse(logp.astype(np.float64), axis=axis)) < 2 ** -7
-    assert near[:600].all() and not near[600:].any()                           # the case
+    assert near[:512].all() and not near[512:].any()                           # the case
     expected = fastnll.logsumexp(logp.astype(np.float32), axis=axis).astype(dtype)
     assert ulps(got[near], expected[near]).max() == 0
     assert ulps(got, expected).max() <= 1
