@@ -570,7 +570,7 @@ def _time_once(fn):
 def run_workload(func, shape, dtype, repeat, min_time=0.05):
     x, t = make_data(shape, dtype)
     impls = implementations(func, x, t)
-    medians = time_impls(impls, repeat, min_time, pause=0.25 if func in LINEAR else 0)
+    medians = time_impls(impls, repeat, min_time, pause=0.25 if func in LINEAR else 0.1)
     if func in LINEAR:
         PEAKS[(func, shape, dtype)] = {name: peak_rss_growth(fn) for name, fn in impls.items()}
     return medians
@@ -578,7 +578,13 @@ def run_workload(func, shape, dtype, repeat, min_time=0.05):
 
 def time_impls(impls, repeat, min_time=0.05, pause=0):
     """{name: median seconds a call}, the implementations timed in interleaved rounds;
-    pause: seconds of sleep before each sample (see run_workload).
+    pause: seconds of sleep before each sample (run_workload: 0.1 s, 0.25 s for the
+    linear_* rows).  A peer's threads can keep spinning on the cores after its last call
+    (JAX's for tens of milliseconds, OpenBLAS's up to about 0.1 s), and without the pause
+    the implementation timed next paid for it: in one run of (4096, 32000) float16
+    logsumexp(axis=0), fastnll timed right after JAX took 20.8 ms a call, 12.2 ms when
+    timed after fastnll's float32 call instead, and 13.1-13.6 ms with a pause of 0.1 s or
+    more (0.02 s and 0.05 s did not help).
 
     Each sample follows one untimed call of the same implementation: the sample times the
     steady state of a loop that calls the function again and again, not the aftermath of the
@@ -601,9 +607,9 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
         for name, fn in impls.items():
             n = inner[name]
             if pause:
-                # the linear_* rows: the previous implementation's BLAS or OpenMP threads
-                # keep spinning for a while after its last product (OpenBLAS for up to about
-                # 0.1 s): let them go to sleep before this implementation's calls start
+                # the previous implementation's threads (JAX's, BLAS's, OpenMP's) keep
+                # spinning for a while after its last call: let them go to sleep before
+                # this implementation's calls start
                 time.sleep(pause)
             fn()
             t0 = time.perf_counter()
