@@ -385,6 +385,7 @@ FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdif
                                                   ptrdiff_t class_stride, ptrdiff_t ncols,
                                                   const float *shift, float *rest, float *m)
 {
+    const ptrdiff_t size = src == FNL_SRC_F32 ? 4 : 2;     /* bytes a value */
     for (ptrdiff_t k0 = 0; k0 < ncols; k0 += 16 * FNL_COLQ) {
         ptrdiff_t n = ncols - k0 < 16 * FNL_COLQ ? ncols - k0 : 16 * FNL_COLQ;
         FNL_COLQ_MASKS(live, nq, n)
@@ -395,8 +396,8 @@ FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdif
             mx[q] = fnl_load16(live[q], m + k0 + 16 * q);
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, 2,
-                                    32 * nq);
+            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, size,
+                                    16 * size * nq);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
