@@ -4,7 +4,10 @@ Each workload is one public function on one array; each implementation computes 
 quantity.  Calls are interleaved (one sample of each implementation per round) so that a drift
 in the machine's speed hits all of them alike, and each sample follows an untimed call of the
 same implementation, so that it times what a loop calling that function sees (see
-time_impls); the table shows medians and each time as a multiple of fastnll's.
+time_impls); the table shows each implementation's median time, and its time as a multiple of
+fastnll's: the median over the rounds of the two samples' ratio within each round (a paired
+ratio, which a change in the machine's speed from one round to the next does not move, as it
+moves a ratio of the two medians).
 """
 import argparse
 import collections
@@ -253,8 +256,10 @@ def implementations(func, x, t):
         _sklearn_impl(x, t, impls)
     if half and "fastnll" in impls:
         # fastnll on the same values in float32, in the same run: the 16-bit path's ratio to
-        # it is its gain from reading half the bytes
-        impls["fastnll-float32"] = implementations(func, x.astype(np.float32), t)["fastnll"]
+        # it is its gain from reading half the bytes.  Timed right after fastnll in each
+        # round, so that the pair's samples are the closest in time.
+        f32 = implementations(func, x.astype(np.float32), t)["fastnll"]
+        impls = {"fastnll": impls.pop("fastnll"), "fastnll-float32": f32, **impls}
     _jax_impls(func, x, t, impls)
     if x.dtype.name == "bfloat16":
         # NumPy has no bfloat16 of its own (ml_dtypes' loops are scalar) and SciPy refuses it
@@ -568,16 +573,32 @@ def _time_once(fn):
 
 
 def run_workload(func, shape, dtype, repeat, min_time=0.05):
+    """(medians, ratios) of one workload: time_impls' medians, and paired_ratios of its
+    samples."""
     x, t = make_data(shape, dtype)
     impls = implementations(func, x, t)
-    medians = time_impls(impls, repeat, min_time, pause=0.25 if func in LINEAR else 0.1)
+    samples = {}
+    medians = time_impls(impls, repeat, min_time, pause=0.25 if func in LINEAR else 0.1,
+                         samples=samples)
     if func in LINEAR:
         PEAKS[(func, shape, dtype)] = {name: peak_rss_growth(fn) for name, fn in impls.items()}
-    return medians
+    return medians, paired_ratios(samples)
 
 
-def time_impls(impls, repeat, min_time=0.05, pause=0):
-    """{name: median seconds a call}, the implementations timed in interleaved rounds;
+def paired_ratios(samples, base="fastnll"):
+    """{name: median over the rounds of samples[name][i] / samples[base][i]}: each
+    implementation's time as a multiple of `base`'s, from the pairs of samples of one round.
+    On a machine whose speed drifts between rounds (a virtual machine's neighbours, the
+    memory the host reclaims), the ratio within a round keeps what a ratio of the two
+    medians, taken from different rounds, can lose."""
+    ref = samples[base]
+    return {name: statistics.median(a / b for a, b in zip(v, ref))
+            for name, v in samples.items()}
+
+
+def time_impls(impls, repeat, min_time=0.05, pause=0, samples=None):
+    """{name: median seconds a call}, the implementations timed in interleaved rounds (with
+    samples, a dict, also {name: [seconds a call, one a round]} there, for paired_ratios);
     pause: seconds of sleep before each sample (run_workload: 0.1 s, 0.25 s for the
     linear_* rows).  A peer's threads can keep spinning on the cores after its last call
     (JAX's for tens of milliseconds, OpenBLAS's up to about 0.1 s), and without the pause
@@ -586,23 +607,26 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
     timed after fastnll's float32 call instead, and 13.1-13.6 ms with a pause of 0.1 s or
     more (0.02 s and 0.05 s did not help).
 
-    Each sample follows one untimed call of the same implementation: the sample times the
-    steady state of a loop that calls the function again and again, not the aftermath of the
-    implementations timed before it.  Without it, a call that returns a fresh result array
+    Each sample follows untimed calls of the same implementation, one or, until the calls
+    are back to their usual time, a few (_warm_up): the sample times the steady state of a
+    loop that calls the function again and again, not the aftermath of the implementations
+    timed before it.  Without them, a call that returns a fresh result array
     paid for memory that had lain free for the rest of the round: on a virtual machine whose
     kernel reports free memory to the host (virtio-balloon free page reporting), such memory
     is backed again page by page on first touch.  In a run that timed each sample both ways,
     fastnll's cross_entropy with the gradient of (4096, 32000) bfloat16 took 408 ms a sample
     that way against 88 ms after an untimed call (70 ms into a reused grad_out), while
     PyTorch's took 368 ms and 357 ms.  The price: a workload whose single call lasts min_time
-    or more takes twice as long to time."""
+    or more takes at least twice as long to time."""
     # Calls per sample so that one sample lasts at least min_time (small inputs).
-    inner = {}
+    inner, best = {}, {}
     for name, fn in impls.items():
         fn()
-        once = max(_time_once(fn), 1e-7)
+        best[name] = once = max(_time_once(fn), 1e-7)
         inner[name] = max(1, int(min_time / once))
-    samples = {name: [] for name in impls}
+    if samples is None:
+        samples = {}
+    samples.update({name: [] for name in impls})
     for _ in range(repeat):
         for name, fn in impls.items():
             n = inner[name]
@@ -611,12 +635,41 @@ def time_impls(impls, repeat, min_time=0.05, pause=0):
                 # spinning for a while after its last call: let them go to sleep before
                 # this implementation's calls start
                 time.sleep(pause)
-            fn()
+            best[name] = _warm_up(impls[name], best[name])
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# The untimed calls before a sample (_warm_up): until one lasts no more than WARM_TOLERANCE
+# times the implementation's fastest call so far (or under WARM_FLOOR seconds), at most
+# WARM_CALLS of them.
+WARM_TOLERANCE = 1.25
+WARM_FLOOR = 1e-3
+WARM_CALLS = 5
+
+
+def _warm_up(fn, best):
+    """Call fn, untimed as far as the sample goes, until the loop is in its steady state: a
+    call no slower than WARM_TOLERANCE times `best` (the fastest call seen so far), or under
+    WARM_FLOOR; at most WARM_CALLS calls, at least one.  Returns the new fastest time.
+
+    On a virtual machine whose kernel reports free memory to the host, memory that lay free
+    for a second or two is backed again page by page when next touched, and a call returning
+    a fresh input-sized array can then take ten times its usual time, for up to three calls
+    in a row: (1024, 32000) float16 softmax, calls of 84, 62, 55 ms, then 7.4 ms, in a fresh
+    process, and 90 ms then 8 ms after a sleep of 3 s.  One untimed call did not always
+    absorb it, and whichever implementation came after the slowest peers (NumPy's and SciPy's
+    seconds-long calls) paid it in every round: fastnll's float16 softmax at 32.7 ms a call
+    in one run where its float32 call, timed right after it, took 10.9 ms."""
+    for _ in range(WARM_CALLS):
+        once = _time_once(fn)
+        best = min(best, once)
+        if once <= WARM_TOLERANCE * best or once < WARM_FLOOR:
+            break
+    return best
 
 
 # ------------------------------------------------------------------- small calls ----
@@ -749,21 +802,25 @@ def _fmt_time(sec):
 
 
 def format_table(results):
-    peaks = any(wl in PEAKS for wl, _ in results)
+    """The table of results, [(workload, medians, ratios)] (run_workload's pairs): each
+    implementation's median, and its paired ratio to fastnll (`x fastnll`), in the order of
+    the ratios."""
+    peaks = any(wl in PEAKS for wl, _, _ in results)
     lines = [f"{'workload':<46} {'implementation':<20} {'median':>12} {'x fastnll':>10}"
              + (f" {'peak MB':>8}" if peaks else "")]
     lines.append("-" * len(lines[0]))
-    for wl, medians in results:
+    for wl, medians, ratios in results:
         func, shape, dtype = wl
         label = f"{func} {dtype} {shape}"
-        base = medians["fastnll"]
-        for name, med in sorted(medians.items(), key=lambda kv: kv[1]):
-            line = f"{label:<46} {name:<20} {_fmt_time(med):>12} {med / base:>9.2f}x"
+        for name, ratio in sorted(ratios.items(), key=lambda kv: kv[1]):
+            line = f"{label:<46} {name:<20} {_fmt_time(medians[name]):>12} {ratio:>9.2f}x"
             peak = PEAKS.get(wl, {}).get(name)
             if peak is not None:
                 line += f" {peak / 2 ** 20:8.0f}"
             lines.append(line)
             label = ""
+    lines.append("x fastnll: the median over the rounds of the implementation's time over "
+                 "fastnll's in the same round")
     if peaks:
         lines.append("peak MB: how far one call raised the peak resident memory (results "
                      "included)")
@@ -794,12 +851,12 @@ def plot(results, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = [f"{f}\n{d} {'x'.join(map(str, s))}" for (f, s, d), _ in results]
-    names = sorted({n for _, m in results for n in m if n != "fastnll"})
+    labels = [f"{f}\n{d} {'x'.join(map(str, s))}" for (f, s, d), _, _ in results]
+    names = sorted({n for _, _, r in results for n in r if n != "fastnll"})
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(results)), 5))
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        vals = [m[name] / m["fastnll"] if name in m else np.nan for _, m in results]
+        vals = [r.get(name, np.nan) for _, _, r in results]
         ax.bar(np.arange(len(results)) + i * width, vals, width, label=name)
     ax.axhline(1.0, color="black", lw=1, label="fastnll")
     ax.set_yscale("log")
@@ -937,10 +994,12 @@ def main(argv=None):
     try:
         with fastnll.threads(threads):
             for wl in workloads:
-                medians = run_workload(*wl, repeat=repeat)
-                results.append((wl, medians))
-                if len(workloads) > 1:   # progress; the whole table follows
-                    print(format_table([(wl, medians)]).split("\n", 2)[2], flush=True)
+                medians, ratios = run_workload(*wl, repeat=repeat)
+                results.append((wl, medians, ratios))
+                if len(workloads) > 1:   # progress (without the footnotes); the table follows
+                    rows = format_table(results[-1:]).split("\n")[2:]
+                    print("\n".join(r for r in rows if r.startswith(wl[0])
+                                    or r.startswith(" ")), flush=True)
     finally:
         if cluster is not None:
             DASK_CLIENT.close()
@@ -964,8 +1023,10 @@ def _small_main(args):
     results = []
     with fastnll.threads(threads):
         for label, impls in small_calls():
-            medians = time_impls(impls, args.repeat)
-            results.append(((label, SMALL_SHAPE, "float32"), medians))
+            samples = {}
+            medians = time_impls(impls, args.repeat, samples=samples)
+            results.append(((label, SMALL_SHAPE, "float32"), medians,
+                            paired_ratios(samples)))
     print()
     print(format_table(results))
     if args.plot:

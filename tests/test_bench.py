@@ -72,6 +72,9 @@ def _check_workload(func, ndim, dtype, rtol, atol):
                                    err_msg=f"{func} {dtype}: {name}")
         compared.append(name)
     assert compared, f"{func}: nothing to compare with"
+    if dtype in _bench.HALF:
+        # fastnll's float32 call is timed right after fastnll's, closest in time to it
+        assert list(impls)[:2] == ["fastnll", "fastnll-float32"]
 
 
 def test_small_call_labels():
@@ -111,6 +114,54 @@ def test_each_sample_follows_an_untimed_call_of_its_own():
     # round, for each implementation in turn: the untimed call, the timed one
     sizing = ["a", "a", "b", "b", "c", "c"]
     assert log == sizing + ["a", "a", "b", "b", "c", "c"] * 3
+
+
+def test_time_impls_keeps_one_sample_a_round_in_samples():
+    impls = {name: (lambda: None) for name in ("fastnll", "peer")}
+    samples = {}
+    medians = _bench.time_impls(impls, repeat=4, min_time=0.0, samples=samples)
+    assert set(samples) == {"fastnll", "peer"}
+    assert [len(v) for v in samples.values()] == [4, 4]
+    assert medians["peer"] == np.median(samples["peer"])
+
+
+def test_ratios_are_paired_within_a_round():
+    # the machine twice as slow in the second round and four times in the third: the peer
+    # takes twice fastnll's time in every round, which the paired ratios keep and the ratio
+    # of the medians (4 / 2 = 2 here, but 12 / 2 = 6 with the peer's last sample) does not
+    samples = {"fastnll": [1.0, 2.0, 4.0], "peer": [2.0, 4.0, 8.0], "other": [3.0, 2.0, 12.0]}
+    ratios = _bench.paired_ratios(samples)
+    assert ratios == {"fastnll": 1.0, "peer": 2.0, "other": 3.0}
+    assert np.median(samples["other"]) / np.median(samples["fastnll"]) == 1.5
+
+
+def test_the_table_shows_the_paired_ratios_in_their_order():
+    wl = ("softmax", (8, 3), "float32")
+    medians = {"fastnll": 1e-3, "peer": 1e-3, "slow": 1e-3}
+    table = _bench.format_table([(wl, medians, {"fastnll": 1.0, "peer": 2.5, "slow": 4.0})])
+    rows = [r.split() for r in table.splitlines()[2:5]]
+    assert [r[-4] for r in rows] == ["fastnll", "peer", "slow"]   # name, median, unit
+    assert [r[-1] for r in rows] == ["1.00x", "2.50x", "4.00x"]
+
+
+@pytest.mark.parametrize("times,calls", [
+    ([0.09, 0.06, 0.008, 0.008], 3),    # slow after an idle spell, then back to the usual
+    ([0.008, 0.5], 1),                  # the usual time at once: one call, as always
+    ([0.09] * 9, _bench.WARM_CALLS),    # never back: at most WARM_CALLS
+    ([0.0009, 0.0009], 1),              # under WARM_FLOOR: one call
+])
+def test_warm_up_calls_until_the_usual_time(monkeypatch, times, calls):
+    made = []
+    script = iter(times)
+
+    def time_once(fn):
+        fn()
+        return next(script)
+
+    monkeypatch.setattr(_bench, "_time_once", time_once)
+    best = _bench._warm_up(lambda: made.append(1), 0.0075 if times[0] > 1e-3 else 1e-5)
+    assert len(made) == calls
+    assert best == min([0.0075 if times[0] > 1e-3 else 1e-5] + times[:calls])
 
 
 def test_plot_without_matplotlib_stops_before_the_run(monkeypatch):
