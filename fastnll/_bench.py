@@ -2,12 +2,12 @@
 
 Each workload is one public function on one array; each implementation computes the same
 quantity.  Calls are interleaved (one sample of each implementation per round) so that a drift
-in the machine's speed hits all of them alike, and each sample follows an untimed call of the
-same implementation, so that it times what a loop calling that function sees (see
-time_impls); the table shows each implementation's median time, and its time as a multiple of
-fastnll's: the median over the rounds of the two samples' ratio within each round (a paired
-ratio, which a change in the machine's speed from one round to the next does not move, as it
-moves a ratio of the two medians).
+in the machine's speed hits all of them alike, and each sample follows one or more untimed
+calls of the same implementation, so that it times what a loop calling that function sees
+(see time_impls); the table shows each implementation's median time, and its time as a
+multiple of fastnll's: the median over the rounds of the two samples' ratio within each round
+(a paired ratio, which a change in the machine's speed from one round to the next moves less
+than it moves a ratio of the two medians; a change within a round still moves it).
 """
 import argparse
 import collections
@@ -592,7 +592,8 @@ def paired_ratios(samples, base="fastnll"):
     memory the host reclaims), the ratio within a round keeps what a ratio of the two
     medians, taken from different rounds, can lose."""
     ref = samples[base]
-    return {name: statistics.median(a / b for a, b in zip(v, ref))
+    assert all(len(v) == len(ref) for v in samples.values()), "one sample a round each"
+    return {name: statistics.median(a / max(b, 1e-12) for a, b in zip(v, ref))
             for name, v in samples.items()}
 
 
@@ -626,6 +627,7 @@ def time_impls(impls, repeat, min_time=0.05, pause=0, samples=None):
         inner[name] = max(1, int(min_time / once))
     if samples is None:
         samples = {}
+    samples.clear()
     samples.update({name: [] for name in impls})
     for _ in range(repeat):
         for name, fn in impls.items():
@@ -640,13 +642,16 @@ def time_impls(impls, repeat, min_time=0.05, pause=0, samples=None):
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
+            best[name] = min(best[name], samples[name][-1])
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
 # The untimed calls before a sample (_warm_up): until one lasts no more than WARM_TOLERANCE
 # times the implementation's fastest call so far (or under WARM_FLOOR seconds), at most
-# WARM_CALLS of them.
-WARM_TOLERANCE = 1.25
+# WARM_CALLS of them.  The tolerance lies between the machine's slow and fast spells (up to
+# 1.5x apart) and the fresh memory's 10x: a slow spell does not make the bench wait for a
+# fast one, which would bias the samples towards it.
+WARM_TOLERANCE = 2.0
 WARM_FLOOR = 1e-3
 WARM_CALLS = 5
 
@@ -801,10 +806,11 @@ def _fmt_time(sec):
     return f"{sec * 1e6:9.2f} us"
 
 
-def format_table(results):
-    """The table of results, [(workload, medians, ratios)] (run_workload's pairs): each
-    implementation's median, and its paired ratio to fastnll (`x fastnll`), in the order of
-    the ratios."""
+def format_table(results, footnotes=True):
+    """The table of results, [(workload, medians, ratios)] (run_workload's (medians,
+    ratios) with the workload): each implementation's median, and its paired ratio to
+    fastnll (`x fastnll`), in the order of the ratios; the column's explanations below it
+    unless footnotes is False."""
     peaks = any(wl in PEAKS for wl, _, _ in results)
     lines = [f"{'workload':<46} {'implementation':<20} {'median':>12} {'x fastnll':>10}"
              + (f" {'peak MB':>8}" if peaks else "")]
@@ -819,6 +825,8 @@ def format_table(results):
                 line += f" {peak / 2 ** 20:8.0f}"
             lines.append(line)
             label = ""
+    if not footnotes:
+        return "\n".join(lines)
     lines.append("x fastnll: the median over the rounds of the implementation's time over "
                  "fastnll's in the same round")
     if peaks:
@@ -996,10 +1004,9 @@ def main(argv=None):
             for wl in workloads:
                 medians, ratios = run_workload(*wl, repeat=repeat)
                 results.append((wl, medians, ratios))
-                if len(workloads) > 1:   # progress (without the footnotes); the table follows
-                    rows = format_table(results[-1:]).split("\n")[2:]
-                    print("\n".join(r for r in rows if r.startswith(wl[0])
-                                    or r.startswith(" ")), flush=True)
+                if len(workloads) > 1:   # progress; the whole table follows
+                    print(format_table(results[-1:], footnotes=False).split("\n", 2)[2],
+                          flush=True)
     finally:
         if cluster is not None:
             DASK_CLIENT.close()

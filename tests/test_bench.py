@@ -103,9 +103,12 @@ def test_small_calls_compute_the_same_quantity(label):
                                    rtol=1e-5, atol=1e-7)
 
 
-def test_each_sample_follows_an_untimed_call_of_its_own():
-    # time_impls: per round, each implementation's timed calls come right after one untimed
-    # call of its own (the steady state of a loop), never right after another implementation
+def test_each_sample_follows_an_untimed_call_of_its_own(monkeypatch):
+    # time_impls: per round, each implementation's timed calls come right after an untimed
+    # call of its own (the steady state of a loop), never right after another implementation;
+    # one, where the calls take their usual time (here: whatever their time, as a pause of
+    # the process must not add a call to the log)
+    monkeypatch.setattr(_bench, "WARM_FLOOR", float("inf"))
     log = []
     impls = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
     medians = _bench.time_impls(impls, repeat=3, min_time=0.0)
@@ -126,9 +129,9 @@ def test_time_impls_keeps_one_sample_a_round_in_samples():
 
 
 def test_ratios_are_paired_within_a_round():
-    # the machine twice as slow in the second round and four times in the third: the peer
-    # takes twice fastnll's time in every round, which the paired ratios keep and the ratio
-    # of the medians (4 / 2 = 2 here, but 12 / 2 = 6 with the peer's last sample) does not
+    # the machine twice as slow in the second round and four times in the third: "other"
+    # takes three times fastnll's time but in the second round, which the paired ratio
+    # keeps (3) and the ratio of the medians (3 / 2 = 1.5) does not
     samples = {"fastnll": [1.0, 2.0, 4.0], "peer": [2.0, 4.0, 8.0], "other": [3.0, 2.0, 12.0]}
     ratios = _bench.paired_ratios(samples)
     assert ratios == {"fastnll": 1.0, "peer": 2.0, "other": 3.0}
@@ -137,8 +140,9 @@ def test_ratios_are_paired_within_a_round():
 
 def test_the_table_shows_the_paired_ratios_in_their_order():
     wl = ("softmax", (8, 3), "float32")
-    medians = {"fastnll": 1e-3, "peer": 1e-3, "slow": 1e-3}
-    table = _bench.format_table([(wl, medians, {"fastnll": 1.0, "peer": 2.5, "slow": 4.0})])
+    # the medians in another order than the ratios (and the ratios given out of order)
+    medians = {"slow": 1e-3, "fastnll": 3e-3, "peer": 2e-3}
+    table = _bench.format_table([(wl, medians, {"slow": 4.0, "fastnll": 1.0, "peer": 2.5})])
     rows = [r.split() for r in table.splitlines()[2:5]]
     assert [r[-4] for r in rows] == ["fastnll", "peer", "slow"]   # name, median, unit
     assert [r[-1] for r in rows] == ["1.00x", "2.50x", "4.00x"]
@@ -146,9 +150,11 @@ def test_the_table_shows_the_paired_ratios_in_their_order():
 
 @pytest.mark.parametrize("times,calls", [
     ([0.09, 0.06, 0.008, 0.008], 3),    # slow after an idle spell, then back to the usual
+    ([0.014, 0.5], 1),                  # a slow spell (under 2x the fastest): one call
     ([0.008, 0.5], 1),                  # the usual time at once: one call, as always
     ([0.09] * 9, _bench.WARM_CALLS),    # never back: at most WARM_CALLS
     ([0.0009, 0.0009], 1),              # under WARM_FLOOR: one call
+    ([0.005, 0.5], 1),                  # faster than the fastest so far: one, the new best
 ])
 def test_warm_up_calls_until_the_usual_time(monkeypatch, times, calls):
     made = []
@@ -162,6 +168,34 @@ def test_warm_up_calls_until_the_usual_time(monkeypatch, times, calls):
     best = _bench._warm_up(lambda: made.append(1), 0.0075 if times[0] > 1e-3 else 1e-5)
     assert len(made) == calls
     assert best == min([0.0075 if times[0] > 1e-3 else 1e-5] + times[:calls])
+
+
+def test_time_impls_carries_the_fastest_call_from_round_to_round(monkeypatch):
+    # the warm-up's reference is the fastest of every call timed so far, the samples'
+    # included: after a sample of 4 ms, a call of 9 ms (over 2 x 4 ms) gets a second one
+    times = iter([0.01,                 # sizing (the call after the first)
+                  0.01,                 # round 1's warm-up: within 2 x 0.01
+                  0.009, 0.004])        # round 2's warm-up: over 2 x 0.004, then within
+    clock = iter([0.0, 0.004, 1.0, 1.0 + 0.004])    # the two samples' start and end
+
+    def time_once(fn):
+        fn()
+        return next(times)
+
+    class Clock:
+        perf_counter = staticmethod(lambda: next(clock))
+        sleep = staticmethod(lambda seconds: None)
+
+    monkeypatch.setattr(_bench, "_time_once", time_once)
+    monkeypatch.setattr(_bench, "time", Clock)
+    calls = []
+    samples = {}
+    _bench.time_impls({"fastnll": lambda: calls.append(1)}, repeat=2, min_time=0.0,
+                      samples=samples)
+    assert samples["fastnll"] == pytest.approx([0.004, 0.004])
+    # the first call and the sizing one; round 1: a warm-up call and the sample; round 2: two
+    # warm-up calls and the sample
+    assert len(calls) == 2 + 2 + 3
 
 
 def test_plot_without_matplotlib_stops_before_the_run(monkeypatch):
