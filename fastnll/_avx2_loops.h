@@ -459,11 +459,14 @@ FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
 FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                          ptrdiff_t class_stride, const __m256i *live, int nq,
                                          int full, const __m256 *vs, int inrange, __m256 *l,
-                                         __m256i *count)
+                                         __m256i *count, int ask)
 {
     for (ptrdiff_t j = 0; j < nclass; j++) {
-        /* the same piece of the row, one chunk ahead (the next call's) */
-        fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4, 32 * nq);
+        /* the same piece of the row, one chunk ahead (the next call's), where the group
+         * starts one (ask: fnl_col_piece_starts) */
+        if (ask)
+            fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4,
+                                    FNL_COL_PREFETCH);
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
                 __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
@@ -507,10 +510,12 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
             __m256 eq = _mm256_cmp_ps(vm, vs[q], _CMP_EQ_OQ);
             usual &= _mm256_testc_ps(eq, _mm256_castsi256_ps(live[q]));  /* live in eq */
         }
+        const int ask = fnl_col_piece_starts(k0, 4);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, 4,
-                                        32 * nq);
+                if (ask)
+                    fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                                            4, FNL_COL_PREFETCH);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);
             }
@@ -539,16 +544,16 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
         /* four copies of the loop: plain or masked loads, the one exp or the other */
         if (full && inrange)
             fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 1, l,
-                                     count);
+                                     count, ask);
         else if (full)
             fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 1, vs, 0, l,
-                                     count);
+                                     count, ask);
         else if (inrange)
             fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 1, l,
-                                     count);
+                                     count, ask);
         else
             fnl_colsum_rows_avx2_f32(x + k0, nclass, class_stride, live, nq, 0, vs, 0, l,
-                                     count);
+                                     count, ask);
         for (int q = 0; q < FNL_COLQ8; q++) {
             __m256 h = fnl_load8(0, live[q], at_max + k0 + 8 * q);
             fnl_store8(0, live[q], rest + k0 + 8 * q, l[q]);

@@ -326,10 +326,12 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
             vs[q] = fnl_load16(live[q], shift + k0 + 16 * q);
             usual &= _mm512_mask_cmp_ps_mask(live[q], vm[q], vs[q], _CMP_EQ_OQ) == live[q];
         }
+        const int ask = fnl_col_piece_starts(k0, size);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
-                                        size, 16 * size * nq);
+                if (ask)
+                    fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                                            size, FNL_COL_PREFETCH);
                 fnl_colsumexp_src_avx512_f32(src, (const char *)x
                                              + (j * class_stride + k0) * size, n, M + k0,
                                              shift + k0, rest + k0, at_max + k0);
@@ -350,8 +352,9 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
             /* the same piece of the row, one chunk ahead (the next call's) */
-            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, size,
-                                    16 * size * nq);
+            if (ask)
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                                        size, FNL_COL_PREFETCH);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
@@ -395,9 +398,11 @@ FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdif
             l[q] = fnl_load16(live[q], rest + k0 + 16 * q);
             mx[q] = fnl_load16(live[q], m + k0 + 16 * q);
         }
+        const int ask = fnl_col_piece_starts(k0, size);
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride, size,
-                                    16 * size * nq);
+            if (ask)
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                                        size, FNL_COL_PREFETCH);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
