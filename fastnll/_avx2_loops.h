@@ -411,6 +411,8 @@ FNL_INLINE void fnl_colsumexp_unit_avx2_f32(const float *x, ptrdiff_t ncols, con
  * do it: the accumulators of a group of up to 32 columns (four vectors) kept in registers
  * across the rows.  The same operations in the same order per column as the generic loops. */
 #define FNL_COLQ8 4     /* vectors of 8 columns per group */
+_Static_assert(FNL_COL_PREFETCH % (8 * FNL_COLQ8 * 4) == 0,
+               "a group's bytes divide the prefetch's piece (fnl_col_piece_bytes)");
 
 /* the live lanes of the q-th vector of a group of n columns, and how many vectors are live */
 #define FNL_COLQ8_MASKS(live, nq, n)                                                        \
@@ -459,14 +461,13 @@ FNL_INLINE void fnl_colmax_rows_avx2_f32(const float *x, ptrdiff_t nclass,
 FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
                                          ptrdiff_t class_stride, const __m256i *live, int nq,
                                          int full, const __m256 *vs, int inrange, __m256 *l,
-                                         __m256i *count, int ask)
+                                         __m256i *count, ptrdiff_t ask)
 {
     for (ptrdiff_t j = 0; j < nclass; j++) {
-        /* the same piece of the row, one chunk ahead (the next call's), where the group
-         * starts one (ask: fnl_col_piece_starts) */
+        /* the row's piece one chunk ahead (the next call's), ask bytes where the group
+         * starts one (fnl_col_piece_bytes; 0: none) */
         if (ask)
-            fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4,
-                                    FNL_COL_PREFETCH);
+            fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4, ask);
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
                 __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
@@ -510,12 +511,12 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
             __m256 eq = _mm256_cmp_ps(vm, vs[q], _CMP_EQ_OQ);
             usual &= _mm256_testc_ps(eq, _mm256_castsi256_ps(live[q]));  /* live in eq */
         }
-        const int ask = fnl_col_piece_starts(k0, 4);
+        const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, 4);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
                 if (ask)
                     fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
-                                            4, FNL_COL_PREFETCH);
+                                            4, ask);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);
             }

@@ -271,6 +271,8 @@ FNL_INLINE void fnl_colsumexp_unit_avx512_f32(const float *x, ptrdiff_t ncols, c
  * operations in the same order per column, so the same results as the generic loops
  * (.ci/check_exp.c). */
 #define FNL_COLQ 4      /* vectors of 16 columns per group */
+_Static_assert(FNL_COL_PREFETCH % (16 * FNL_COLQ * 4) == 0,
+               "a group's bytes divide the prefetch's piece (fnl_col_piece_bytes)");
 
 /* the live lanes of the q-th vector of a group of n columns, and how many vectors are live */
 #define FNL_COLQ_MASKS(live, nq, n)                                                         \
@@ -326,12 +328,12 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
             vs[q] = fnl_load16(live[q], shift + k0 + 16 * q);
             usual &= _mm512_mask_cmp_ps_mask(live[q], vm[q], vs[q], _CMP_EQ_OQ) == live[q];
         }
-        const int ask = fnl_col_piece_starts(k0, size);
+        const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, size);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
                 if (ask)
                     fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
-                                            size, FNL_COL_PREFETCH);
+                                            size, ask);
                 fnl_colsumexp_src_avx512_f32(src, (const char *)x
                                              + (j * class_stride + k0) * size, n, M + k0,
                                              shift + k0, rest + k0, at_max + k0);
@@ -351,10 +353,11 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
             count[q] = _mm512_setzero_si512();
         }
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            /* the same piece of the row, one chunk ahead (the next call's) */
+            /* the row's piece one chunk ahead (the next call's), where the group starts one
+             * (fnl_col_piece_bytes) */
             if (ask)
                 fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
-                                        size, FNL_COL_PREFETCH);
+                                        size, ask);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);
@@ -398,11 +401,11 @@ FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdif
             l[q] = fnl_load16(live[q], rest + k0 + 16 * q);
             mx[q] = fnl_load16(live[q], m + k0 + 16 * q);
         }
-        const int ask = fnl_col_piece_starts(k0, size);
+        const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, size);
         for (ptrdiff_t j = 0; j < nclass; j++) {
             if (ask)
                 fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
-                                        size, FNL_COL_PREFETCH);
+                                        size, ask);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
                     __m512 v = fnl_load16_src(src, live[q], x, j * class_stride + k0 + 16 * q);

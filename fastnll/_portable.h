@@ -72,18 +72,23 @@ FNL_INLINE void fnl_prefetch_rows_ahead(const void *x, ptrdiff_t at, ptrdiff_t r
 }
 
 /* The column loops ask for the next chunk's pieces of the rows (fnl_prefetch_rows_ahead)
- * FNL_COL_PREFETCH bytes of a row at a time: a group of columns asks for them where such a
- * piece starts (fnl_col_piece_starts: value k0 of the block, of size bytes).  The groups
+ * FNL_COL_PREFETCH bytes of a row at a time: a group of columns asks where such a piece
+ * starts, for the piece or what is left of the block's ncols values (fnl_col_piece_bytes:
+ * the group at value k0 of the block, values of size bytes; 0 for the others).  The groups
  * hold 64 columns at x86-64-v4 (256 bytes of float32, 128 of 16-bit values) and 32 at v3
- * (128 bytes of float32).  On an AMD EPYC (2026-12-07), (4096, 32000) float16
- * logsumexp(axis=0) took float32's time (0.93x and 0.91x in one process) while each group
- * asked for its own 128 bytes, and 0.57-0.60x asking for 256 bytes every other group; asking
- * for a float32 block's whole 1 KiB at once made float32 1.4x slower. */
+ * (128 bytes of float32), a divisor of the piece (checked where they are defined), so every
+ * group lies in a piece asked for.  On an AMD EPYC, (4096, 32000) float16 logsumexp(axis=0),
+ * 2 threads, alternating processes of the two builds with float32's call as the reference:
+ * 1.10-1.26x float32's time while each group asked for its own 128 bytes, 0.63-0.65x with
+ * 256 bytes every other group; asking for a float32 block's whole 1 KiB at once made float32
+ * 1.4x slower (2026-12-07). */
 #define FNL_COL_PREFETCH 256
 
-FNL_INLINE int fnl_col_piece_starts(ptrdiff_t k0, ptrdiff_t size)
+FNL_INLINE ptrdiff_t fnl_col_piece_bytes(ptrdiff_t k0, ptrdiff_t ncols, ptrdiff_t size)
 {
-    return (k0 * size) % FNL_COL_PREFETCH == 0;
+    if ((k0 * size) % FNL_COL_PREFETCH)
+        return 0;
+    return (ncols - k0) * size < FNL_COL_PREFETCH ? (ncols - k0) * size : FNL_COL_PREFETCH;
 }
 
 /* orders a thread's non-temporal stores before whatever it does next (a no-op where none are
