@@ -466,8 +466,7 @@ FNL_INLINE void fnl_colsum_rows_avx2_f32(const float *x, ptrdiff_t nclass,
     for (ptrdiff_t j = 0; j < nclass; j++) {
         /* the row's piece one chunk ahead (the next call's), ask bytes where the group
          * starts one (fnl_col_piece_bytes; 0: none) */
-        if (ask)
-            fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4, ask);
+        fnl_prefetch_rows_ahead(x, (j + nclass) * class_stride, class_stride, 4, ask);
         for (int q = 0; q < FNL_COLQ8; q++) {
             if (q < nq) {
                 __m256 v = fnl_load8(full, live[q], x + j * class_stride + 8 * q);
@@ -514,8 +513,7 @@ FNL_INLINE void fnl_colsumexp_rows_avx2_f32(const float *x, ptrdiff_t nclass,
         const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, 4);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                if (ask)
-                    fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
                                             4, ask);
                 fnl_colsumexp_unit_avx2_f32(x + j * class_stride + k0, n, M + k0, shift + k0,
                                             rest + k0, at_max + k0);

@@ -331,8 +331,7 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
         const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, size);
         if (!usual) {   /* a column whose maximum is infinite, or is not its shift */
             for (ptrdiff_t j = 0; j < nclass; j++) {
-                if (ask)
-                    fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
                                             size, ask);
                 fnl_colsumexp_src_avx512_f32(src, (const char *)x
                                              + (j * class_stride + k0) * size, n, M + k0,
@@ -355,8 +354,7 @@ FNL_INLINE void fnl_colsumexp_rows_src_avx512_f32(int src, const void *x, ptrdif
         for (ptrdiff_t j = 0; j < nclass; j++) {
             /* the row's piece one chunk ahead (the next call's), where the group starts one
              * (fnl_col_piece_bytes) */
-            if (ask)
-                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
                                         size, ask);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {
@@ -403,8 +401,7 @@ FNL_INLINE void fnl_colsumexp_lazy_src_avx512_f32(int src, const void *x, ptrdif
         }
         const ptrdiff_t ask = fnl_col_piece_bytes(k0, ncols, size);
         for (ptrdiff_t j = 0; j < nclass; j++) {
-            if (ask)
-                fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
+            fnl_prefetch_rows_ahead(x, k0 + (j + nclass) * class_stride, class_stride,
                                         size, ask);
             for (int q = 0; q < FNL_COLQ; q++) {
                 if (q < nq) {

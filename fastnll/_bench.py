@@ -637,7 +637,7 @@ def time_impls(impls, repeat, min_time=0.05, pause=0, samples=None):
                 # spinning for a while after its last call: let them go to sleep before
                 # this implementation's calls start
                 time.sleep(pause)
-            best[name] = _warm_up(impls[name], best[name])
+            best[name] = _warm_up(fn, best[name])
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

@@ -74,7 +74,8 @@ FNL_INLINE void fnl_prefetch_rows_ahead(const void *x, ptrdiff_t at, ptrdiff_t r
 /* The column loops ask for the next chunk's pieces of the rows (fnl_prefetch_rows_ahead)
  * FNL_COL_PREFETCH bytes of a row at a time: a group of columns asks where such a piece
  * starts, for the piece or what is left of the block's ncols values (fnl_col_piece_bytes:
- * the group at value k0 of the block, values of size bytes; 0 for the others).  The groups
+ * the group at value k0 of the block, values of size bytes; 0 for the others, for which
+ * fnl_prefetch_rows_ahead then asks for nothing).  The groups
  * hold 64 columns at x86-64-v4 (256 bytes of float32, 128 of 16-bit values) and 32 at v3
  * (128 bytes of float32), a divisor of the piece (checked where they are defined), so every
  * group lies in a piece asked for.  On an AMD EPYC, (4096, 32000) float16 logsumexp(axis=0),
