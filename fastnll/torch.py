@@ -27,10 +27,11 @@ except ImportError as exc:  # pragma: no cover  (the tests run with PyTorch inst
     raise ImportError("fastnll.torch needs PyTorch: pip install torch") from exc
 
 import functools
+import os
 
 import numpy as np
 
-from . import _class_losses, _elementwise, _linear
+from . import _class_losses, _cpu, _elementwise, _linear
 from ._half import BF16, half_kind
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits",
@@ -528,9 +529,8 @@ class _TorchProducts:
     """linear_cross_entropy's block products on PyTorch's BLAS, for tensors (on NumPy views
     of the same memory, through torch.from_numpy: no copy): its ``addmm_`` adds each
     block's ``G.T @ x`` into grad_linear_weight in place, and its thread pool leaves the
-    cores to fastnll's kernels between products (measured on (2048, 512, 32000) float32,
-    forward + backward: 726 ms against 915 ms with NumPy's OpenBLAS, whose workers keep
-    spinning after each product).  See fastnll._linear.NumpyProducts for the methods."""
+    cores to fastnll's kernels between products.  Used where _products_default chooses it.
+    See fastnll._linear.NumpyProducts for the methods."""
 
     kernel_threads = None
 
@@ -549,6 +549,38 @@ class _TorchProducts:
             torch.matmul(gt, xt, out=ot)
         else:
             ot.addmm_(gt, xt)
+
+
+PRODUCTS_VAR = "FASTNLL_TORCH_PRODUCTS"
+
+
+def _products_default():
+    """Whose BLAS computes linear_cross_entropy's block products for tensors: "torch" (its
+    matmul and addmm_, _TorchProducts) or "numpy" (NumPy's matmul on the tensors' memory,
+    as fastnll.linear_cross_entropy does).
+
+    PyTorch's x86-64 wheels use Intel's MKL, which runs its fastest kernels on Intel CPUs
+    only; NumPy's wheels bundle OpenBLAS, which picks its kernels from the CPU's features.
+    Measured on (2048, 512, 32000) float32, forward + backward, 2 threads, both ways in one
+    process: on an Intel Xeon (2026-12-06, the bench) this function on PyTorch's products
+    took 584 ms against 621 ms for fastnll.linear_cross_entropy on NumPy's; on an AMD EPYC
+    (Zen 4, 2026-12-07) this function took 1148 ms on PyTorch's products against 961 ms on
+    NumPy's (one product alone, a block of 256 rows, ``xb @ W.T``: 57 ms against 35 ms).
+    So: PyTorch's BLAS where it is MKL on an Intel CPU, NumPy's elsewhere.
+    FASTNLL_TORCH_PRODUCTS=torch or numpy, read at import, overrides the choice.  The two
+    BLAS give results equal within rounding, not bit for bit."""
+    forced = os.environ.get(PRODUCTS_VAR, "").strip()
+    if forced in ("numpy", "torch"):
+        return forced
+    if forced:
+        raise ImportError(f"{PRODUCTS_VAR}={forced!r}: use 'torch' or 'numpy', or leave it "
+                          "unset (PyTorch's BLAS where it is MKL on an Intel CPU)")
+    mkl = getattr(torch.backends, "mkl", None)
+    on_mkl = mkl is not None and mkl.is_available()
+    return "torch" if on_mkl and _cpu.vendor() == "intel" else "numpy"
+
+
+_products = _products_default()
 
 
 def _linear_can_run(input, linear_weight, linear_bias, target, weight):
@@ -654,6 +686,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     tracing or transforms, or arguments fastnll refuses.  With ``softcap`` or ``z_loss``,
     PyTorch's functions compose them there (its function has neither).
 
+    The blocks' matrix products run on PyTorch's BLAS where it is Intel's MKL on an Intel
+    CPU, and on NumPy's BLAS (on the tensors' memory, no copy) elsewhere, where MKL does not
+    run its fastest kernels; ``FASTNLL_TORCH_PRODUCTS=torch`` or ``numpy``, read at import,
+    overrides the choice.
+
     See Also
     --------
     torch.nn.functional.linear_cross_entropy : the reference semantics.
@@ -687,7 +724,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
             def call(needs, row_scale):
                 out = _linear.linear_blocks_checked(
                     x, W, b, t, w, ii, reduction, label_smoothing, softcap, z_loss,
-                    any(needs), needs, row_scale, _TorchProducts)
+                    any(needs), needs, row_scale,
+                    _TorchProducts if _products == "torch" else None)
                 loss, grads = out if any(needs) else (out, ())
                 return (torch.from_numpy(np.asarray(loss)),
                         [None if g is None else torch.from_numpy(g) for g in grads])

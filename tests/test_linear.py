@@ -429,10 +429,19 @@ def test_evaluation_memory_counts_gathered_rows(layout):
 
 # --------------------------------------------------------------------- fastnll.torch ----
 
+@pytest.fixture(params=["numpy", "torch"])
+def products(request, monkeypatch, torch):
+    """fastnll.torch's block products on either BLAS (_products_default chooses one by the
+    CPU and PyTorch's BLAS; FASTNLL_TORCH_PRODUCTS overrides it)."""
+    import fastnll.torch as fnt
+    monkeypatch.setattr(fnt, "_products", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("operands", ["-", "bias", "bias+weight", "probabilities"])
-def test_torch_matches_pytorch(torch, blocks, dtype, reduction, operands):
+def test_torch_matches_pytorch(torch, blocks, products, dtype, reduction, operands):
     import fastnll.torch as fnt
     F = torch.nn.functional
     dt = getattr(torch, dtype)
@@ -460,6 +469,58 @@ def test_torch_matches_pytorch(torch, blocks, dtype, reduction, operands):
     assert rel_err(loss.detach(), ref.detach()) <= tol
     for a, e in zip(got, want):
         assert rel_err(a, e) <= 2 * tol
+
+
+def test_torch_products_run_on_the_chosen_blas(torch, products, monkeypatch):
+    """The products fastnll.torch passes to the blocks: PyTorch's matmul where "torch" is
+    chosen, NumPy's (the default of linear_blocks) where "numpy" is."""
+    import fastnll.torch as fnt
+    seen = []
+    real = _linear.linear_blocks
+
+    def spy(*args):
+        seen.append(args[14])             # products
+        return real(*args)
+    monkeypatch.setattr(_linear, "linear_blocks", spy)
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    fnt.linear_cross_entropy(x, W, y).backward()
+    assert seen == [fnt._TorchProducts if products == "torch" else None]
+    want = torch.autograd.grad(torch.nn.functional.linear_cross_entropy(x, W, y), (x, W))
+    assert rel_err(x.grad, want[0]) <= 1e-12 and rel_err(W.grad, want[1]) <= 1e-12
+
+
+@pytest.mark.parametrize("cpu, mkl, chosen", [("intel", True, "torch"), ("amd", True, "numpy"),
+                                              ("other", True, "numpy"),
+                                              ("intel", False, "numpy")])
+def test_torch_products_default(torch, monkeypatch, cpu, mkl, chosen):
+    """PyTorch's BLAS for the products only where it is MKL on an Intel CPU."""
+    import fastnll.torch as fnt
+    monkeypatch.delenv(fnt.PRODUCTS_VAR, raising=False)
+    monkeypatch.setattr(fnt._cpu, "vendor", lambda: cpu)
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: mkl)
+    assert fnt._products_default() == chosen
+
+
+@pytest.mark.parametrize("value, chosen", [("numpy", "numpy"), (" torch ", "torch"),
+                                           ("cuBLAS", None), ("1", None)])
+def test_torch_products_override(torch, tmp_path, value, chosen):
+    """FASTNLL_TORCH_PRODUCTS=torch or numpy decides at import; another value is an
+    ImportError that names it."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNLL_TORCH_PRODUCTS=value,
+               PYTHONPATH=os.path.dirname(os.path.dirname(fastnll.__file__)))
+    proc = subprocess.run([sys.executable, "-c", "import fastnll.torch as f; print(f._products)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    if chosen is None:
+        assert proc.returncode != 0
+        assert f"FASTNLL_TORCH_PRODUCTS={value!r}" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == [chosen]
 
 
 def test_torch_gradcheck(torch):
