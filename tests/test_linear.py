@@ -404,6 +404,30 @@ def test_memory_does_not_grow_with_rows(rows):
     assert rows * Vb * 4 > 40 * 2 ** 20         # the logits would not fit
 
 
+def test_block_rows():
+    """The blocks of linear_cross_entropy's gradient path: never more rows than the budget
+    allows; one block where the rows fit it; else about equal blocks, as few as the budget
+    allows while it is small, and each a multiple of 16 rows from a budget of 64 rows on
+    (the rows of the fewest equal blocks rounded up, or the budget rounded down)."""
+    rb = _linear._block_rows
+    assert rb(2048, 262) == 256 and rb(8192, 131) == 128 and rb(37, 5) == 5
+    assert rb(0, 262) == 1 and rb(5, 0) == 1
+    for n in list(range(0, 200)) + [257, 1000, 2047, 2048, 2049, 8191, 100003]:
+        for most in (1, 2, 3, 5, 15, 16, 17, 63, 64, 65, 100, 262, 4096):
+            rows = rb(n, most)
+            fewest = -(-n // most)
+            assert 1 <= rows <= max(most, 1), (n, most, rows)
+            if n <= most:
+                assert rows == max(n, 1)
+                continue
+            if most < 64:
+                assert -(-n // rows) == fewest, (n, most, rows)
+            else:
+                even = -(-n // fewest)        # the rows of the fewest equal blocks
+                assert rows % 16 == 0, (n, most, rows)
+                assert min(even, most // 16 * 16) <= rows < even + 16, (n, most, rows)
+
+
 @pytest.mark.parametrize("layout", ["ignored rows", "F-ordered input"])
 def test_evaluation_memory_counts_gathered_rows(layout):
     """An evaluation's blocks of many rows gather them (ignored rows left out, or a strided
