@@ -98,3 +98,30 @@ def test_contiguous_column_blocks(inner, spread, dtype, rng):
         two = fastnll.cross_entropy(x, t, return_grad=True)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_columns_whose_maxima_rise_in_some_chunks(dtype, rng):
+    """The running maxima of contiguous columns rise in every chunk of classes for some
+    columns (a ramp), at a few chunks for others (jumps), and at the first chunks only for the
+    rest: col_lse_chunk rescales each piece of 64 columns one column at a time or all at
+    once, depending on how many rise; against SciPy, and the same bits on 1 and 2 threads."""
+    C, inner = 300, 700
+    x64 = rng.standard_normal((C, inner)) * 2
+    # (rises by more than float32's exp reaches, 88, unless each is rescaled)
+    x64[:, 100:300] += np.linspace(-200.0, 200.0, C)[:, None]
+    x64[::37, 400:430:10] += np.arange(0.0, 1000.0, 112.0)[:, None]
+    x64[250:, 500] = 160.0
+    x = x64.astype(dtype)
+    x64 = x.astype(np.float64)
+    lse = scipy.special.logsumexp(x64, axis=0)
+    assert_close(fastnll.logsumexp(x, axis=0), lse, dtype)
+    assert_close(fastnll.softmax(x, axis=0), np.exp(x64 - lse), dtype)
+    t = rng.integers(0, C, inner)
+    loss = fastnll.cross_entropy(x[None], t[None], reduction="none")[0]
+    assert_close(loss, lse - x64[t, np.arange(inner)], dtype)
+    with fastnll.threads(1):
+        one = fastnll.logsumexp(x, axis=0)
+    with fastnll.threads(2):
+        two = fastnll.logsumexp(x, axis=0)
+    np.testing.assert_array_equal(one, two)
