@@ -495,17 +495,24 @@ def test_torch_matches_pytorch(torch, blocks, products, dtype, reduction, operan
         assert rel_err(a, e) <= 2 * tol
 
 
-def test_torch_products_run_on_the_chosen_blas(torch, products, monkeypatch):
-    """The products fastnll.torch passes to the blocks: PyTorch's matmul where "torch" is
-    chosen, NumPy's (the default of linear_blocks) where "numpy" is."""
-    import fastnll.torch as fnt
+def _spy_on_blocks(monkeypatch, index):
+    """The list to which every call of _linear.linear_blocks from now on appends its
+    positional argument `index`."""
     seen = []
     real = _linear.linear_blocks
 
     def spy(*args):
-        seen.append(args[14])             # products
+        seen.append(args[index])
         return real(*args)
     monkeypatch.setattr(_linear, "linear_blocks", spy)
+    return seen
+
+
+def test_torch_products_run_on_the_chosen_blas(torch, products, monkeypatch):
+    """The products fastnll.torch passes to the blocks: PyTorch's matmul where "torch" is
+    chosen, NumPy's (the default of linear_blocks) where "numpy" is."""
+    import fastnll.torch as fnt
+    seen = _spy_on_blocks(monkeypatch, 14)          # products
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 1, 2, 3, 4, 0])
@@ -682,13 +689,7 @@ def test_torch_none_reduction_computes_gradients_once(torch, monkeypatch):
     """With reduction="none" the forward pass computes the losses alone; the backward pass
     computes the gradients (with each row's incoming gradient) once."""
     import fastnll.torch as fnt
-    calls = []
-    real = _linear.linear_blocks
-
-    def spy(*args):
-        calls.append(args[11])          # return_grad
-        return real(*args)
-    monkeypatch.setattr(_linear, "linear_blocks", spy)
+    calls = _spy_on_blocks(monkeypatch, 11)         # return_grad
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     loss = fnt.linear_cross_entropy(x, W, torch.tensor([0, 1, 2, 3]), reduction="none")
