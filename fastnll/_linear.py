@@ -271,38 +271,64 @@ class NumpyProducts:
     block.  matmul cannot add into its output: the sum is a GEMM of NumPy's BLAS with
     beta = 1 (_blas.py: 168 ms against 266 ms over the 8 blocks of (2048, 512, 32000)
     float32 here) where that BLAS can be reached, else a product into a buffer of a slice of
-    the vocabulary, sized to stay in the L2 cache while it is added.  The block kernels
-    run on one thread (``kernel_threads``): after a product OpenBLAS's worker threads keep
-    spinning on the other cores for a while, and a team of fastnll's threads competing with
-    them for the cores ran slower than one thread (76 ms against 51 ms for 8 blocks of
-    (256, 32000) here)."""
+    the vocabulary, sized to stay in the L2 cache while it is added.
+
+    Where the logits take several blocks (or slices), each product runs in ``pieces``
+    pieces at once (_blas.in_pieces), one single-threaded GEMM a thread, inside
+    linear_blocks' _blas.one_thread block: columns of the logits and rows of
+    grad_linear_weight (slices of W's rows), terms of grad_input (see there).  Beside
+    another busy process, OpenBLAS's own threads, which wait for each other many times a
+    product, left the forward + backward of (2048, 512, 32000) float32 at 1.4-1.6x the
+    time of the three products unblocked; in pieces it took 1.0-1.2x (quiet, about the
+    same time both ways).
+
+    The block kernels run on one thread (``kernel_threads``): a team of fastnll's threads
+    waiting for work after a kernel (OpenMP's threads spin for a while) took the cores
+    from the products' threads: 8% slower (and with OpenBLAS's threads, which spin after a
+    product, 76 ms against 51 ms for the kernels of 8 blocks of (256, 32000) here)."""
 
     kernel_threads = 1
 
-    def __init__(self, V, H, dtype):
+    def __init__(self, V, H, dtype, pieces=1):
         self.tmp = None
         self.rows = max(1, min(V, _L2_BYTES // (2 * max(H, 1) * dtype.itemsize)))
         self.shape = (self.rows, H)
         self.dtype = dtype
+        self.pieces = pieces
 
     def forward(self, xb, W, out):
-        np.matmul(xb, W.T, out=out)   # (np.dot: the same bits, 5% slower on (256, 512) blocks)
+        # (np.dot: the same bits, 5% slower on (256, 512) blocks)
+        _blas.in_pieces(lambda a, b: np.matmul(xb, W[a:b].T, out=out[:, a:b]), W.shape[0],
+                        self.pieces)
 
     def grad_input(self, g, W, out):
         # as (W.T @ g.T).T: OpenBLAS splits this form better on its threads than g @ W
-        # (293 ms against 387 ms over the 8 blocks above)
-        if out.flags.c_contiguous:
-            np.matmul(W.T, g.T, out=out.T)
-        else:
+        # (293 ms against 387 ms over the 8 blocks above).  In pieces: over slices of the
+        # vocabulary (of the sum), each piece's product into an array of its own, added in
+        # their order, so that each piece reads its part of g and W alone (pieces of W's
+        # columns each read all of g: 3-4% slower over the whole call, in one process)
+        if not out.flags.c_contiguous:
             out[...] = (W.T @ g.T).T
+            return
+        parts = {}
+
+        def piece(a, b):
+            part = out if a == 0 else np.empty_like(out)
+            np.matmul(W[a:b].T, g[:, a:b].T, out=part.T)
+            parts[a] = part
+        _blas.in_pieces(piece, W.shape[0], self.pieces)
+        for a in sorted(parts)[1:]:
+            out += parts[a]
 
     def grad_weight(self, g, xb, out, first):
-        if first:
-            np.matmul(g.T, xb, out=out)
-            return
         add = _blas.add_product(self.dtype)
-        if add is not None:
-            add(out, g.T, xb)
+        if first or add is not None:
+            def piece(a, b):
+                if first:
+                    np.matmul(g.T[a:b], xb, out=out[a:b])
+                else:
+                    add(out[a:b], g.T[a:b], xb)
+            _blas.in_pieces(piece, out.shape[0], self.pieces)
             return
         if self.tmp is None:
             self.tmp = np.empty(self.shape, dtype=self.dtype)
@@ -485,16 +511,32 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     needs: which of the gradients (input, linear_weight, linear_bias) to compute (the others
     are None); row_scale: per-row factors of the gradient (the incoming gradient of a "none"
     loss in fastnll.torch), shaped like the rows, or None; products: whose BLAS computes the
-    products (NumpyProducts, the default, or fastnll.torch's); grad_out: the caller's arrays
-    for the gradients (checked), written directly where they are C-contiguous, of the
-    dtype and apart from the operands, else copied into at the end."""
+    products (None: NumPy's, by NumpyProducts in pieces; or fastnll.torch's); grad_out: the
+    caller's arrays for the gradients (checked), written directly where they are
+    C-contiguous, of the dtype and apart from the operands, else copied into at the end."""
+    V, H = W.shape
+    if products is None and x.size // max(H, 1) * V * x.itemsize <= _BLOCK_BYTES:
+        products = NumpyProducts(V, H, x.dtype)     # one block: the compiled call's products
+    if products is not None:
+        return _blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
+                       return_grad, needs, row_scale, products, grad_out)
+    # logits beyond one block: NumPy's BLAS on one thread a piece of each product, as many
+    # pieces at once as it had threads (NumpyProducts)
+    with _blas.one_thread() as pieces:
+        return _blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
+                       return_grad, needs, row_scale, NumpyProducts(*W.shape, x.dtype, pieces),
+                       grad_out)
+
+
+def _blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss, return_grad,
+            needs, row_scale, products, grad_out):
+    """linear_blocks with its products chosen."""
     dtype = x.dtype
     V, H = W.shape
     N = int(np.prod(x.shape[:-1]))
     x2 = x.reshape(N, H)
     t2 = t.reshape(N, V) if prob else t.reshape(N)
     ce_div, z_div = _divisors(reduction, prob, t2, w, ignore_index, N)
-    products = products if products is not None else NumpyProducts(V, H, dtype)
     loss_of = BlockLoss(V, dtype, w, ignore_index, eps, softcap, z_loss, prob, _scale(ce_div),
                         _scale(z_div), products.kernel_threads)
     # the kept rows: all of them (slices), or the indices of those not ignored

@@ -70,3 +70,102 @@ def test_output_overlapping_an_operand(dtype):
     add(C, B, C)
     np.testing.assert_allclose(C, C0.astype(np.float64) + B.astype(np.float64) @ C0,
                                rtol=1e-4, atol=1e-3)
+
+
+def blas_threads():
+    """The thread count of NumPy's BLAS as threadpoolctl reads it (None: not found)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for info in threadpoolctl.threadpool_info():
+        if info["user_api"] == "blas" and info["filepath"] in _blas._loaded_libraries():
+            return info["num_threads"]
+    return None
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 31, 32, 33, 100, 512, 32000])
+@pytest.mark.parametrize("count", [1, 2, 3, 8])
+def test_in_pieces_covers_the_range(n, count):
+    """Contiguous pieces, about equal, starting at multiples of 16, each run once: the first
+    on the calling thread, the others on worker threads."""
+    import threading
+    seen, lock = [], threading.Lock()
+
+    def fn(a, b):
+        with lock:
+            seen.append((a, b, threading.get_ident()))
+    _blas.in_pieces(fn, n, count)
+    pieces = sorted((a, b) for a, b, _ in seen)
+    want = max(1, min(count, n // 16))
+    assert len(pieces) == want
+    assert pieces[0][0] == 0 and pieces[-1][1] == n
+    assert all(p[1] == q[0] for p, q in zip(pieces, pieces[1:]))
+    assert all(a % 16 == 0 and a < b for a, b in pieces[1:])
+    if want > 1:
+        assert max(b - a for a, b in pieces) - min(b - a for a, b in pieces) <= 16
+        on = {a: ident for a, _, ident in seen}
+        assert on[0] == threading.get_ident()     # the first here, the others on workers
+        assert all(on[a] != on[0] for a, _ in pieces[1:])
+
+
+def test_in_pieces_reraises_after_every_piece_is_done():
+    """An error of a piece (on a worker or on the calling thread) reaches the caller, and
+    only once every other piece has finished (they write into the caller's arrays)."""
+    import time
+    done = []
+
+    def worker_fails(a, b):
+        if a:
+            raise KeyError("piece")
+        time.sleep(0.05)
+        done.append(a)
+    with pytest.raises(KeyError, match="piece"):
+        _blas.in_pieces(worker_fails, 64, 2)
+    assert done == [0]
+
+    def caller_fails(a, b):
+        if a == 0:
+            raise KeyError("first")
+        time.sleep(0.05)
+        done.append(a)
+    with pytest.raises(KeyError, match="first"):
+        _blas.in_pieces(caller_fails, 64, 2)
+    assert done == [0, 32]
+
+
+def test_one_thread_sets_and_restores_the_count():
+    """Inside (nested) blocks the BLAS runs on one thread; the count outside is what the
+    blocks bind, and it comes back when the last block closes, also on an exception."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if blas_threads() is None or _blas._thread_count_api() is None:
+        pytest.skip("NumPy's BLAS is not reachable here (the products run unsplit)")
+    with threadpoolctl.threadpool_limits(3, user_api="blas"):
+        with _blas.one_thread() as outer:
+            assert outer == 3 and blas_threads() == 1
+            with _blas.one_thread() as inner:
+                assert inner == 3 and blas_threads() == 1
+            assert blas_threads() == 1
+        assert blas_threads() == 3
+        with pytest.raises(KeyError):
+            with _blas.one_thread():
+                raise KeyError("inside")
+        assert blas_threads() == 3
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        with _blas.one_thread() as count:     # a limit of the user's: one piece
+            assert count == 1
+
+
+def _pieces_in_child(n):
+    seen = []
+    _blas.in_pieces(lambda a, b: seen.append((a, b)), n, 2)
+    return sorted(seen)
+
+
+def test_in_pieces_after_fork():
+    """A forked child (multiprocessing's default on Linux) has no copy of the parent's
+    worker threads: it makes its own."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    _blas.in_pieces(lambda a, b: None, 64, 2)          # the parent's workers exist
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_pieces_in_child, (64,)).get(timeout=60) == [(0, 32),
+                                                                           (32, 64)]

@@ -710,3 +710,61 @@ def test_without_numpys_blas_gemm(torch, monkeypatch):
     np.testing.assert_array_equal(without[0], with_gemm[0])
     np.testing.assert_allclose(without[1].linear_weight, with_gemm[1].linear_weight,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_in_pieces(torch, blocks, dtype, monkeypatch):
+    """Where the logits take several blocks, every product split into three pieces (as on a
+    BLAS of three threads, with pieces of at least 2 rows or columns): the same values.  One
+    block: one piece (the compiled call's products)."""
+    import contextlib
+    calls = []
+    in_pieces = _linear._blas.in_pieces
+
+    def spy(fn, n, count):
+        calls.append((n, count))
+        in_pieces(fn, n, count)
+    monkeypatch.setattr(_linear._blas, "_ALIGN", 2)
+    monkeypatch.setattr(_linear._blas, "in_pieces", spy)
+    monkeypatch.setattr(_linear._blas, "one_thread", lambda: contextlib.nullcontext(3))
+    x, W, t, b, w = problem(dtype, ignored=0.3, bias=True, weight=True)
+    for options in OPTIONS[:3]:
+        calls.clear()
+        check(torch, dtype, x, W, t, b, w, reduction="sum", **options)
+        pieces = 1 if blocks == "one block" else 3
+        # the logits, grad_input and grad_linear_weight: each over slices of the vocabulary
+        # (and the evaluation's logits over its slices' own)
+        assert {count for _, count in calls} == {pieces} and calls.count((V, pieces)) >= 3
+
+
+def test_blas_thread_count_restored(monkeypatch):
+    """Where the logits take several blocks, linear_cross_entropy sets NumPy's BLAS to one
+    thread for its products and back, also when a product fails."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastnll import _blas
+    if _blas._thread_count_api() is None:
+        pytest.skip("NumPy's BLAS is not reachable here (the products run unsplit)")
+
+    def count():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["filepath"] in _blas._loaded_libraries()]
+    seen = []
+    grad_input = _linear.NumpyProducts.grad_input
+
+    def spy(self, g, W, out):
+        seen.append(count())
+        grad_input(self, g, W, out)
+    monkeypatch.setattr(_linear.NumpyProducts, "grad_input", spy)
+    monkeypatch.setattr(_linear, "_BLOCK_BYTES", 5 * V * 4)
+    x, W, t, b, w = problem(np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert count() == [2]
+        fastnll.linear_cross_entropy(x, W, t, return_grad=True)
+        assert count() == [2] and seen and all(c == [1] for c in seen)
+
+        def fails(self, g, W, out):
+            raise RuntimeError("product")
+        monkeypatch.setattr(_linear.NumpyProducts, "grad_input", fails)
+        with pytest.raises(RuntimeError, match="product"):
+            fastnll.linear_cross_entropy(x, W, t, return_grad=True)
+        assert count() == [2]
