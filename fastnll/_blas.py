@@ -174,9 +174,11 @@ def _thread_count_api():
 def one_thread():
     """Context manager: NumPy's BLAS runs on one thread inside the block (in every Python
     thread: the count is the library's own) and on its previous count again when the last
-    block open in the process closes.  ``as`` binds the count outside the blocks: how many
-    threads the BLAS would have taken, and so how many pieces the caller may run at once;
-    1 where the count cannot be read or set (then nothing is changed)."""
+    block open in the process closes, unless something else (a ``threadpoolctl`` limit in
+    another thread) has set another count meanwhile, which is then kept.  ``as`` binds the
+    count outside the blocks: how many threads the BLAS would have taken, and so how many
+    pieces the caller may run at once; 1 where the count cannot be read or set (then
+    nothing is changed)."""
     global _inside, _outside
     with _count_lock:
         api = _thread_count_api()
@@ -192,8 +194,23 @@ def one_thread():
         if api is not None:
             with _count_lock:
                 _inside -= 1
-                if _inside == 0:
+                if _inside == 0 and api[0]() == 1:
                     api[1](_outside)
+
+
+def _after_fork_in_child():
+    """A child forked inside one_thread blocks has none of the threads that would close
+    them: the BLAS's count back to the one outside them, and a fresh lock (the parent's may
+    have been held)."""
+    global _inside, _count_lock
+    _count_lock = threading.Lock()
+    if _inside and _count_api and _count_api[0] is not None:
+        _count_api[0][1](_outside)
+    _inside = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _ALIGN = 16             # pieces start at multiples of this many elements (a cache line)
@@ -202,12 +219,11 @@ _pool = [None, 0, None]     # [executor, its workers, the process it belongs to]
 
 def _workers(n):
     """An executor of at least n threads, made anew in a forked child (whose copy of the
-    parent's has no threads)."""
+    parent's has no threads).  A smaller one is dropped, not shut down: a call in another
+    thread may still be submitting to it (its threads end once it is unreferenced)."""
     with _count_lock:
         pool, size, pid = _pool
         if pool is None or size < n or pid != os.getpid():
-            if pool is not None and pid == os.getpid():
-                pool.shutdown(wait=False)
             pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="fastnll-blas")
             _pool[:] = [pool, n, os.getpid()]
         return pool
@@ -224,8 +240,10 @@ def in_pieces(fn, n, count):
         fn(0, n)
         return
     pool = _workers(count - 1)
-    futures = [pool.submit(fn, cuts[i], cuts[i + 1]) for i in range(1, count)]
+    futures = []
     try:
+        for i in range(1, count):
+            futures.append(pool.submit(fn, cuts[i], cuts[i + 1]))
         fn(cuts[0], cuts[1])
     finally:
         concurrent.futures.wait(futures)

@@ -67,6 +67,8 @@ _GATHER_ROWS = 256      # rows gathered at a time into an evaluation's block
 # AMD EPYC: by blocks of 262 or 250 rows against 256 or 264, ``x @ W.T`` took 4-8% longer
 # and ``G @ W`` 6-8%).
 _ROW_MULTIPLE = 16
+# NumpyProducts.grad_input's most pieces over the vocabulary, each with an array of its own
+_MAX_TERMS = 4
 
 
 _L2_BYTES = L2_BYTES      # a module global, so that the tests can shrink it
@@ -303,12 +305,17 @@ class NumpyProducts:
 
     def grad_input(self, g, W, out):
         # as (W.T @ g.T).T: OpenBLAS splits this form better on its threads than g @ W
-        # (293 ms against 387 ms over the 8 blocks above).  In pieces: over slices of the
-        # vocabulary (of the sum), each piece's product into an array of its own, added in
-        # their order, so that each piece reads its part of g and W alone (pieces of W's
-        # columns each read all of g: 3-4% slower over the whole call, in one process)
+        # (293 ms against 387 ms over the 8 blocks above).  In up to _MAX_TERMS pieces: over
+        # slices of the vocabulary (of the sum), each piece's product into an array of its
+        # own, added in their order, so that each piece reads its part of g and W alone
+        # (pieces of W's columns each read all of g: 3-4% slower over the whole call, in one
+        # process); in more, over W's columns (no arrays of out's size, no sum)
         if not out.flags.c_contiguous:
             out[...] = (W.T @ g.T).T
+            return
+        if self.pieces > _MAX_TERMS:
+            _blas.in_pieces(lambda a, b: np.matmul(W.T[a:b], g.T, out=out[:, a:b].T),
+                            W.shape[1], self.pieces)
             return
         parts = {}
 

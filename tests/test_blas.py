@@ -151,6 +151,36 @@ def test_one_thread_sets_and_restores_the_count():
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         with _blas.one_thread() as count:     # a limit of the user's: one piece
             assert count == 1
+    with threadpoolctl.threadpool_limits(3, user_api="blas"):
+        with _blas.one_thread():
+            # a count set meanwhile (by a threadpoolctl block in another thread) is kept
+            threadpoolctl.threadpool_limits(2, user_api="blas")
+        assert blas_threads() == 2
+
+
+def test_in_pieces_from_several_threads_at_once():
+    """Calls from several Python threads with different piece counts (the worker pool grows
+    under the others' calls) all run every piece."""
+    import threading
+    errors, totals = [], []
+
+    def caller(count):
+        try:
+            for _ in range(50):
+                hits = np.zeros(64 * count, dtype=np.int64)
+
+                def mark(a, b, hits=hits):
+                    hits[a:b] += 1
+                _blas.in_pieces(mark, hits.size, count)
+                totals.append(bool(np.all(hits == 1)))
+        except Exception as e:                      # noqa: BLE001 (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=caller, args=(c,)) for c in (2, 3, 4, 5, 6, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(totals) == 300 and all(totals)
 
 
 def _pieces_in_child(n):
@@ -165,7 +195,32 @@ def test_in_pieces_after_fork():
     import multiprocessing
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork here")
+    import warnings
     _blas.in_pieces(lambda a, b: None, 64, 2)          # the parent's workers exist
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        assert pool.apply_async(_pieces_in_child, (64,)).get(timeout=60) == [(0, 32),
-                                                                           (32, 64)]
+    with warnings.catch_warnings():     # forking a process that has threads (Python 3.12,
+        warnings.simplefilter("ignore")  # and JAX, imported by other tests)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            assert pool.apply_async(_pieces_in_child, (64,)).get(timeout=60) == [(0, 32),
+                                                                               (32, 64)]
+
+
+def _count_in_child():
+    return _blas._thread_count_api()[0](), _blas._inside
+
+
+def test_fork_inside_one_thread():
+    """A child forked inside a one_thread block, where no thread will close it, gets the
+    count from outside the block back."""
+    import multiprocessing
+    import warnings
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    if blas_threads() is None or _blas._thread_count_api() is None:
+        pytest.skip("NumPy's BLAS is not reachable here (the products run unsplit)")
+    with threadpoolctl.threadpool_limits(3, user_api="blas"), _blas.one_thread():
+        with warnings.catch_warnings():     # (as in test_in_pieces_after_fork)
+            warnings.simplefilter("ignore")
+            with multiprocessing.get_context("fork").Pool(1) as pool:
+                assert pool.apply_async(_count_in_child).get(timeout=60) == (3, 0)
+        assert blas_threads() == 1

@@ -713,9 +713,11 @@ def test_without_numpys_blas_gemm(torch, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_products_in_pieces(torch, blocks, dtype, monkeypatch):
-    """Where the logits take several blocks, every product split into three pieces (as on a
-    BLAS of three threads, with pieces of at least 2 rows or columns): the same values.  One
+@pytest.mark.parametrize("count", [3, 5])
+def test_products_in_pieces(torch, blocks, dtype, count, monkeypatch):
+    """Where the logits take several blocks, every product split into `count` pieces (as on
+    a BLAS of that many threads, with pieces of at least 2 rows or columns; grad_input over
+    the vocabulary up to _MAX_TERMS pieces, else over W's columns): the same values.  One
     block: one piece (the compiled call's products)."""
     import contextlib
     calls = []
@@ -726,15 +728,19 @@ def test_products_in_pieces(torch, blocks, dtype, monkeypatch):
         in_pieces(fn, n, count)
     monkeypatch.setattr(_linear._blas, "_ALIGN", 2)
     monkeypatch.setattr(_linear._blas, "in_pieces", spy)
-    monkeypatch.setattr(_linear._blas, "one_thread", lambda: contextlib.nullcontext(3))
+    monkeypatch.setattr(_linear._blas, "one_thread", lambda: contextlib.nullcontext(count))
     x, W, t, b, w = problem(dtype, ignored=0.3, bias=True, weight=True)
     for options in OPTIONS[:3]:
         calls.clear()
         check(torch, dtype, x, W, t, b, w, reduction="sum", **options)
-        pieces = 1 if blocks == "one block" else 3
-        # the logits, grad_input and grad_linear_weight: each over slices of the vocabulary
-        # (and the evaluation's logits over its slices' own)
-        assert {count for _, count in calls} == {pieces} and calls.count((V, pieces)) >= 3
+        pieces = 1 if blocks == "one block" else count
+        # the logits and grad_linear_weight over slices of the vocabulary, grad_input too or
+        # over W's columns (and the evaluation's logits over its slices' own)
+        assert {c for _, c in calls} == {pieces}
+        if pieces <= _linear._MAX_TERMS:
+            assert calls.count((V, pieces)) >= 3
+        else:
+            assert calls.count((V, pieces)) >= 2 and (H, pieces) in calls
 
 
 def test_blas_thread_count_restored(monkeypatch):
