@@ -101,11 +101,7 @@ def _make_add_product(dtype):
             return _NO_TRANS, max(s0 // size, 1)
         if (s0 == size or m == 1) and s1 % size == 0 and s1 >= max(m, 1) * size:
             return _TRANS, max(s1 // size, 1)
-        if a.flags.c_contiguous:
-            return _NO_TRANS, max(k, 1)
-        if a.flags.f_contiguous:
-            return _TRANS, max(m, 1)
-        return None
+        return None     # (C- and F-contiguous operands are the cases above with ld k or m)
 
     def add_product(C, A, B):
         (m, k), n = A.shape, B.shape[1]

@@ -531,7 +531,7 @@ def linear_blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_
     # pieces at once as it had threads (NumpyProducts)
     with _blas.one_thread() as pieces:
         return _blocks(x, W, b, t, prob, w, ignore_index, reduction, eps, softcap, z_loss,
-                       return_grad, needs, row_scale, NumpyProducts(*W.shape, x.dtype, pieces),
+                       return_grad, needs, row_scale, NumpyProducts(V, H, x.dtype, pieces),
                        grad_out)
 
 
